@@ -1,0 +1,45 @@
+using Engine.Kernels;
+using Engine.Tests;
+
+namespace Engine.Kernels.Tests;
+
+public class ElementwiseTests
+{
+    [Theory]
+    [InlineData(1)]
+    [InlineData(7)]
+    [InlineData(1000)]
+    public void Add_matches_reference(int n) => TestDevice.Use(dev =>
+    {
+        var rng = Numerics.NewRandom(out int seed);
+        float[] a = Numerics.Uniform(rng, n), b = Numerics.Uniform(rng, n);
+        using var da = dev.Upload<float>(a);
+        using var db = dev.Upload<float>(b);
+        using var y = Numerics.Poisoned(dev, n);
+        Elementwise.Add(dev, da.View, db.View, y.View);
+        Numerics.AssertClose(Elementwise.Reference.Add(Numerics.ToDouble(a), Numerics.ToDouble(b)), dev.Download<float>(y.View), what: "add", seed: seed);
+    });
+
+    [Fact]
+    public void Scale_and_accumulate_match_reference() => TestDevice.Use(dev =>
+    {
+        var rng = Numerics.NewRandom(out int seed);
+        float[] a = Numerics.Uniform(rng, 37), b = Numerics.Uniform(rng, 37);
+        using var da = dev.Upload<float>(a);
+        using var db = dev.Upload<float>(b);
+        Elementwise.Accumulate(dev, da.View, db.View);
+        Elementwise.Scale(dev, da.View, 0.5f);
+        var expected = new double[37];
+        for (int i = 0; i < 37; i++) expected[i] = 0.5 * ((double)a[i] + b[i]);
+        Numerics.AssertClose(expected, dev.Download<float>(da.View), what: "scale(accumulate)", seed: seed);
+    });
+
+    [Fact]
+    public void Add_rejects_mismatched_lengths() => TestDevice.Use(dev =>
+    {
+        using var a = dev.Allocate<float>(4);
+        using var b = dev.Allocate<float>(5);
+        var e = Assert.Throws<ArgumentException>(() => Elementwise.Add(dev, a.View, b.View, a.View));
+        Assert.Contains("Add", e.Message);
+    });
+}

@@ -1,0 +1,59 @@
+using System.Reflection;
+using System.Text.RegularExpressions;
+using Engine.Kernels;
+using ILGPU;
+using ILGPU.Backends.EntryPoints;
+using ILGPU.Backends.PTX;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+
+namespace Engine.Kernels.Tests;
+
+/// <summary>
+/// The CUDA path checked without a GPU: every kernel compiles to PTX for sm_90, under the name
+/// Nsight will show, and keeps its arrays in registers or shared memory rather than local memory.
+/// </summary>
+public class PtxCompileTests
+{
+    public static IEnumerable<object[]> Kernels() =>
+        typeof(Device).Assembly.GetTypes()
+            .SelectMany(t => t.GetMethods(BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic))
+            .Where(m => m.GetCustomAttribute<KernelNameAttribute>() is not null)
+            .OrderBy(m => m.Name)
+            .Select(m => new object[] { $"{m.DeclaringType!.Name}.{m.Name}" });
+
+    private static MethodInfo Find(string qualified)
+    {
+        string[] parts = qualified.Split('.');
+        return typeof(Device).Assembly.GetTypes()
+            .Where(t => t.Name == parts[0])
+            .SelectMany(t => t.GetMethods(BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic))
+            .Single(m => m.Name == parts[1] && m.GetCustomAttribute<KernelNameAttribute>() is not null);
+    }
+
+    [Fact]
+    public void Every_kernel_is_discovered() => Assert.True(Kernels().Count() >= 4, "no [KernelName] kernels found in Engine.Kernels");
+
+    [Theory]
+    [MemberData(nameof(Kernels))]
+    public void Kernel_compiles_for_sm90_with_its_name_and_no_local_memory(string qualified)
+    {
+        MethodInfo method = Find(qualified);
+        string name = method.GetCustomAttribute<KernelNameAttribute>()!.KernelName;
+        Type first = method.GetParameters()[0].ParameterType;
+        bool implicitlyGrouped = first == typeof(Index1D) || first == typeof(Index2D) || first == typeof(Index3D);
+        var entry = implicitlyGrouped
+            ? EntryPointDescription.FromImplicitlyGroupedKernel(method)
+            : EntryPointDescription.FromExplicitlyGroupedKernel(method);
+
+        using var context = Context.Create(b => b.Optimize(OptimizationLevel.O1).AllAccelerators());
+        using var backend = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_90),
+            CudaArchitecture.SM_90, CudaInstructionSet.ISA_88, null);
+        var kernel = (PTXCompiledKernel)backend.Compile(entry, KernelSpecialization.Empty);
+        string ptx = kernel.PTXAssembly;
+
+        Assert.Matches(new Regex(@"\.entry\s+Kernel_" + Regex.Escape(name) + @"\b"), ptx);
+        Assert.False(Regex.IsMatch(ptx, @"\.local\b"), $"{qualified} uses .local memory:\n" +
+            string.Join('\n', ptx.Split('\n').Where(l => l.Contains(".local")).Take(5)));
+    }
+}
