@@ -1,0 +1,23 @@
+using System.CommandLine;
+using Engine.Runner.Commands;
+
+namespace Engine.Runner;
+
+public static class Program
+{
+    public static int Main(string[] args)
+    {
+        var root = new RootCommand("engine: ResNet training on hand-written ILGPU kernels, single device vs DataParallel vs DistributedDataParallel.");
+        foreach (Command command in Commands())
+        {
+            root.Subcommands.Add(command);
+        }
+        return root.Parse(args).Invoke();
+    }
+
+    /// <summary>Every subcommand of the CLI; each lives in its own file under Commands/.</summary>
+    internal static IEnumerable<Command> Commands()
+    {
+        yield return DevicesCommand.Create();
+    }
+}
