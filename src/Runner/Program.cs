@@ -18,6 +18,7 @@ public static class Program
     /// <summary>Every subcommand of the CLI; each lives in its own file under Commands/.</summary>
     internal static IEnumerable<Command> Commands()
     {
+        yield return TrainCommand.Create();
         yield return DevicesCommand.Create();
     }
 }
