@@ -51,7 +51,8 @@ public class SoftmaxCrossEntropyTests
     [Fact]
     public void Forward_counts_the_first_max_on_ties() => TestDevice.Use(dev =>
     {
-        // Row 0 ties classes 1 and 2 (label 1: correct), row 1 the same tie with label 2: not correct.
+        // Row 0 ties classes 1 and 2 with label 1 (correct); row 1 ties classes 0 and 1 with label 1 (not correct).
+        // Then both rows tie classes 1 and 2 with label 2: the first max wins, so nothing is correct.
         float[] logits = { 0f, 3f, 3f, 3f, 3f, 0f };
         var (_, _, correct) = RunForward(dev, logits, new[] { 1, 1 }, 2, 3);
         Assert.Equal(1, correct);
