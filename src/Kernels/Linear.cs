@@ -1,0 +1,243 @@
+using System.Runtime.CompilerServices;
+using ILGPU;
+using ILGPU.Backends.EntryPoints;
+using ILGPU.Runtime;
+
+namespace Engine.Kernels;
+
+/// <summary>
+/// Fully connected layer with PyTorch's nn.Linear layout: x [n, inF], w [outF, inF], b [outF],
+/// y [n, outF], y = x w^T + b. Forward, backward-data (dx = dy w) and backward-weight (dw = dy^T x)
+/// are one shared-memory tiled GEMM read through different strides; the bias gradient is a
+/// per-feature column sum done as a fixed-order reduction (deterministic, no float atomics).
+/// </summary>
+public static class Linear
+{
+    /// <summary>Largest tile edge the shared-memory arrays are sized for (the CUDA tuning).</summary>
+    private const int MaxTile = 16;
+
+    /// <summary>Row stride of a shared tile: one spare column keeps transposed stores free of bank conflicts.</summary>
+    private const int TileStride = MaxTile + 1;
+
+    private const int SharedTile = MaxTile * TileStride;
+
+    /// <summary>Largest group of the bias reduction (a CUDA Tile x Tile group).</summary>
+    private const int MaxReduceGroup = MaxTile * MaxTile;
+
+    // ---- kernels ----
+
+    /// <summary>
+    /// The (row, col) element of C = A B for the calling thread, where A(r, k) = a[r * aRow + k * aCol]
+    /// and B(k, c) = b[k * bRow + c * bCol]; rows x cols outputs, depth terms. Every thread of the
+    /// group takes part in the loads and barriers, also those whose output lies outside C.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float TiledProduct(
+        ArrayView<float> a, int aRow, int aCol, ArrayView<float> b, int bRow, int bCol,
+        int rows, int cols, int depth, int tile, ArrayView<float> aTile, ArrayView<float> bTile)
+    {
+        int tx = Group.IdxX, ty = Group.IdxY;
+        int row0 = Grid.IdxY * tile, col0 = Grid.IdxX * tile;
+
+        // Let the thread index that advances fastest (X) walk the operand's contiguous dimension,
+        // so that global loads coalesce whichever way the operand is stored.
+        int ar = aCol == 1 ? ty : tx, ak = aCol == 1 ? tx : ty;
+        int bk = bCol == 1 ? ty : tx, bc = bCol == 1 ? tx : ty;
+
+        float sum = 0f;
+        for (int k0 = 0; k0 < depth; k0 += tile)
+        {
+            int gr = row0 + ar, gka = k0 + ak;
+            aTile[ar * TileStride + ak] = gr < rows && gka < depth ? a[gr * aRow + gka * aCol] : 0f;
+            int gkb = k0 + bk, gc = col0 + bc;
+            bTile[bk * TileStride + bc] = gkb < depth && gc < cols ? b[gkb * bRow + gc * bCol] : 0f;
+            Group.Barrier();
+            for (int k = 0; k < tile; k++)
+            {
+                sum += aTile[ty * TileStride + k] * bTile[k * TileStride + tx];
+            }
+            Group.Barrier();
+        }
+        return sum;
+    }
+
+    /// <summary>y[r, o] = sum_k x[r, k] w[o, k] + b[o].</summary>
+    [KernelName("linear_fwd")]
+    internal static void ForwardKernel(
+        ArrayView<float> x, ArrayView<float> w, ArrayView<float> b, ArrayView<float> y, int n, int inF, int outF, int tile)
+    {
+        var aTile = SharedMemory.Allocate<float>(SharedTile);
+        var bTile = SharedMemory.Allocate<float>(SharedTile);
+        float s = TiledProduct(x, inF, 1, w, 1, inF, n, outF, inF, tile, aTile, bTile);
+        int r = Grid.IdxY * tile + Group.IdxY, o = Grid.IdxX * tile + Group.IdxX;
+        if (r < n && o < outF)
+        {
+            y[r * outF + o] = s + b[o];
+        }
+    }
+
+    /// <summary>dx[r, k] = sum_o dy[r, o] w[o, k].</summary>
+    [KernelName("linear_bwd_data")]
+    internal static void BackwardDataKernel(
+        ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, int n, int inF, int outF, int tile)
+    {
+        var aTile = SharedMemory.Allocate<float>(SharedTile);
+        var bTile = SharedMemory.Allocate<float>(SharedTile);
+        float s = TiledProduct(dy, outF, 1, w, inF, 1, n, inF, outF, tile, aTile, bTile);
+        int r = Grid.IdxY * tile + Group.IdxY, k = Grid.IdxX * tile + Group.IdxX;
+        if (r < n && k < inF)
+        {
+            dx[r * inF + k] = s;
+        }
+    }
+
+    /// <summary>dw[o, k] = sum_r dy[r, o] x[r, k].</summary>
+    [KernelName("linear_bwd_weight")]
+    internal static void BackwardWeightKernel(
+        ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw, int n, int inF, int outF, int tile)
+    {
+        var aTile = SharedMemory.Allocate<float>(SharedTile);
+        var bTile = SharedMemory.Allocate<float>(SharedTile);
+        float s = TiledProduct(dy, 1, outF, x, inF, 1, outF, inF, n, tile, aTile, bTile);
+        int o = Grid.IdxY * tile + Group.IdxY, k = Grid.IdxX * tile + Group.IdxX;
+        if (o < outF && k < inF)
+        {
+            dw[o * inF + k] = s;
+        }
+    }
+
+    /// <summary>db[o] = sum_r dy[r, o]: one group per output feature, strided partial sums, then a tree in shared memory.</summary>
+    [KernelName("linear_bwd_bias")]
+    internal static void BackwardBiasKernel(ArrayView<float> dy, ArrayView<float> db, int n, int outF)
+    {
+        var partial = SharedMemory.Allocate<float>(MaxReduceGroup);
+        int t = Group.IdxX, size = Group.DimX, o = Grid.IdxX;
+        float s = 0f;
+        for (int r = t; r < n; r += size)
+        {
+            s += dy[r * outF + o];
+        }
+        partial[t] = s;
+        Group.Barrier();
+        for (int stride = 1; stride < size; stride *= 2)
+        {
+            if (t % (2 * stride) == 0 && t + stride < size)
+            {
+                partial[t] += partial[t + stride];
+            }
+            Group.Barrier();
+        }
+        if (t == 0)
+        {
+            db[o] = partial[0];
+        }
+    }
+
+    // ---- launchers ----
+
+    /// <summary>y = x w^T + b for x [n, inF], w [outF, inF], b [outF], y [n, outF] (views may be longer than the shape).</summary>
+    public static void Forward(Device dev, ArrayView<float> x, ArrayView<float> w, ArrayView<float> b, ArrayView<float> y, int n, int inF, int outF)
+    {
+        int tile = ValidateShape(dev, nameof(Forward), n, inF, outF);
+        Check.AtLeast("Linear.Forward", "x", x, (long)n * inF);
+        Check.AtLeast("Linear.Forward", "w", w, (long)outF * inF);
+        Check.AtLeast("Linear.Forward", "b", b, outF);
+        Check.AtLeast("Linear.Forward", "y", y, (long)n * outF);
+        dev.Kernel("linear_fwd", acc => acc.LoadKernel<
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(ForwardKernel))
+            (dev.Stream, TiledConfig(outF, n, tile), x, w, b, y, n, inF, outF, tile);
+    }
+
+    /// <summary>
+    /// Overwrites dx [n, inF] = dy w, dw [outF, inF] = dy^T x and db [outF] = column sums of dy,
+    /// given the forward's x [n, inF], w [outF, inF] and the output gradient dy [n, outF].
+    /// </summary>
+    public static void Backward(Device dev, ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy,
+        ArrayView<float> dx, ArrayView<float> dw, ArrayView<float> db, int n, int inF, int outF)
+    {
+        int tile = ValidateShape(dev, nameof(Backward), n, inF, outF);
+        Check.AtLeast("Linear.Backward", "x", x, (long)n * inF);
+        Check.AtLeast("Linear.Backward", "w", w, (long)outF * inF);
+        Check.AtLeast("Linear.Backward", "dy", dy, (long)n * outF);
+        Check.AtLeast("Linear.Backward", "dx", dx, (long)n * inF);
+        Check.AtLeast("Linear.Backward", "dw", dw, (long)outF * inF);
+        Check.AtLeast("Linear.Backward", "db", db, outF);
+
+        dev.Kernel("linear_bwd_data", acc => acc.LoadKernel<
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(BackwardDataKernel))
+            (dev.Stream, TiledConfig(inF, n, tile), dy, w, dx, n, inF, outF, tile);
+        dev.Kernel("linear_bwd_weight", acc => acc.LoadKernel<
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(BackwardWeightKernel))
+            (dev.Stream, TiledConfig(inF, outF, tile), dy, x, dw, n, inF, outF, tile);
+        dev.Kernel("linear_bwd_bias", acc => acc.LoadKernel<
+                ArrayView<float>, ArrayView<float>, int, int>(BackwardBiasKernel))
+            (dev.Stream, new KernelConfig(outF, Math.Min(dev.Tuning.GroupSize, MaxReduceGroup)), dy, db, n, outF);
+    }
+
+    /// <summary>Groups of tile x tile threads covering a rows x cols output (X walks columns).</summary>
+    private static KernelConfig TiledConfig(int cols, int rows, int tile)
+        => new(new Index2D((cols + tile - 1) / tile, (rows + tile - 1) / tile), new Index2D(tile, tile));
+
+    private static int ValidateShape(Device dev, string method, int n, int inF, int outF)
+    {
+        ArgumentNullException.ThrowIfNull(dev);
+        if (n <= 0 || inF <= 0 || outF <= 0)
+        {
+            throw new ArgumentException($"Linear.{method}: n, inF and outF must be positive (got n={n}, inF={inF}, outF={outF}).");
+        }
+        long largest = Math.Max((long)n * inF, Math.Max((long)n * outF, (long)outF * inF));
+        if (largest > int.MaxValue)
+        {
+            throw new ArgumentException($"Linear.{method}: {largest} elements in one operand exceed the kernel's 32-bit indexing.");
+        }
+        int tile = dev.Tuning.Tile;
+        if (tile < 1 || tile > MaxTile)
+        {
+            throw new InvalidOperationException($"Linear.{method}: tile {tile} is outside 1..{MaxTile}, the shared-memory tile size.");
+        }
+        return tile;
+    }
+
+    // ---- float64 references ----
+
+    public static class Reference
+    {
+        /// <summary>y [n, outF] = x [n, inF] w^T [inF, outF] + b.</summary>
+        public static double[] Forward(double[] x, double[] w, double[] b, int n, int inF, int outF)
+        {
+            var y = new double[n * outF];
+            for (int r = 0; r < n; r++)
+            {
+                for (int o = 0; o < outF; o++)
+                {
+                    double s = b[o];
+                    for (int k = 0; k < inF; k++) s += x[r * inF + k] * w[o * inF + k];
+                    y[r * outF + o] = s;
+                }
+            }
+            return y;
+        }
+
+        /// <summary>Gradients of sum(dy * Forward(x, w, b)) with respect to x, w and b.</summary>
+        public static (double[] Dx, double[] Dw, double[] Db) Backward(double[] x, double[] w, double[] dy, int n, int inF, int outF)
+        {
+            var dx = new double[n * inF];
+            var dw = new double[outF * inF];
+            var db = new double[outF];
+            for (int r = 0; r < n; r++)
+            {
+                for (int o = 0; o < outF; o++)
+                {
+                    double g = dy[r * outF + o];
+                    db[o] += g;
+                    for (int k = 0; k < inF; k++)
+                    {
+                        dx[r * inF + k] += g * w[o * inF + k];
+                        dw[o * inF + k] += g * x[r * inF + k];
+                    }
+                }
+            }
+            return (dx, dw, db);
+        }
+    }
+}
