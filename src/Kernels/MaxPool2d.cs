@@ -1,4 +1,5 @@
 using ILGPU;
+using ILGPU.Algorithms;
 using ILGPU.Backends.EntryPoints;
 using ILGPU.Runtime;
 
@@ -26,9 +27,9 @@ public static class MaxPool2d
         int plane = rest / outH;
 
         int hStart = oh * s.Stride - s.Pad, wStart = ow * s.Stride - s.Pad;
-        int hEnd = XMin(hStart + s.Kernel, s.H), wEnd = XMin(wStart + s.Kernel, s.W);
-        hStart = XMax(hStart, 0);
-        wStart = XMax(wStart, 0);
+        int hEnd = XMath.Min(hStart + s.Kernel, s.H), wEnd = XMath.Min(wStart + s.Kernel, s.W);
+        hStart = XMath.Max(hStart, 0);
+        wStart = XMath.Max(wStart, 0);
 
         int planeBase = plane * s.H * s.W;
         float best = float.NegativeInfinity;
@@ -63,9 +64,9 @@ public static class MaxPool2d
 
         // Windows oh with oh*Stride - Pad <= h <= oh*Stride - Pad + Kernel - 1.
         int ohStart = h + s.Pad < s.Kernel ? 0 : (h + s.Pad - s.Kernel) / s.Stride + 1;
-        int ohEnd = XMin((h + s.Pad) / s.Stride + 1, outH);
+        int ohEnd = XMath.Min((h + s.Pad) / s.Stride + 1, outH);
         int owStart = w + s.Pad < s.Kernel ? 0 : (w + s.Pad - s.Kernel) / s.Stride + 1;
-        int owEnd = XMin((w + s.Pad) / s.Stride + 1, outW);
+        int owEnd = XMath.Min((w + s.Pad) / s.Stride + 1, outW);
 
         int target = h * s.W + w;
         int outBase = plane * outH * outW;
@@ -80,9 +81,6 @@ public static class MaxPool2d
         }
         dx[i] = sum;
     }
-
-    private static int XMin(int a, int b) => a < b ? a : b;
-    private static int XMax(int a, int b) => a > b ? a : b;
 
     // ---- launchers ----
 

@@ -13,7 +13,7 @@ public static class Relu
     internal static void ForwardKernel(Index1D i, ArrayView<float> x, ArrayView<float> y)
     {
         float v = x[i];
-        y[i] = v > 0f ? v : 0f;
+        y[i] = v < 0f ? 0f : v; // NaN passes through, as in PyTorch, so divergence stays visible
     }
 
     [KernelName("relu_bwd")]
@@ -47,7 +47,7 @@ public static class Relu
         public static double[] Forward(double[] x)
         {
             var y = new double[x.Length];
-            for (int i = 0; i < x.Length; i++) y[i] = x[i] > 0 ? x[i] : 0;
+            for (int i = 0; i < x.Length; i++) y[i] = x[i] < 0 ? 0 : x[i];
             return y;
         }
 

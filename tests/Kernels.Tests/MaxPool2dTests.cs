@@ -26,9 +26,7 @@ public class MaxPool2dTests
         return values;
     }
 
-    private static int[] Download(Engine.Kernels.Device dev, ILGPU.ArrayView<int> view) => dev.Download<int>(view);
-
-    private static void RunAndCompare(Engine.Kernels.Device dev, float[] xHost, float[] dyHost, Pool2dShape s, int seed)
+    private static void RunAndCompare(Device dev, float[] xHost, float[] dyHost, Pool2dShape s, int seed)
     {
         using var x = dev.Upload<float>(xHost);
         using var dy = dev.Upload<float>(dyHost);
@@ -41,7 +39,7 @@ public class MaxPool2dTests
 
         var (yRef, argmaxRef) = MaxPool2d.Reference.Forward(Numerics.ToDouble(xHost), s);
         Numerics.AssertClose(yRef, dev.Download<float>(y.View), rtol: 0, atol: 0, what: $"maxpool y {s}", seed: seed);
-        Assert.Equal(argmaxRef, Download(dev, argmax.View));
+        Assert.Equal(argmaxRef, dev.Download<int>(argmax.View));
         Numerics.AssertClose(MaxPool2d.Reference.Backward(Numerics.ToDouble(dyHost), argmaxRef, s), dev.Download<float>(dx.View),
             what: $"maxpool dx {s}", seed: seed);
     }
@@ -77,7 +75,7 @@ public class MaxPool2dTests
         using var y = Numerics.Poisoned(dev, s.OutputLength);
         using var argmax = dev.Allocate<int>(s.OutputLength);
         MaxPool2d.Forward(dev, x.View, y.View, argmax.View, s);
-        int[] got = Download(dev, argmax.View);
+        int[] got = dev.Download<int>(argmax.View);
         for (int plane = 0; plane < s.N * s.C; plane++)
             for (int oh = 0; oh < s.OutH; oh++)
                 for (int ow = 0; ow < s.OutW; ow++)
@@ -96,7 +94,7 @@ public class MaxPool2dTests
         using var dx2 = Numerics.Poisoned(dev, 9);
         MaxPool2d.Forward(dev, x2.View, y2.View, argmax2.View, one);
         MaxPool2d.Backward(dev, dy2.View, argmax2.View, dx2.View, one);
-        Assert.Equal([1], Download(dev, argmax2.View));
+        Assert.Equal([1], dev.Download<int>(argmax2.View));
         Assert.Equal([0f, 3f, 0f, 0f, 0f, 0f, 0f, 0f, 0f], dev.Download<float>(dx2.View));
     });
 
