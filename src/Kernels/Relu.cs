@@ -1,0 +1,61 @@
+using ILGPU;
+using ILGPU.Backends.EntryPoints;
+using ILGPU.Runtime;
+
+namespace Engine.Kernels;
+
+/// <summary>ReLU. Backward reads the forward OUTPUT (y &gt; 0 exactly where x &gt; 0), so the input need not be kept.</summary>
+public static class Relu
+{
+    // ---- kernels ----
+
+    [KernelName("relu_fwd")]
+    internal static void ForwardKernel(Index1D i, ArrayView<float> x, ArrayView<float> y)
+    {
+        float v = x[i];
+        y[i] = v < 0f ? 0f : v; // NaN passes through, as in PyTorch, so divergence stays visible
+    }
+
+    [KernelName("relu_bwd")]
+    internal static void BackwardKernel(Index1D i, ArrayView<float> y, ArrayView<float> dy, ArrayView<float> dx)
+        => dx[i] = y[i] > 0f ? dy[i] : 0f;
+
+    // ---- launchers ----
+
+    /// <summary>y = max(x, 0); y may alias x.</summary>
+    public static void Forward(Device dev, ArrayView<float> x, ArrayView<float> y)
+    {
+        Check.SameLength("Relu.Forward", x, y);
+        if (y.Length == 0) return;
+        dev.Kernel("relu_fwd", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>>(ForwardKernel))
+            (dev.Stream, (int)y.Length, x, y);
+    }
+
+    /// <summary>dx = y &gt; 0 ? dy : 0, with y the forward output; dx may alias dy.</summary>
+    public static void Backward(Device dev, ArrayView<float> y, ArrayView<float> dy, ArrayView<float> dx)
+    {
+        Check.SameLength("Relu.Backward", y, dy, dx);
+        if (dx.Length == 0) return;
+        dev.Kernel("relu_bwd", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>>(BackwardKernel))
+            (dev.Stream, (int)dx.Length, y, dy, dx);
+    }
+
+    // ---- float64 references ----
+
+    public static class Reference
+    {
+        public static double[] Forward(double[] x)
+        {
+            var y = new double[x.Length];
+            for (int i = 0; i < x.Length; i++) y[i] = x[i] < 0 ? 0 : x[i];
+            return y;
+        }
+
+        public static double[] Backward(double[] y, double[] dy)
+        {
+            var dx = new double[y.Length];
+            for (int i = 0; i < y.Length; i++) dx[i] = y[i] > 0 ? dy[i] : 0;
+            return dx;
+        }
+    }
+}

@@ -1,0 +1,141 @@
+using Engine.Kernels;
+using Engine.Tests;
+
+namespace Engine.Kernels.Tests;
+
+public class MaxPool2dTests
+{
+    public static TheoryData<int, int, int, int, int, int, int> Shapes => new()
+    {
+        { 2, 3, 7, 7, 3, 2, 1 },   // torchvision's stem pool on an odd plane
+        { 1, 2, 8, 8, 3, 2, 1 },
+        { 2, 1, 1, 1, 3, 2, 1 },   // 1x1 input: the window is mostly padding
+        { 1, 2, 5, 6, 2, 2, 0 },
+        { 2, 2, 7, 8, 3, 1, 1 },   // overlapping windows, stride 1
+        { 1, 1, 9, 7, 3, 3, 0 },
+    };
+
+    private static Pool2dShape Shape(int n, int c, int h, int w, int k, int s, int p) => new(n, c, h, w, k, s, p);
+
+    /// <summary>Distinct values 0.01 apart in random order: no ties, and finite differences never change the argmax.</summary>
+    private static float[] Distinct(Random rng, int count)
+    {
+        var values = new float[count];
+        for (int i = 0; i < count; i++) values[i] = (i - count / 2) * 0.01f;
+        rng.Shuffle(values);
+        return values;
+    }
+
+    private static void RunAndCompare(Device dev, float[] xHost, float[] dyHost, Pool2dShape s, int seed)
+    {
+        using var x = dev.Upload<float>(xHost);
+        using var dy = dev.Upload<float>(dyHost);
+        using var y = Numerics.Poisoned(dev, s.OutputLength);
+        using var argmax = dev.Upload<int>(Enumerable.Repeat(-7, s.OutputLength).ToArray());
+        using var dx = Numerics.Poisoned(dev, s.InputLength);
+
+        MaxPool2d.Forward(dev, x.View, y.View, argmax.View, s);
+        MaxPool2d.Backward(dev, dy.View, argmax.View, dx.View, s);
+
+        var (yRef, argmaxRef) = MaxPool2d.Reference.Forward(Numerics.ToDouble(xHost), s);
+        Numerics.AssertClose(yRef, dev.Download<float>(y.View), rtol: 0, atol: 0, what: $"maxpool y {s}", seed: seed);
+        Assert.Equal(argmaxRef, dev.Download<int>(argmax.View));
+        Numerics.AssertClose(MaxPool2d.Reference.Backward(Numerics.ToDouble(dyHost), argmaxRef, s), dev.Download<float>(dx.View),
+            what: $"maxpool dx {s}", seed: seed);
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void Forward_and_backward_match_reference(int n, int c, int h, int w, int k, int st, int p) => TestDevice.Use(dev =>
+    {
+        var s = Shape(n, c, h, w, k, st, p);
+        var rng = Numerics.NewRandom(out int seed);
+        RunAndCompare(dev, Distinct(rng, s.InputLength), Numerics.Uniform(rng, s.OutputLength), s, seed);
+    });
+
+    /// <summary>Small integers make ties common; kernel and reference must agree on which element wins and gets the gradient.</summary>
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void Forward_and_backward_match_reference_with_ties(int n, int c, int h, int w, int k, int st, int p) => TestDevice.Use(dev =>
+    {
+        var s = Shape(n, c, h, w, k, st, p);
+        var rng = Numerics.NewRandom(out int seed);
+        float[] x = new float[s.InputLength];
+        for (int i = 0; i < x.Length; i++) x[i] = rng.Next(3);
+        RunAndCompare(dev, x, Numerics.Uniform(rng, s.OutputLength), s, seed);
+    });
+
+    /// <summary>PyTorch's rule, written out independently of the reference: the first maximum in row-major window order wins.</summary>
+    [Fact]
+    public void Ties_go_to_the_first_maximum_in_row_major_order() => TestDevice.Use(dev =>
+    {
+        // Constant input: every window's winner is its first in-bounds element.
+        var s = new Pool2dShape(1, 2, 5, 6, 3, 2, 1);
+        using var x = dev.Upload<float>(Enumerable.Repeat(0.5f, s.InputLength).ToArray());
+        using var y = Numerics.Poisoned(dev, s.OutputLength);
+        using var argmax = dev.Allocate<int>(s.OutputLength);
+        MaxPool2d.Forward(dev, x.View, y.View, argmax.View, s);
+        int[] got = dev.Download<int>(argmax.View);
+        for (int plane = 0; plane < s.N * s.C; plane++)
+            for (int oh = 0; oh < s.OutH; oh++)
+                for (int ow = 0; ow < s.OutW; ow++)
+                {
+                    int expected = Math.Max(oh * s.Stride - s.Pad, 0) * s.W + Math.Max(ow * s.Stride - s.Pad, 0);
+                    Assert.Equal(expected, got[(plane * s.OutH + oh) * s.OutW + ow]);
+                }
+        Assert.All(dev.Download<float>(y.View), v => Assert.Equal(0.5f, v));
+
+        // One 3x3 window holding 5 at (0,1), (1,0), (1,2), (2,2): (0,1) wins, and only it gets the gradient.
+        var one = new Pool2dShape(1, 1, 3, 3, 3, 1, 0);
+        using var x2 = dev.Upload<float>([0f, 5f, 1f, 5f, 2f, 5f, 0f, 0f, 5f]);
+        using var y2 = Numerics.Poisoned(dev, 1);
+        using var argmax2 = dev.Allocate<int>(1);
+        using var dy2 = dev.Upload<float>([3f]);
+        using var dx2 = Numerics.Poisoned(dev, 9);
+        MaxPool2d.Forward(dev, x2.View, y2.View, argmax2.View, one);
+        MaxPool2d.Backward(dev, dy2.View, argmax2.View, dx2.View, one);
+        Assert.Equal([1], dev.Download<int>(argmax2.View));
+        Assert.Equal([0f, 3f, 0f, 0f, 0f, 0f, 0f, 0f, 0f], dev.Download<float>(dx2.View));
+    });
+
+    [Theory]
+    [InlineData(2, 2, 7, 7, 3, 2, 1)]
+    [InlineData(1, 2, 6, 5, 3, 1, 1)]
+    [InlineData(1, 1, 4, 4, 2, 2, 0)]
+    public void Backward_reference_matches_finite_differences(int n, int c, int h, int w, int k, int st, int p)
+    {
+        var s = Shape(n, c, h, w, k, st, p);
+        var rng = Numerics.NewRandom(out int seed);
+        double[] x = Numerics.ToDouble(Distinct(rng, s.InputLength));
+        double[] g = Numerics.ToDouble(Numerics.Uniform(rng, s.OutputLength));
+        double[] analytic = MaxPool2d.Reference.Backward(g, MaxPool2d.Reference.Forward(x, s).Argmax, s);
+        Numerics.AssertFiniteDifference(v => Numerics.Dot(g, MaxPool2d.Reference.Forward(v, s).Y), x, analytic, rng,
+            samples: s.InputLength, what: $"maxpool dx {s} (seed {seed})");
+    }
+
+    [Fact]
+    public void Shape_validation_and_launchers_reject_bad_arguments() => TestDevice.Use(dev =>
+    {
+        var s = new Pool2dShape(2, 3, 7, 7, 3, 2, 1);
+        Assert.Equal(4, s.OutH);
+        Assert.Equal(4, s.OutW);
+        Assert.Equal(2 * 3 * 49, s.InputLength);
+        Assert.Equal(2 * 3 * 16, s.OutputLength);
+        s.Validate();
+
+        Assert.Contains("positive", Assert.Throws<ArgumentException>(() => new Pool2dShape(0, 3, 7, 7, 3, 2, 1).Validate()).Message);
+        Assert.Contains("stride", Assert.Throws<ArgumentException>(() => new Pool2dShape(1, 1, 7, 7, 3, 0, 1).Validate()).Message);
+        Assert.Contains("pad", Assert.Throws<ArgumentException>(() => new Pool2dShape(1, 1, 7, 7, 3, 2, 2).Validate()).Message);
+        Assert.Contains("does not fit", Assert.Throws<ArgumentException>(() => new Pool2dShape(1, 1, 2, 7, 3, 1, 0).Validate()).Message);
+
+        using var x = dev.Allocate<float>(s.InputLength);
+        using var y = dev.Allocate<float>(s.OutputLength);
+        using var shortArgmax = dev.Allocate<int>(s.OutputLength - 1);
+        var e = Assert.Throws<ArgumentException>(() => MaxPool2d.Forward(dev, x.View, y.View, shortArgmax.View, s));
+        Assert.Contains("MaxPool2d.Forward", e.Message);
+        Assert.Contains("'argmax'", e.Message);
+        e = Assert.Throws<ArgumentException>(() => MaxPool2d.Backward(dev, y.View, shortArgmax.View, x.View, s));
+        Assert.Contains("MaxPool2d.Backward", e.Message);
+        Assert.Throws<ArgumentException>(() => MaxPool2d.Forward(dev, x.View, y.View, shortArgmax.View, new Pool2dShape(1, 1, 7, 7, 3, 2, 2)));
+    });
+}
