@@ -1,0 +1,617 @@
+using System.Runtime.CompilerServices;
+using ILGPU;
+using ILGPU.Backends.EntryPoints;
+using ILGPU.Runtime;
+
+namespace Engine.Kernels;
+
+/// <summary>
+/// 2-D convolution in NCHW float32 (no bias, groups 1, dilation 1) as three implicit GEMMs.
+/// <list type="bullet">
+/// <item>Forward: y[K x N·OutH·OutW] = w[K x C·R·S] · im2col(x)[C·R·S x N·OutH·OutW].</item>
+/// <item>Backward-data (gather form): dx[C x N·H·W] = wᵀ[C x K·R·S] · col(dy)[K·R·S x N·H·W], where
+/// col(dy) holds dy at the output pixel whose window puts tap (r, s) on input pixel (h, w), or 0.
+/// Every dx element is written exactly once, so no atomics and no prior clearing.</item>
+/// <item>Backward-weight: dw[K x C·R·S] = dy[K x N·OutH·OutW] · im2col(x)ᵀ, the long N·OutH·OutW
+/// reduction split into chunks whose partial products a second kernel sums in a fixed order
+/// (reproducible, no float atomics).</item>
+/// </list>
+/// All three share one tiled GEMM core: a group of Tile x Tile threads owns a (Tile·Work)² output
+/// block, stages Tile-deep slices of both operands in shared memory (im2col is never materialised:
+/// the loaders compute the gather addresses), and each thread keeps a hand-unrolled 4x4 register
+/// accumulator of which it uses Work x Work (all 16 on CUDA, one on the CPU emulator).
+/// </summary>
+public static class Conv2d
+{
+    /// <summary>Largest supported tuning: Tile 16, Work 4 (a 64x64 block per group).</summary>
+    private const int MaxTile = 16;
+    private const int MaxWork = 4;
+
+    /// <summary>
+    /// Shared floats per operand: Tile rows of Tile·Work + 1 (the +1 pad keeps the transposing store
+    /// of the A tile off a single bank). SharedMemory.Allocate needs a constant, so this is the size
+    /// for the largest tuning; smaller tunings use a prefix.
+    /// </summary>
+    private const int TileFloats = MaxTile * (MaxTile * MaxWork + 1);
+
+    /// <summary>
+    /// Geometry and tiling handed to the kernels, with the products they would otherwise recompute per
+    /// thread. Public only because ILGPU's CPU accelerator emits kernel launch code in another
+    /// assembly, which must see every parameter type; callers use <see cref="Conv2dShape"/>.
+    /// </summary>
+    public struct Args
+    {
+        public int N, C, H, W, K, R, S, Stride, Pad, OutH, OutW;
+        public int HW, OHW, RS, CRS;
+        public int Tile, Work;
+
+        /// <summary>Backward-weight only: reduction elements (of N·OutH·OutW) per split, a multiple of Tile.</summary>
+        public int Chunk;
+
+        internal Args(in Conv2dShape s, KernelTuning t, int chunk)
+        {
+            N = s.N; C = s.C; H = s.H; W = s.W; K = s.K; R = s.R; S = s.S; Stride = s.Stride; Pad = s.Pad;
+            OutH = s.OutH; OutW = s.OutW;
+            HW = H * W; OHW = OutH * OutW; RS = R * S; CRS = C * RS;
+            Tile = t.Tile; Work = t.Work; Chunk = chunk;
+        }
+    }
+
+    /// <summary>A thread's 4x4 register accumulator (row i, column j). Fields, not an array, so it stays in registers.</summary>
+    internal struct Acc4x4
+    {
+        public float A00, A01, A02, A03;
+        public float A10, A11, A12, A13;
+        public float A20, A21, A22, A23;
+        public float A30, A31, A32, A33;
+    }
+
+    // ---- kernels ----
+
+    /// <summary>y[n,k,oh,ow] = Σ_{c,r,s} x[n,c,oh·stride−pad+r, ow·stride−pad+s] · w[k,c,r,s].</summary>
+    [KernelName("conv2d_fwd")]
+    internal static void ForwardKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, Args a)
+    {
+        var tileA = SharedMemory.Allocate<float>(TileFloats);
+        var tileB = SharedMemory.Allocate<float>(TileFloats);
+        int tile = a.Tile, work = a.Work, block = tile * work;
+        int tx = Group.IdxX, ty = Group.IdxY, tid = ty * tile + tx;
+        int row0 = Grid.IdxY * block, col0 = Grid.IdxX * block;
+        int rows = a.K, cols = a.N * a.OHW, depth = a.CRS;
+
+        // A = w [K x C·R·S]: this thread loads depth index aK of rows aRow, aRow + Tile, ...
+        int aK = tid % tile, aRow = tid / tile;
+        // B = im2col(x) [C·R·S x N·OH·OW]: this thread always loads the same column (output pixel).
+        int bCol = tid % block, bK = tid / block, bKStep = tile / work;
+        int p = col0 + bCol;
+        bool pInside = p < cols;
+        int pn = p / a.OHW, pRem = p - pn * a.OHW, poh = pRem / a.OutW, pow = pRem - poh * a.OutW;
+        int ih0 = poh * a.Stride - a.Pad, iw0 = pow * a.Stride - a.Pad, xImage = pn * a.C * a.HW;
+
+        var acc = default(Acc4x4);
+        for (int k0 = 0; k0 < depth; k0 += tile)
+        {
+            int q = k0 + aK;
+            for (int l = 0; l < work; l++)
+            {
+                int m = aRow + l * tile, gm = row0 + m;
+                float v = 0f;
+                if (gm < rows && q < depth)
+                {
+                    v = w[gm * depth + q];
+                }
+                tileA[aK * (block + 1) + m] = v;
+            }
+            for (int l = 0; l < work; l++)
+            {
+                int kk = bK + l * bKStep, qq = k0 + kk;
+                float v = 0f;
+                if (pInside && qq < depth)
+                {
+                    int c = qq / a.RS, rs = qq - c * a.RS, r = rs / a.S, s = rs - r * a.S;
+                    int ih = ih0 + r, iw = iw0 + s;
+                    if (ih >= 0 && ih < a.H && iw >= 0 && iw < a.W)
+                    {
+                        v = x[xImage + (c * a.H + ih) * a.W + iw];
+                    }
+                }
+                tileB[kk * block + bCol] = v;
+            }
+            Group.Barrier();
+            acc = MultiplyTiles(acc, tileA, tileB, tx, ty, tile, block + 1, block);
+            Group.Barrier();
+        }
+
+        // Output column p = (n, oh·OW+ow) lives at n·K·OHW + pixel; row k adds k·OHW.
+        int kOhw = a.K * a.OHW;
+        int c0 = ForwardColumn(col0 + tx, 0, work, cols, a.OHW, kOhw);
+        int c1 = ForwardColumn(col0 + tx + tile, 1, work, cols, a.OHW, kOhw);
+        int c2 = ForwardColumn(col0 + tx + 2 * tile, 2, work, cols, a.OHW, kOhw);
+        int c3 = ForwardColumn(col0 + tx + 3 * tile, 3, work, cols, a.OHW, kOhw);
+        StoreBlock(y, acc, row0 + ty, tile, work, rows, a.OHW, c0, c1, c2, c3);
+    }
+
+    /// <summary>dx[n,c,h,w] = Σ_{k,r,s} dy[n,k,oh,ow] · w[k,c,r,s] over the (oh, ow) with oh·stride−pad+r = h, ow·stride−pad+s = w.</summary>
+    [KernelName("conv2d_bwd_data")]
+    internal static void BackwardDataKernel(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, Args a)
+    {
+        var tileA = SharedMemory.Allocate<float>(TileFloats);
+        var tileB = SharedMemory.Allocate<float>(TileFloats);
+        int tile = a.Tile, work = a.Work, block = tile * work;
+        int tx = Group.IdxX, ty = Group.IdxY, tid = ty * tile + tx;
+        int row0 = Grid.IdxY * block, col0 = Grid.IdxX * block;
+        int rows = a.C, cols = a.N * a.HW, depth = a.K * a.RS;
+
+        // A = wᵀ [C x K·R·S]: A[c, (k,r,s)] = w[k,c,r,s].
+        int aK = tid % tile, aRow = tid / tile;
+        // B = col(dy) [K·R·S x N·H·W]: this thread always loads the same column (input pixel).
+        int bCol = tid % block, bK = tid / block, bKStep = tile / work;
+        int p = col0 + bCol;
+        bool pInside = p < cols;
+        int pn = p / a.HW, pRem = p - pn * a.HW, ph = pRem / a.W, pw = pRem - ph * a.W;
+        int hp = ph + a.Pad, wp = pw + a.Pad, dyImage = pn * a.K * a.OHW;
+
+        var acc = default(Acc4x4);
+        for (int k0 = 0; k0 < depth; k0 += tile)
+        {
+            int j = k0 + aK;
+            int jk = j / a.RS, jrs = j - jk * a.RS;
+            for (int l = 0; l < work; l++)
+            {
+                int m = aRow + l * tile, gc = row0 + m;
+                float v = 0f;
+                if (gc < rows && j < depth)
+                {
+                    v = w[(jk * a.C + gc) * a.RS + jrs];
+                }
+                tileA[aK * (block + 1) + m] = v;
+            }
+            for (int l = 0; l < work; l++)
+            {
+                int kk = bK + l * bKStep, jj = k0 + kk;
+                float v = 0f;
+                if (pInside && jj < depth)
+                {
+                    int k = jj / a.RS, rs = jj - k * a.RS, r = rs / a.S, s = rs - r * a.S;
+                    int th = hp - r, tw = wp - s;
+                    if (th >= 0 && tw >= 0)
+                    {
+                        int oh = th / a.Stride, ow = tw / a.Stride;
+                        if (oh * a.Stride == th && ow * a.Stride == tw && oh < a.OutH && ow < a.OutW)
+                        {
+                            v = dy[dyImage + (k * a.OutH + oh) * a.OutW + ow];
+                        }
+                    }
+                }
+                tileB[kk * block + bCol] = v;
+            }
+            Group.Barrier();
+            acc = MultiplyTiles(acc, tileA, tileB, tx, ty, tile, block + 1, block);
+            Group.Barrier();
+        }
+
+        // Output column p = (n, h·W+w) lives at n·C·HW + pixel; row c adds c·HW.
+        int cHw = a.C * a.HW;
+        int c0 = ForwardColumn(col0 + tx, 0, work, cols, a.HW, cHw);
+        int c1 = ForwardColumn(col0 + tx + tile, 1, work, cols, a.HW, cHw);
+        int c2 = ForwardColumn(col0 + tx + 2 * tile, 2, work, cols, a.HW, cHw);
+        int c3 = ForwardColumn(col0 + tx + 3 * tile, 3, work, cols, a.HW, cHw);
+        StoreBlock(dx, acc, row0 + ty, tile, work, rows, a.HW, c0, c1, c2, c3);
+    }
+
+    /// <summary>
+    /// partial[z,k,(c,r,s)] = Σ over reduction index p = (n,oh,ow) in split z's chunk of
+    /// dy[n,k,oh,ow] · x[n,c,oh·stride−pad+r, ow·stride−pad+s]. Grid z is the split.
+    /// </summary>
+    [KernelName("conv2d_bwd_weight")]
+    internal static void BackwardWeightKernel(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> partial, Args a)
+    {
+        var tileA = SharedMemory.Allocate<float>(TileFloats);
+        var tileB = SharedMemory.Allocate<float>(TileFloats);
+        int tile = a.Tile, work = a.Work, block = tile * work;
+        int tx = Group.IdxX, ty = Group.IdxY, tid = ty * tile + tx;
+        int row0 = Grid.IdxY * block, col0 = Grid.IdxX * block;
+        int rows = a.K, cols = a.CRS;
+        int pBegin = Grid.IdxZ * a.Chunk;
+        int pEnd = XMin(pBegin + a.Chunk, a.N * a.OHW);
+
+        // A = dy [K x N·OH·OW]: A[k, (n,pixel)] = dy[n,k,pixel].
+        int aK = tid % tile, aRow = tid / tile;
+        // B = im2col(x)ᵀ [N·OH·OW x C·R·S]: this thread always loads the same column (c, r, s).
+        int bCol = tid % block, bK = tid / block, bKStep = tile / work;
+        int q = col0 + bCol;
+        bool qInside = q < cols;
+        int qc = q / a.RS, qrs = q - qc * a.RS, qr = qrs / a.S, qs = qrs - qr * a.S;
+        int xChannel = qc * a.HW;
+
+        var acc = default(Acc4x4);
+        for (int k0 = pBegin; k0 < pEnd; k0 += tile)
+        {
+            int pa = k0 + aK;
+            int pan = pa / a.OHW, paRem = pa - pan * a.OHW;
+            int dyPixel = pan * a.K * a.OHW + paRem;
+            for (int l = 0; l < work; l++)
+            {
+                int m = aRow + l * tile, gk = row0 + m;
+                float v = 0f;
+                if (gk < rows && pa < pEnd)
+                {
+                    v = dy[dyPixel + gk * a.OHW];
+                }
+                tileA[aK * (block + 1) + m] = v;
+            }
+            for (int l = 0; l < work; l++)
+            {
+                int kk = bK + l * bKStep, pb = k0 + kk;
+                float v = 0f;
+                if (qInside && pb < pEnd)
+                {
+                    int n = pb / a.OHW, rem = pb - n * a.OHW, oh = rem / a.OutW, ow = rem - oh * a.OutW;
+                    int ih = oh * a.Stride - a.Pad + qr, iw = ow * a.Stride - a.Pad + qs;
+                    if (ih >= 0 && ih < a.H && iw >= 0 && iw < a.W)
+                    {
+                        v = x[n * a.C * a.HW + xChannel + ih * a.W + iw];
+                    }
+                }
+                tileB[kk * block + bCol] = v;
+            }
+            Group.Barrier();
+            acc = MultiplyTiles(acc, tileA, tileB, tx, ty, tile, block + 1, block);
+            Group.Barrier();
+        }
+
+        // Split z's slice starts at z·K·CRS; row k adds k·CRS; column q adds q.
+        int slice = Grid.IdxZ * rows * cols;
+        int c0 = WeightColumn(col0 + tx, 0, work, cols, slice);
+        int c1 = WeightColumn(col0 + tx + tile, 1, work, cols, slice);
+        int c2 = WeightColumn(col0 + tx + 2 * tile, 2, work, cols, slice);
+        int c3 = WeightColumn(col0 + tx + 3 * tile, 3, work, cols, slice);
+        StoreBlock(partial, acc, row0 + ty, tile, work, rows, cols, c0, c1, c2, c3);
+    }
+
+    /// <summary>dw[i] = Σ_z partial[z·length + i], always in increasing z, so results are reproducible.</summary>
+    [KernelName("conv2d_bwd_weight_reduce")]
+    internal static void ReduceSplitsKernel(Index1D i, ArrayView<float> partial, ArrayView<float> dw, int length, int splits)
+    {
+        float sum = 0f;
+        for (int z = 0; z < splits; z++)
+        {
+            sum += partial[z * length + i];
+        }
+        dw[i] = sum;
+    }
+
+    // ---- GEMM core shared by the kernels ----
+
+    /// <summary>
+    /// acc += A_tile · B_tile over one Tile-deep slice. Thread (tx, ty) owns rows ty + i·Tile and columns
+    /// tx + j·Tile, so a warp reads one or two A values (broadcast) and consecutive B values (no bank
+    /// conflicts). The depth loop is unrolled by four by hand (ILGPU does not unroll), so Tile must be
+    /// a multiple of 4.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Acc4x4 MultiplyTiles(Acc4x4 acc, ArrayView<float> tileA, ArrayView<float> tileB, int tx, int ty, int tile, int strideA, int strideB)
+    {
+        for (int kk = 0; kk < tile; kk += 4)
+        {
+            int ia = kk * strideA + ty, ib = kk * strideB + tx;
+            acc = Fma(acc, tileA, tileB, ia, ib, tile);
+            acc = Fma(acc, tileA, tileB, ia + strideA, ib + strideB, tile);
+            acc = Fma(acc, tileA, tileB, ia + 2 * strideA, ib + 2 * strideB, tile);
+            acc = Fma(acc, tileA, tileB, ia + 3 * strideA, ib + 3 * strideB, tile);
+        }
+        return acc;
+    }
+
+    /// <summary>
+    /// One rank-1 update of the 4x4 accumulator. With Work &lt; 4 the extra reads stay inside the
+    /// shared allocation (see TileFloats) and their products land in accumulators nobody stores.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Acc4x4 Fma(Acc4x4 c, ArrayView<float> tileA, ArrayView<float> tileB, int ia, int ib, int tile)
+    {
+        float a0 = tileA[ia], a1 = tileA[ia + tile], a2 = tileA[ia + 2 * tile], a3 = tileA[ia + 3 * tile];
+        float b0 = tileB[ib], b1 = tileB[ib + tile], b2 = tileB[ib + 2 * tile], b3 = tileB[ib + 3 * tile];
+        c.A00 += a0 * b0;
+        c.A01 += a0 * b1;
+        c.A02 += a0 * b2;
+        c.A03 += a0 * b3;
+        c.A10 += a1 * b0;
+        c.A11 += a1 * b1;
+        c.A12 += a1 * b2;
+        c.A13 += a1 * b3;
+        c.A20 += a2 * b0;
+        c.A21 += a2 * b1;
+        c.A22 += a2 * b2;
+        c.A23 += a2 * b3;
+        c.A30 += a3 * b0;
+        c.A31 += a3 * b1;
+        c.A32 += a3 * b2;
+        c.A33 += a3 * b3;
+        return c;
+    }
+
+    /// <summary>
+    /// Offset of GEMM column <paramref name="col"/> in an NCHW output whose columns are (n, pixel):
+    /// n·imageStride + pixel, or −1 if this accumulator column is unused or outside the matrix.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int ForwardColumn(int col, int j, int work, int cols, int pixels, int imageStride)
+    {
+        if (j >= work || col >= cols)
+        {
+            return -1;
+        }
+        int n = col / pixels;
+        return n * imageStride + (col - n * pixels);
+    }
+
+    /// <summary>Offset of weight-gradient column <paramref name="col"/> in its split's slice, or −1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int WeightColumn(int col, int j, int work, int cols, int slice)
+        => j >= work || col >= cols ? -1 : slice + col;
+
+    /// <summary>Writes the used Work x Work part of the accumulator: rows row, row + Tile, ...; row i adds i·rowStride.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreBlock(ArrayView<float> y, Acc4x4 c, int row, int tile, int work, int rows, int rowStride,
+        int c0, int c1, int c2, int c3)
+    {
+        StoreRow(y, row, rows, rowStride, c0, c1, c2, c3, c.A00, c.A01, c.A02, c.A03);
+        if (work > 1)
+        {
+            StoreRow(y, row + tile, rows, rowStride, c0, c1, c2, c3, c.A10, c.A11, c.A12, c.A13);
+        }
+        if (work > 2)
+        {
+            StoreRow(y, row + 2 * tile, rows, rowStride, c0, c1, c2, c3, c.A20, c.A21, c.A22, c.A23);
+        }
+        if (work > 3)
+        {
+            StoreRow(y, row + 3 * tile, rows, rowStride, c0, c1, c2, c3, c.A30, c.A31, c.A32, c.A33);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRow(ArrayView<float> y, int row, int rows, int rowStride,
+        int c0, int c1, int c2, int c3, float v0, float v1, float v2, float v3)
+    {
+        if (row >= rows)
+        {
+            return;
+        }
+        int b = row * rowStride;
+        if (c0 >= 0) y[b + c0] = v0;
+        if (c1 >= 0) y[b + c1] = v1;
+        if (c2 >= 0) y[b + c2] = v2;
+        if (c3 >= 0) y[b + c3] = v3;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int XMin(int a, int b) => a < b ? a : b;
+
+    // ---- launchers ----
+
+    /// <summary>y = conv2d(x, w): x [N,C,H,W], w [K,C,R,S], y [N,K,OutH,OutW] (overwritten).</summary>
+    /// <exception cref="ArgumentException">The shape is invalid or a buffer's length does not match it.</exception>
+    public static void Forward(Device dev, ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, in Conv2dShape s)
+    {
+        const string op = "Conv2d.Forward";
+        s.Validate();
+        ExpectLength(op, "x", x, s.InputLength, s);
+        ExpectLength(op, "w", w, s.WeightLength, s);
+        ExpectLength(op, "y", y, s.OutputLength, s);
+        KernelTuning t = CheckedTuning(dev);
+        var kernel = dev.Kernel("conv2d_fwd", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, Args>(ForwardKernel));
+        kernel(dev.Stream, Config(t, rows: s.K, cols: s.N * s.OutH * s.OutW, splits: 1), x, w, y, new Args(s, t, 0));
+    }
+
+    /// <summary>dx = ∂L/∂x given dy = ∂L/∂y: dy [N,K,OutH,OutW], w [K,C,R,S], dx [N,C,H,W] (every element overwritten).</summary>
+    /// <exception cref="ArgumentException">The shape is invalid or a buffer's length does not match it.</exception>
+    public static void BackwardData(Device dev, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, in Conv2dShape s)
+    {
+        const string op = "Conv2d.BackwardData";
+        s.Validate();
+        ExpectLength(op, "dy", dy, s.OutputLength, s);
+        ExpectLength(op, "w", w, s.WeightLength, s);
+        ExpectLength(op, "dx", dx, s.InputLength, s);
+        KernelTuning t = CheckedTuning(dev);
+        var kernel = dev.Kernel("conv2d_bwd_data", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, Args>(BackwardDataKernel));
+        kernel(dev.Stream, Config(t, rows: s.C, cols: s.N * s.H * s.W, splits: 1), dy, w, dx, new Args(s, t, 0));
+    }
+
+    /// <summary>dw = ∂L/∂w given x and dy: x [N,C,H,W], dy [N,K,OutH,OutW], dw [K,C,R,S] (overwritten).</summary>
+    /// <exception cref="ArgumentException">The shape is invalid or a buffer's length does not match it.</exception>
+    public static void BackwardWeight(Device dev, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dw, in Conv2dShape s)
+        => BackwardWeight(dev, x, dy, dw, s, splits: 0);
+
+    /// <summary>
+    /// Backward-weight with the reduction over N·OutH·OutW cut into <paramref name="splits"/> chunks
+    /// (0 = chosen from the shape and the device). More splits give small-K, small-C·R·S layers enough
+    /// groups to fill a GPU, at the price of a partial-sum buffer and a second, deterministic, kernel.
+    /// </summary>
+    internal static void BackwardWeight(Device dev, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dw, in Conv2dShape s, int splits)
+    {
+        const string op = "Conv2d.BackwardWeight";
+        s.Validate();
+        ExpectLength(op, "x", x, s.InputLength, s);
+        ExpectLength(op, "dy", dy, s.OutputLength, s);
+        ExpectLength(op, "dw", dw, s.WeightLength, s);
+        KernelTuning t = CheckedTuning(dev);
+
+        int reduction = s.N * s.OutH * s.OutW;
+        int steps = (reduction + t.Tile - 1) / t.Tile;
+        if (splits <= 0)
+        {
+            splits = ChooseSplits(dev, t, s, steps);
+        }
+        int stepsPerSplit = (steps + Math.Min(splits, steps) - 1) / Math.Min(splits, steps);
+        splits = (steps + stepsPerSplit - 1) / stepsPerSplit; // no empty splits
+        int chunk = stepsPerSplit * t.Tile;
+        int length = (int)s.WeightLength;
+
+        var kernel = dev.Kernel("conv2d_bwd_weight", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, Args>(BackwardWeightKernel));
+        KernelConfig config = Config(t, rows: s.K, cols: length / s.K, splits);
+        if (splits == 1)
+        {
+            kernel(dev.Stream, config, x, dy, dw, new Args(s, t, chunk));
+            return;
+        }
+        if ((long)splits * length > int.MaxValue)
+        {
+            throw new ArgumentException($"{op}: {splits} partial sums of {length} weights exceed 32-bit indexing ({s}).");
+        }
+        ArrayView<float> partial = Workspace.For(dev).Get(dev, (long)splits * length);
+        kernel(dev.Stream, config, x, dy, partial, new Args(s, t, chunk));
+        var reduce = dev.Kernel("conv2d_bwd_weight_reduce", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, int, int>(ReduceSplitsKernel));
+        reduce(dev.Stream, length, partial, dw, length, splits);
+    }
+
+    /// <summary>
+    /// Enough splits to give the device about four groups per multiprocessor, and no group a reduction
+    /// longer than a bound: 1024 tile steps on a GPU; 4 on the CPU emulator, where the bound only
+    /// exists so that small test shapes exercise the split path.
+    /// </summary>
+    private static int ChooseSplits(Device dev, KernelTuning t, in Conv2dShape s, int steps)
+    {
+        long blocks = (long)((s.K + t.Block - 1) / t.Block) * ((s.C * s.R * s.S + t.Block - 1) / t.Block);
+        long wanted = 4L * Math.Max(1, dev.Accelerator.NumMultiprocessors);
+        int maxSteps = dev.IsCpu ? 4 : 1024;
+        long splits = Math.Max((wanted + blocks - 1) / blocks, (steps + maxSteps - 1) / maxSteps);
+        return (int)Math.Clamp(splits, 1, steps);
+    }
+
+    private static KernelConfig Config(KernelTuning t, int rows, int cols, int splits)
+        => new(new Index3D((cols + t.Block - 1) / t.Block, (rows + t.Block - 1) / t.Block, splits), new Index3D(t.Tile, t.Tile, 1));
+
+    private static KernelTuning CheckedTuning(Device dev)
+    {
+        KernelTuning t = dev.Tuning;
+        if (t.Tile < 4 || t.Tile > MaxTile || t.Tile % 4 != 0 || t.Work < 1 || t.Work > MaxWork || t.Tile % t.Work != 0
+            || t.GroupSize > dev.Accelerator.MaxNumThreadsPerGroup)
+        {
+            throw new InvalidOperationException(
+                $"Conv2d: tuning {t} is unsupported: Tile must be a multiple of 4 up to {MaxTile}, Work 1..{MaxWork} dividing Tile, " +
+                $"and Tile² at most {dev.Accelerator.MaxNumThreadsPerGroup} threads on {dev}.");
+        }
+        return t;
+    }
+
+    private static void ExpectLength(string op, string name, ArrayView<float> view, long needed, in Conv2dShape s)
+    {
+        if (view.Length != needed)
+        {
+            throw new ArgumentException($"{op}: '{name}' has {view.Length} elements but shape {s} needs {needed}.", name);
+        }
+    }
+
+    /// <summary>
+    /// The partial-sum buffer of the split backward-weight, one per device, grown on demand and reused:
+    /// launches on the device's one stream run in order, so a reuse never overtakes a pending reader.
+    /// </summary>
+    private sealed class Workspace
+    {
+        private static readonly ConditionalWeakTable<Device, Workspace> PerDevice = new();
+        private MemoryBuffer1D<float, Stride1D.Dense>? _buffer;
+
+        public static Workspace For(Device dev) => PerDevice.GetValue(dev, _ => new Workspace());
+
+        public ArrayView<float> Get(Device dev, long length)
+        {
+            lock (this)
+            {
+                if (_buffer is null || _buffer.Length < length)
+                {
+                    if (_buffer is not null)
+                    {
+                        dev.Synchronize(); // the old buffer may still be read by queued kernels
+                        _buffer.Dispose();
+                    }
+                    _buffer = dev.Allocate<float>(length);
+                }
+                return _buffer.View.SubView(0, length);
+            }
+        }
+    }
+
+    // ---- float64 references ----
+
+    /// <summary>Plain loops in float64: the oracle the kernels are tested against.</summary>
+    public static class Reference
+    {
+        public static double[] Forward(double[] x, double[] w, Conv2dShape s)
+        {
+            s.Validate();
+            int oh = s.OutH, ow = s.OutW;
+            var y = new double[s.OutputLength];
+            for (int n = 0; n < s.N; n++)
+            for (int k = 0; k < s.K; k++)
+            for (int i = 0; i < oh; i++)
+            for (int j = 0; j < ow; j++)
+            {
+                double sum = 0;
+                for (int c = 0; c < s.C; c++)
+                for (int r = 0; r < s.R; r++)
+                for (int t = 0; t < s.S; t++)
+                {
+                    int h = i * s.Stride - s.Pad + r, v = j * s.Stride - s.Pad + t;
+                    if (h >= 0 && h < s.H && v >= 0 && v < s.W)
+                    {
+                        sum += x[((n * s.C + c) * s.H + h) * s.W + v] * w[((k * s.C + c) * s.R + r) * s.S + t];
+                    }
+                }
+                y[((n * s.K + k) * oh + i) * ow + j] = sum;
+            }
+            return y;
+        }
+
+        public static double[] BackwardData(double[] dy, double[] w, Conv2dShape s)
+        {
+            s.Validate();
+            int oh = s.OutH, ow = s.OutW;
+            var dx = new double[s.InputLength];
+            for (int n = 0; n < s.N; n++)
+            for (int k = 0; k < s.K; k++)
+            for (int i = 0; i < oh; i++)
+            for (int j = 0; j < ow; j++)
+            {
+                double g = dy[((n * s.K + k) * oh + i) * ow + j];
+                for (int c = 0; c < s.C; c++)
+                for (int r = 0; r < s.R; r++)
+                for (int t = 0; t < s.S; t++)
+                {
+                    int h = i * s.Stride - s.Pad + r, v = j * s.Stride - s.Pad + t;
+                    if (h >= 0 && h < s.H && v >= 0 && v < s.W)
+                    {
+                        dx[((n * s.C + c) * s.H + h) * s.W + v] += g * w[((k * s.C + c) * s.R + r) * s.S + t];
+                    }
+                }
+            }
+            return dx;
+        }
+
+        public static double[] BackwardWeight(double[] x, double[] dy, Conv2dShape s)
+        {
+            s.Validate();
+            int oh = s.OutH, ow = s.OutW;
+            var dw = new double[s.WeightLength];
+            for (int n = 0; n < s.N; n++)
+            for (int k = 0; k < s.K; k++)
+            for (int i = 0; i < oh; i++)
+            for (int j = 0; j < ow; j++)
+            {
+                double g = dy[((n * s.K + k) * oh + i) * ow + j];
+                for (int c = 0; c < s.C; c++)
+                for (int r = 0; r < s.R; r++)
+                for (int t = 0; t < s.S; t++)
+                {
+                    int h = i * s.Stride - s.Pad + r, v = j * s.Stride - s.Pad + t;
+                    if (h >= 0 && h < s.H && v >= 0 && v < s.W)
+                    {
+                        dw[((k * s.C + c) * s.R + r) * s.S + t] += g * x[((n * s.C + c) * s.H + h) * s.W + v];
+                    }
+                }
+            }
+            return dw;
+        }
+    }
+}

@@ -1,0 +1,168 @@
+using Engine.Kernels;
+using Engine.Tests;
+
+namespace Engine.Kernels.Tests;
+
+public class Conv2dTests
+{
+    /// <summary>
+    /// Small shapes covering ResNet's kernels (1x1/1, 1x1/2, 3x3/1, 3x3/2, 7x7/2 pad 3), non-square
+    /// images, and sizes that are not multiples of the CPU tile (4) on any GEMM edge.
+    /// Columns: N, C, H, W, K, R, S, stride, pad.
+    /// </summary>
+    public static TheoryData<int, int, int, int, int, int, int, int, int> Shapes => new()
+    {
+        { 2, 3, 7, 7, 5, 3, 3, 1, 1 },
+        { 2, 3, 7, 7, 5, 1, 1, 1, 0 },
+        { 1, 6, 9, 9, 5, 1, 1, 2, 0 },
+        { 2, 3, 9, 8, 6, 3, 3, 2, 1 },
+        { 1, 3, 11, 11, 5, 7, 7, 2, 3 },
+        { 3, 5, 5, 6, 7, 3, 3, 1, 1 },
+        { 1, 1, 1, 1, 1, 1, 1, 1, 0 },
+    };
+
+    private static Conv2dShape Shape(int n, int c, int h, int w, int k, int r, int s, int stride, int pad)
+        => new(n, c, h, w, k, r, s, stride, pad);
+
+    /// <summary>
+    /// Each output is a float32 sum of <paramref name="terms"/> products of O(1) values; where it cancels
+    /// to near zero only an absolute bound holds, and the rounding it must absorb grows with the term count.
+    /// </summary>
+    private static double Atol(long terms) => Math.Max(1e-5, 1e-7 * terms);
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void Forward_matches_reference(int n, int c, int h, int w, int k, int r, int s, int stride, int pad) => TestDevice.Use(dev =>
+    {
+        var shape = Shape(n, c, h, w, k, r, s, stride, pad);
+        var rng = Numerics.NewRandom(out int seed);
+        float[] x = Numerics.Uniform(rng, (int)shape.InputLength), wt = Numerics.Uniform(rng, (int)shape.WeightLength);
+        using var dX = dev.Upload<float>(x);
+        using var dW = dev.Upload<float>(wt);
+        using var dY = Numerics.Poisoned(dev, shape.OutputLength);
+        Conv2d.Forward(dev, dX.View, dW.View, dY.View, shape);
+        Numerics.AssertClose(Conv2d.Reference.Forward(Numerics.ToDouble(x), Numerics.ToDouble(wt), shape), dev.Download<float>(dY.View),
+            atol: Atol((long)c * r * s), what: $"conv2d forward {shape}", seed: seed);
+    });
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void BackwardData_matches_reference(int n, int c, int h, int w, int k, int r, int s, int stride, int pad) => TestDevice.Use(dev =>
+    {
+        var shape = Shape(n, c, h, w, k, r, s, stride, pad);
+        var rng = Numerics.NewRandom(out int seed);
+        float[] dy = Numerics.Uniform(rng, (int)shape.OutputLength), wt = Numerics.Uniform(rng, (int)shape.WeightLength);
+        using var dDy = dev.Upload<float>(dy);
+        using var dW = dev.Upload<float>(wt);
+        using var dDx = Numerics.Poisoned(dev, shape.InputLength);
+        Conv2d.BackwardData(dev, dDy.View, dW.View, dDx.View, shape);
+        Numerics.AssertClose(Conv2d.Reference.BackwardData(Numerics.ToDouble(dy), Numerics.ToDouble(wt), shape), dev.Download<float>(dDx.View),
+            atol: Atol((long)k * r * s), what: $"conv2d backward-data {shape}", seed: seed);
+    });
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void BackwardWeight_matches_reference(int n, int c, int h, int w, int k, int r, int s, int stride, int pad) => TestDevice.Use(dev =>
+    {
+        var shape = Shape(n, c, h, w, k, r, s, stride, pad);
+        var rng = Numerics.NewRandom(out int seed);
+        float[] x = Numerics.Uniform(rng, (int)shape.InputLength), dy = Numerics.Uniform(rng, (int)shape.OutputLength);
+        double[] expected = Conv2d.Reference.BackwardWeight(Numerics.ToDouble(x), Numerics.ToDouble(dy), shape);
+        using var dX = dev.Upload<float>(x);
+        using var dDy = dev.Upload<float>(dy);
+        double atol = Atol((long)n * shape.OutH * shape.OutW);
+
+        // 0: the launcher's own choice (on the CPU, several splits for all but the smallest shapes);
+        // 1: the single-pass path that writes dw directly; 3: an explicit split count.
+        foreach (int splits in new[] { 0, 1, 3 })
+        {
+            using var dDw = Numerics.Poisoned(dev, shape.WeightLength);
+            Conv2d.BackwardWeight(dev, dX.View, dDy.View, dDw.View, shape, splits);
+            Numerics.AssertClose(expected, dev.Download<float>(dDw.View), atol: atol, what: $"conv2d backward-weight {shape} splits {splits}", seed: seed);
+        }
+    });
+
+    [Fact]
+    public void BackwardWeight_is_reproducible_with_split_reduction() => TestDevice.Use(dev =>
+    {
+        var shape = Shape(2, 3, 9, 9, 5, 3, 3, 1, 1);
+        var rng = Numerics.NewRandom(out _);
+        using var dX = dev.Upload<float>(Numerics.Uniform(rng, (int)shape.InputLength));
+        using var dDy = dev.Upload<float>(Numerics.Uniform(rng, (int)shape.OutputLength));
+        using var first = Numerics.Poisoned(dev, shape.WeightLength);
+        using var second = Numerics.Poisoned(dev, shape.WeightLength);
+        Conv2d.BackwardWeight(dev, dX.View, dDy.View, first.View, shape, splits: 5);
+        Conv2d.BackwardWeight(dev, dX.View, dDy.View, second.View, shape, splits: 5);
+        Assert.Equal(dev.Download<float>(first.View), dev.Download<float>(second.View));
+    });
+
+    /// <summary>f(x, w) = Σ g · conv(x, w); its gradients are BackwardData(g, w) and BackwardWeight(x, g).</summary>
+    [Theory]
+    [InlineData(2, 3, 5, 5, 4, 3, 3, 1, 1)]
+    [InlineData(1, 2, 7, 6, 3, 3, 3, 2, 1)]
+    [InlineData(1, 2, 8, 8, 3, 1, 1, 2, 0)]
+    [InlineData(1, 2, 9, 9, 2, 7, 7, 2, 3)]
+    public void Backward_references_match_finite_differences(int n, int c, int h, int w, int k, int r, int s, int stride, int pad)
+    {
+        var shape = Shape(n, c, h, w, k, r, s, stride, pad);
+        var rng = Numerics.NewRandom(out int seed);
+        double[] x = Numerics.ToDouble(Numerics.Uniform(rng, (int)shape.InputLength));
+        double[] wt = Numerics.ToDouble(Numerics.Uniform(rng, (int)shape.WeightLength));
+        double[] g = Numerics.ToDouble(Numerics.Uniform(rng, (int)shape.OutputLength));
+
+        Numerics.AssertFiniteDifference(xv => Numerics.Dot(g, Conv2d.Reference.Forward(xv, wt, shape)), x,
+            Conv2d.Reference.BackwardData(g, wt, shape), rng, what: $"dx {shape} seed {seed}");
+        Numerics.AssertFiniteDifference(wv => Numerics.Dot(g, Conv2d.Reference.Forward(x, wv, shape)), wt,
+            Conv2d.Reference.BackwardWeight(x, g, shape), rng, what: $"dw {shape} seed {seed}");
+    }
+
+    [Fact]
+    public void Launchers_reject_wrong_lengths_naming_the_operand() => TestDevice.Use(dev =>
+    {
+        var shape = Shape(1, 2, 5, 5, 3, 3, 3, 1, 1);
+        using var x = dev.Allocate<float>(shape.InputLength);
+        using var w = dev.Allocate<float>(shape.WeightLength);
+        using var y = dev.Allocate<float>(shape.OutputLength);
+        using var bad = dev.Allocate<float>(shape.InputLength + 1);
+
+        void Rejects(Action launch, string operand, string op)
+        {
+            var e = Assert.Throws<ArgumentException>(launch);
+            Assert.Equal(operand, e.ParamName);
+            Assert.Contains($"'{operand}'", e.Message);
+            Assert.Contains(op, e.Message);
+        }
+
+        Rejects(() => Conv2d.Forward(dev, bad.View, w.View, y.View, shape), "x", "Conv2d.Forward");
+        Rejects(() => Conv2d.Forward(dev, x.View, bad.View, y.View, shape), "w", "Conv2d.Forward");
+        Rejects(() => Conv2d.Forward(dev, x.View, w.View, bad.View, shape), "y", "Conv2d.Forward");
+        Rejects(() => Conv2d.BackwardData(dev, bad.View, w.View, x.View, shape), "dy", "Conv2d.BackwardData");
+        Rejects(() => Conv2d.BackwardData(dev, y.View, w.View, bad.View, shape), "dx", "Conv2d.BackwardData");
+        Rejects(() => Conv2d.BackwardWeight(dev, x.View, y.View, bad.View, shape), "dw", "Conv2d.BackwardWeight");
+        Rejects(() => Conv2d.BackwardWeight(dev, x.View, bad.View, w.View, shape), "dy", "Conv2d.BackwardWeight");
+    });
+
+    [Theory]
+    [InlineData(0, 1, 4, 4, 1, 1, 1, 1, 0, "positive")]
+    [InlineData(1, 1, 4, 4, 1, 3, 3, 0, 1, "stride")]
+    [InlineData(1, 1, 4, 4, 1, 3, 3, 1, -1, "padding")]
+    [InlineData(1, 1, 2, 2, 1, 7, 7, 2, 1, "does not fit")]
+    public void Shape_validation_rejects_bad_geometry(int n, int c, int h, int w, int k, int r, int s, int stride, int pad, string reason)
+    {
+        var e = Assert.Throws<ArgumentException>(() => Shape(n, c, h, w, k, r, s, stride, pad).Validate());
+        Assert.Contains(reason, e.Message);
+    }
+
+    [Fact]
+    public void Shape_reports_resnet_geometry()
+    {
+        // torchvision's stem on a 32x32 image and a stride-2 3x3 of layer2.
+        var stem = Shape(512, 3, 32, 32, 64, 7, 7, 2, 3);
+        Assert.Equal((16, 16), (stem.OutH, stem.OutW));
+        Assert.Equal(2L * 512 * 64 * 16 * 16 * 3 * 7 * 7, stem.Flops);
+        var down = Shape(2, 64, 32, 32, 128, 3, 3, 2, 1);
+        Assert.Equal((16, 16), (down.OutH, down.OutW));
+        Assert.Equal(2L * 128 * 16 * 16, down.OutputLength);
+        Assert.Equal(128L * 64 * 9, down.WeightLength);
+    }
+}
