@@ -217,48 +217,49 @@ public static class Conv2d
         int pBegin = Grid.IdxZ * a.Chunk;
         int pEnd = XMin(pBegin + a.Chunk, a.N * a.OHW);
 
-        // A = dy [K x N·OH·OW]: A[k, (n,pixel)] = dy[n,k,pixel].
-        int aK = tid % tile, aRow = tid / tile;
-        // B = im2col(x)ᵀ [N·OH·OW x C·R·S]: this thread always loads the same column (c, r, s).
-        int bCol = tid % block, bK = tid / block, bKStep = tile / work;
-        int q = col0 + bCol;
-        bool qInside = q < cols;
-        int qc = a.DivRS.Divide(q), qrs = q - qc * a.RS, qr = a.DivS.Divide(qrs), qs = qrs - qr * a.S;
-        int xChannel = qc * a.HW;
-
+        // Both operands are staged with the reduction index fastest across threads: consecutive threads
+        // take consecutive output pixels p = (n, oh, ow), which are contiguous in dy and contiguous (or
+        // stride-apart) in x, so both gathers coalesce. Each thread decodes its p once per slice and
+        // shares it between its A values (rows k) and its B values (columns (c, r, s)).
+        int pK = tid % tile, pRow = tid / tile;
         var acc = default(Acc4x4);
         for (int k0 = pBegin; k0 < pEnd; k0 += tile)
         {
-            int pa = k0 + aK;
-            int pan = a.DivOHW.Divide(pa), paRem = pa - pan * a.OHW;
-            int dyPixel = pan * a.K * a.OHW + paRem;
+            int p = k0 + pK;
+            bool pInside = p < pEnd;
+            int n = a.DivOHW.Divide(p), pixel = p - n * a.OHW, oh = a.DivOutW.Divide(pixel), ow = pixel - oh * a.OutW;
+            int ih0 = oh * a.Stride - a.Pad, iw0 = ow * a.Stride - a.Pad;
+            int dyPixel = n * a.K * a.OHW + pixel, xImage = n * a.C * a.HW;
+
+            // A = dy [K x N·OH·OW]: A[k, p] = dy[n,k,pixel].
             for (int l = 0; l < work; l++)
             {
-                int m = aRow + l * tile, gk = row0 + m;
+                int m = pRow + l * tile, gk = row0 + m;
                 float v = 0f;
-                if (gk < rows && pa < pEnd)
+                if (pInside && gk < rows)
                 {
                     v = dy[dyPixel + gk * a.OHW];
                 }
-                tileA[aK * (block + 1) + m] = v;
+                tileA[pK * (block + 1) + m] = v;
             }
+            // B = im2col(x)ᵀ [N·OH·OW x C·R·S]: B[p, (c,r,s)] = x[n, c, oh·stride−pad+r, ow·stride−pad+s].
             for (int l = 0; l < work; l++)
             {
-                int kk = bK + l * bKStep, pb = k0 + kk;
+                int m = pRow + l * tile, q = col0 + m;
                 float v = 0f;
-                if (qInside && pb < pEnd)
+                if (pInside && q < cols)
                 {
-                    int n = a.DivOHW.Divide(pb), rem = pb - n * a.OHW, oh = a.DivOutW.Divide(rem), ow = rem - oh * a.OutW;
-                    int ih = oh * a.Stride - a.Pad + qr, iw = ow * a.Stride - a.Pad + qs;
+                    int c = a.DivRS.Divide(q), rs = q - c * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
+                    int ih = ih0 + r, iw = iw0 + s;
                     if (ih >= 0 && ih < a.H && iw >= 0 && iw < a.W)
                     {
-                        v = x[n * a.C * a.HW + xChannel + ih * a.W + iw];
+                        v = x[xImage + (c * a.H + ih) * a.W + iw];
                     }
                 }
-                tileB[kk * block + bCol] = v;
+                tileB[pK * (block + 1) + m] = v;
             }
             Group.Barrier();
-            acc = MultiplyTiles(acc, tileA, tileB, tx, ty, tile, block + 1, block);
+            acc = MultiplyTiles(acc, tileA, tileB, tx, ty, tile, block + 1, block + 1);
             Group.Barrier();
         }
 
@@ -310,7 +311,7 @@ public static class Conv2d
 
     /// <summary>
     /// One rank-1 update of the 4x4 accumulator. With Work &lt; 4 the extra reads stay inside the
-    /// shared allocation (see TileFloats) and their products land in accumulators nobody stores.
+    /// shared allocation (TileFloats covers (Tile−1)·(Tile·Work+1) + 4·Tile for every supported tuning) and their products land in accumulators nobody stores.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Acc4x4 Fma(Acc4x4 c, ArrayView<float> tileA, ArrayView<float> tileB, int ia, int ib, int tile)
