@@ -19,7 +19,12 @@ namespace Engine.Kernels;
 /// All three share one tiled GEMM core: a group of Tile x Tile threads owns a (Tile·Work)² output
 /// block, stages Tile-deep slices of both operands in shared memory (im2col is never materialised:
 /// the loaders compute the gather addresses), and each thread keeps a hand-unrolled 4x4 register
-/// accumulator of which it uses Work x Work (all 16 on CUDA, one on the CPU emulator).
+/// accumulator of which it uses Work x Work (all 16 on CUDA, one on the CPU emulator). Tile and Work
+/// come from <see cref="Device.Tuning"/> as ILGPU specialised values, so each device compiles the one
+/// kernel body with them as constants.
+/// <para>Known cost: for stride 2, backward-data visits every tap for every dx pixel although only the
+/// taps of matching parity contribute (the others gather zeros), about 4x the useful work on those
+/// layers; splitting dx by stride phase would remove it.</para>
 /// </summary>
 public static class Conv2d
 {
@@ -28,15 +33,15 @@ public static class Conv2d
     private const int MaxWork = 4;
 
     /// <summary>
-    /// Shared floats per operand: Tile rows of Tile·Work + 1 (the +1 pad keeps the transposing store
-    /// of the A tile off a single bank). SharedMemory.Allocate needs a constant, so this is the size
+    /// Shared floats per operand: Tile rows of Tile·Work + 1 (the +1 pad keeps tiles that are stored
+    /// depth-fastest, i.e. transposed, from hitting one bank). SharedMemory.Allocate needs a constant, so this is the size
     /// for the largest tuning; smaller tunings use a prefix.
     /// </summary>
     private const int TileFloats = MaxTile * (MaxTile * MaxWork + 1);
 
     /// <summary>
-    /// Geometry and tiling handed to the kernels, with the products they would otherwise recompute per
-    /// thread. Public only because ILGPU's CPU accelerator emits kernel launch code in another
+    /// Geometry handed to the kernels, with the products and divisors they would otherwise recompute
+    /// per thread. Public only because ILGPU's CPU accelerator emits kernel launch code in another
     /// assembly, which must see every parameter type; callers use <see cref="Conv2dShape"/>.
     /// </summary>
     public struct Args
@@ -517,13 +522,14 @@ public static class Conv2d
     private sealed class Workspace
     {
         private static readonly ConditionalWeakTable<Device, Workspace> PerDevice = new();
+        private readonly Lock _gate = new();
         private MemoryBuffer1D<float, Stride1D.Dense>? _buffer;
 
         public static Workspace For(Device dev) => PerDevice.GetValue(dev, _ => new Workspace());
 
         public ArrayView<float> Get(Device dev, long length)
         {
-            lock (this)
+            lock (_gate)
             {
                 if (_buffer is null || _buffer.Length < length)
                 {
