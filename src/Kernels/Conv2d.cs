@@ -19,7 +19,12 @@ namespace Engine.Kernels;
 /// All three share one tiled GEMM core: a group of Tile x Tile threads owns a (Tile·Work)² output
 /// block, stages Tile-deep slices of both operands in shared memory (im2col is never materialised:
 /// the loaders compute the gather addresses), and each thread keeps a hand-unrolled 4x4 register
-/// accumulator of which it uses Work x Work (all 16 on CUDA, one on the CPU emulator).
+/// accumulator of which it uses Work x Work (all 16 on CUDA, one on the CPU emulator). Tile and Work
+/// come from <see cref="Device.Tuning"/> as ILGPU specialised values, so each device compiles the one
+/// kernel body with them as constants.
+/// <para>Known cost: for stride 2, backward-data visits every tap for every dx pixel although only the
+/// taps of matching parity contribute (the others gather zeros), about 4x the useful work on those
+/// layers; splitting dx by stride phase would remove it.</para>
 /// </summary>
 public static class Conv2d
 {
@@ -28,32 +33,34 @@ public static class Conv2d
     private const int MaxWork = 4;
 
     /// <summary>
-    /// Shared floats per operand: Tile rows of Tile·Work + 1 (the +1 pad keeps the transposing store
-    /// of the A tile off a single bank). SharedMemory.Allocate needs a constant, so this is the size
+    /// Shared floats per operand: Tile rows of Tile·Work + 1 (the +1 pad keeps tiles that are stored
+    /// depth-fastest, i.e. transposed, from hitting one bank). SharedMemory.Allocate needs a constant, so this is the size
     /// for the largest tuning; smaller tunings use a prefix.
     /// </summary>
     private const int TileFloats = MaxTile * (MaxTile * MaxWork + 1);
 
     /// <summary>
-    /// Geometry and tiling handed to the kernels, with the products they would otherwise recompute per
-    /// thread. Public only because ILGPU's CPU accelerator emits kernel launch code in another
+    /// Geometry handed to the kernels, with the products and divisors they would otherwise recompute
+    /// per thread. Public only because ILGPU's CPU accelerator emits kernel launch code in another
     /// assembly, which must see every parameter type; callers use <see cref="Conv2dShape"/>.
     /// </summary>
     public struct Args
     {
         public int N, C, H, W, K, R, S, Stride, Pad, OutH, OutW;
         public int HW, OHW, RS, CRS;
-        public int Tile, Work;
+        public Conv2dDivisor DivW, DivHW, DivOutW, DivOHW, DivS, DivRS, DivStride;
 
         /// <summary>Backward-weight only: reduction elements (of N·OutH·OutW) per split, a multiple of Tile.</summary>
         public int Chunk;
 
-        internal Args(in Conv2dShape s, KernelTuning t, int chunk)
+        internal Args(in Conv2dShape s, int chunk)
         {
             N = s.N; C = s.C; H = s.H; W = s.W; K = s.K; R = s.R; S = s.S; Stride = s.Stride; Pad = s.Pad;
             OutH = s.OutH; OutW = s.OutW;
             HW = H * W; OHW = OutH * OutW; RS = R * S; CRS = C * RS;
-            Tile = t.Tile; Work = t.Work; Chunk = chunk;
+            DivW = new(W); DivHW = new(HW); DivOutW = new(OutW); DivOHW = new(OHW);
+            DivS = new(S); DivRS = new(RS); DivStride = new(Stride);
+            Chunk = chunk;
         }
     }
 
@@ -70,11 +77,11 @@ public static class Conv2d
 
     /// <summary>y[n,k,oh,ow] = Σ_{c,r,s} x[n,c,oh·stride−pad+r, ow·stride−pad+s] · w[k,c,r,s].</summary>
     [KernelName("conv2d_fwd")]
-    internal static void ForwardKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, Args a)
+    internal static void ForwardKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, Args a, SpecializedValue<int> tileSize, SpecializedValue<int> workSize)
     {
         var tileA = SharedMemory.Allocate<float>(TileFloats);
         var tileB = SharedMemory.Allocate<float>(TileFloats);
-        int tile = a.Tile, work = a.Work, block = tile * work;
+        int tile = tileSize, work = workSize, block = tile * work;
         int tx = Group.IdxX, ty = Group.IdxY, tid = ty * tile + tx;
         int row0 = Grid.IdxY * block, col0 = Grid.IdxX * block;
         int rows = a.K, cols = a.N * a.OHW, depth = a.CRS;
@@ -85,7 +92,7 @@ public static class Conv2d
         int bCol = tid % block, bK = tid / block, bKStep = tile / work;
         int p = col0 + bCol;
         bool pInside = p < cols;
-        int pn = p / a.OHW, pRem = p - pn * a.OHW, poh = pRem / a.OutW, pow = pRem - poh * a.OutW;
+        int pn = a.DivOHW.Divide(p), pRem = p - pn * a.OHW, poh = a.DivOutW.Divide(pRem), pow = pRem - poh * a.OutW;
         int ih0 = poh * a.Stride - a.Pad, iw0 = pow * a.Stride - a.Pad, xImage = pn * a.C * a.HW;
 
         var acc = default(Acc4x4);
@@ -108,7 +115,7 @@ public static class Conv2d
                 float v = 0f;
                 if (pInside && qq < depth)
                 {
-                    int c = qq / a.RS, rs = qq - c * a.RS, r = rs / a.S, s = rs - r * a.S;
+                    int c = a.DivRS.Divide(qq), rs = qq - c * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
                     int ih = ih0 + r, iw = iw0 + s;
                     if (ih >= 0 && ih < a.H && iw >= 0 && iw < a.W)
                     {
@@ -124,20 +131,20 @@ public static class Conv2d
 
         // Output column p = (n, oh·OW+ow) lives at n·K·OHW + pixel; row k adds k·OHW.
         int kOhw = a.K * a.OHW;
-        int c0 = ForwardColumn(col0 + tx, 0, work, cols, a.OHW, kOhw);
-        int c1 = ForwardColumn(col0 + tx + tile, 1, work, cols, a.OHW, kOhw);
-        int c2 = ForwardColumn(col0 + tx + 2 * tile, 2, work, cols, a.OHW, kOhw);
-        int c3 = ForwardColumn(col0 + tx + 3 * tile, 3, work, cols, a.OHW, kOhw);
+        int c0 = ImageColumn(col0 + tx, 0, work, cols, a.DivOHW, kOhw);
+        int c1 = ImageColumn(col0 + tx + tile, 1, work, cols, a.DivOHW, kOhw);
+        int c2 = ImageColumn(col0 + tx + 2 * tile, 2, work, cols, a.DivOHW, kOhw);
+        int c3 = ImageColumn(col0 + tx + 3 * tile, 3, work, cols, a.DivOHW, kOhw);
         StoreBlock(y, acc, row0 + ty, tile, work, rows, a.OHW, c0, c1, c2, c3);
     }
 
     /// <summary>dx[n,c,h,w] = Σ_{k,r,s} dy[n,k,oh,ow] · w[k,c,r,s] over the (oh, ow) with oh·stride−pad+r = h, ow·stride−pad+s = w.</summary>
     [KernelName("conv2d_bwd_data")]
-    internal static void BackwardDataKernel(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, Args a)
+    internal static void BackwardDataKernel(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, Args a, SpecializedValue<int> tileSize, SpecializedValue<int> workSize)
     {
         var tileA = SharedMemory.Allocate<float>(TileFloats);
         var tileB = SharedMemory.Allocate<float>(TileFloats);
-        int tile = a.Tile, work = a.Work, block = tile * work;
+        int tile = tileSize, work = workSize, block = tile * work;
         int tx = Group.IdxX, ty = Group.IdxY, tid = ty * tile + tx;
         int row0 = Grid.IdxY * block, col0 = Grid.IdxX * block;
         int rows = a.C, cols = a.N * a.HW, depth = a.K * a.RS;
@@ -148,14 +155,14 @@ public static class Conv2d
         int bCol = tid % block, bK = tid / block, bKStep = tile / work;
         int p = col0 + bCol;
         bool pInside = p < cols;
-        int pn = p / a.HW, pRem = p - pn * a.HW, ph = pRem / a.W, pw = pRem - ph * a.W;
+        int pn = a.DivHW.Divide(p), pRem = p - pn * a.HW, ph = a.DivW.Divide(pRem), pw = pRem - ph * a.W;
         int hp = ph + a.Pad, wp = pw + a.Pad, dyImage = pn * a.K * a.OHW;
 
         var acc = default(Acc4x4);
         for (int k0 = 0; k0 < depth; k0 += tile)
         {
             int j = k0 + aK;
-            int jk = j / a.RS, jrs = j - jk * a.RS;
+            int jk = a.DivRS.Divide(j), jrs = j - jk * a.RS;
             for (int l = 0; l < work; l++)
             {
                 int m = aRow + l * tile, gc = row0 + m;
@@ -172,11 +179,11 @@ public static class Conv2d
                 float v = 0f;
                 if (pInside && jj < depth)
                 {
-                    int k = jj / a.RS, rs = jj - k * a.RS, r = rs / a.S, s = rs - r * a.S;
+                    int k = a.DivRS.Divide(jj), rs = jj - k * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
                     int th = hp - r, tw = wp - s;
                     if (th >= 0 && tw >= 0)
                     {
-                        int oh = th / a.Stride, ow = tw / a.Stride;
+                        int oh = a.DivStride.Divide(th), ow = a.DivStride.Divide(tw);
                         if (oh * a.Stride == th && ow * a.Stride == tw && oh < a.OutH && ow < a.OutW)
                         {
                             v = dy[dyImage + (k * a.OutH + oh) * a.OutW + ow];
@@ -192,10 +199,10 @@ public static class Conv2d
 
         // Output column p = (n, h·W+w) lives at n·C·HW + pixel; row c adds c·HW.
         int cHw = a.C * a.HW;
-        int c0 = ForwardColumn(col0 + tx, 0, work, cols, a.HW, cHw);
-        int c1 = ForwardColumn(col0 + tx + tile, 1, work, cols, a.HW, cHw);
-        int c2 = ForwardColumn(col0 + tx + 2 * tile, 2, work, cols, a.HW, cHw);
-        int c3 = ForwardColumn(col0 + tx + 3 * tile, 3, work, cols, a.HW, cHw);
+        int c0 = ImageColumn(col0 + tx, 0, work, cols, a.DivHW, cHw);
+        int c1 = ImageColumn(col0 + tx + tile, 1, work, cols, a.DivHW, cHw);
+        int c2 = ImageColumn(col0 + tx + 2 * tile, 2, work, cols, a.DivHW, cHw);
+        int c3 = ImageColumn(col0 + tx + 3 * tile, 3, work, cols, a.DivHW, cHw);
         StoreBlock(dx, acc, row0 + ty, tile, work, rows, a.HW, c0, c1, c2, c3);
     }
 
@@ -204,59 +211,60 @@ public static class Conv2d
     /// dy[n,k,oh,ow] · x[n,c,oh·stride−pad+r, ow·stride−pad+s]. Grid z is the split.
     /// </summary>
     [KernelName("conv2d_bwd_weight")]
-    internal static void BackwardWeightKernel(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> partial, Args a)
+    internal static void BackwardWeightKernel(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> partial, Args a, SpecializedValue<int> tileSize, SpecializedValue<int> workSize)
     {
         var tileA = SharedMemory.Allocate<float>(TileFloats);
         var tileB = SharedMemory.Allocate<float>(TileFloats);
-        int tile = a.Tile, work = a.Work, block = tile * work;
+        int tile = tileSize, work = workSize, block = tile * work;
         int tx = Group.IdxX, ty = Group.IdxY, tid = ty * tile + tx;
         int row0 = Grid.IdxY * block, col0 = Grid.IdxX * block;
         int rows = a.K, cols = a.CRS;
         int pBegin = Grid.IdxZ * a.Chunk;
         int pEnd = XMin(pBegin + a.Chunk, a.N * a.OHW);
 
-        // A = dy [K x N·OH·OW]: A[k, (n,pixel)] = dy[n,k,pixel].
-        int aK = tid % tile, aRow = tid / tile;
-        // B = im2col(x)ᵀ [N·OH·OW x C·R·S]: this thread always loads the same column (c, r, s).
-        int bCol = tid % block, bK = tid / block, bKStep = tile / work;
-        int q = col0 + bCol;
-        bool qInside = q < cols;
-        int qc = q / a.RS, qrs = q - qc * a.RS, qr = qrs / a.S, qs = qrs - qr * a.S;
-        int xChannel = qc * a.HW;
-
+        // Both operands are staged with the reduction index fastest across threads: consecutive threads
+        // take consecutive output pixels p = (n, oh, ow), which are contiguous in dy and contiguous (or
+        // stride-apart) in x, so both gathers coalesce. Each thread decodes its p once per slice and
+        // shares it between its A values (rows k) and its B values (columns (c, r, s)).
+        int pK = tid % tile, pRow = tid / tile;
         var acc = default(Acc4x4);
         for (int k0 = pBegin; k0 < pEnd; k0 += tile)
         {
-            int pa = k0 + aK;
-            int pan = pa / a.OHW, paRem = pa - pan * a.OHW;
-            int dyPixel = pan * a.K * a.OHW + paRem;
+            int p = k0 + pK;
+            bool pInside = p < pEnd;
+            int n = a.DivOHW.Divide(p), pixel = p - n * a.OHW, oh = a.DivOutW.Divide(pixel), ow = pixel - oh * a.OutW;
+            int ih0 = oh * a.Stride - a.Pad, iw0 = ow * a.Stride - a.Pad;
+            int dyPixel = n * a.K * a.OHW + pixel, xImage = n * a.C * a.HW;
+
+            // A = dy [K x N·OH·OW]: A[k, p] = dy[n,k,pixel].
             for (int l = 0; l < work; l++)
             {
-                int m = aRow + l * tile, gk = row0 + m;
+                int m = pRow + l * tile, gk = row0 + m;
                 float v = 0f;
-                if (gk < rows && pa < pEnd)
+                if (pInside && gk < rows)
                 {
                     v = dy[dyPixel + gk * a.OHW];
                 }
-                tileA[aK * (block + 1) + m] = v;
+                tileA[pK * (block + 1) + m] = v;
             }
+            // B = im2col(x)ᵀ [N·OH·OW x C·R·S]: B[p, (c,r,s)] = x[n, c, oh·stride−pad+r, ow·stride−pad+s].
             for (int l = 0; l < work; l++)
             {
-                int kk = bK + l * bKStep, pb = k0 + kk;
+                int m = pRow + l * tile, q = col0 + m;
                 float v = 0f;
-                if (qInside && pb < pEnd)
+                if (pInside && q < cols)
                 {
-                    int n = pb / a.OHW, rem = pb - n * a.OHW, oh = rem / a.OutW, ow = rem - oh * a.OutW;
-                    int ih = oh * a.Stride - a.Pad + qr, iw = ow * a.Stride - a.Pad + qs;
+                    int c = a.DivRS.Divide(q), rs = q - c * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
+                    int ih = ih0 + r, iw = iw0 + s;
                     if (ih >= 0 && ih < a.H && iw >= 0 && iw < a.W)
                     {
-                        v = x[n * a.C * a.HW + xChannel + ih * a.W + iw];
+                        v = x[xImage + (c * a.H + ih) * a.W + iw];
                     }
                 }
-                tileB[kk * block + bCol] = v;
+                tileB[pK * (block + 1) + m] = v;
             }
             Group.Barrier();
-            acc = MultiplyTiles(acc, tileA, tileB, tx, ty, tile, block + 1, block);
+            acc = MultiplyTiles(acc, tileA, tileB, tx, ty, tile, block + 1, block + 1);
             Group.Barrier();
         }
 
@@ -287,25 +295,28 @@ public static class Conv2d
     /// acc += A_tile · B_tile over one Tile-deep slice. Thread (tx, ty) owns rows ty + i·Tile and columns
     /// tx + j·Tile, so a warp reads one or two A values (broadcast) and consecutive B values (no bank
     /// conflicts). The depth loop is unrolled by four by hand (ILGPU does not unroll), so Tile must be
-    /// a multiple of 4.
+    /// a multiple of 4. Tile and Work are specialised to constants at load time, so the offsets below
+    /// are immediates in the generated code.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Acc4x4 MultiplyTiles(Acc4x4 acc, ArrayView<float> tileA, ArrayView<float> tileB, int tx, int ty, int tile, int strideA, int strideB)
     {
+        int ia = ty, ib = tx;
         for (int kk = 0; kk < tile; kk += 4)
         {
-            int ia = kk * strideA + ty, ib = kk * strideB + tx;
             acc = Fma(acc, tileA, tileB, ia, ib, tile);
             acc = Fma(acc, tileA, tileB, ia + strideA, ib + strideB, tile);
             acc = Fma(acc, tileA, tileB, ia + 2 * strideA, ib + 2 * strideB, tile);
             acc = Fma(acc, tileA, tileB, ia + 3 * strideA, ib + 3 * strideB, tile);
+            ia += 4 * strideA;
+            ib += 4 * strideB;
         }
         return acc;
     }
 
     /// <summary>
     /// One rank-1 update of the 4x4 accumulator. With Work &lt; 4 the extra reads stay inside the
-    /// shared allocation (see TileFloats) and their products land in accumulators nobody stores.
+    /// shared allocation (TileFloats covers (Tile−1)·(Tile·Work+1) + 4·Tile for every supported tuning) and their products land in accumulators nobody stores.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Acc4x4 Fma(Acc4x4 c, ArrayView<float> tileA, ArrayView<float> tileB, int ia, int ib, int tile)
@@ -336,14 +347,14 @@ public static class Conv2d
     /// n·imageStride + pixel, or −1 if this accumulator column is unused or outside the matrix.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int ForwardColumn(int col, int j, int work, int cols, int pixels, int imageStride)
+    private static int ImageColumn(int col, int j, int work, int cols, Conv2dDivisor pixels, int imageStride)
     {
         if (j >= work || col >= cols)
         {
             return -1;
         }
-        int n = col / pixels;
-        return n * imageStride + (col - n * pixels);
+        int n = pixels.Divide(col);
+        return n * imageStride + (col - n * pixels.Value);
     }
 
     /// <summary>Offset of weight-gradient column <paramref name="col"/> in its split's slice, or −1.</summary>
@@ -401,8 +412,8 @@ public static class Conv2d
         ExpectLength(op, "w", w, s.WeightLength, s);
         ExpectLength(op, "y", y, s.OutputLength, s);
         KernelTuning t = CheckedTuning(dev);
-        var kernel = dev.Kernel("conv2d_fwd", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, Args>(ForwardKernel));
-        kernel(dev.Stream, Config(t, rows: s.K, cols: s.N * s.OutH * s.OutW, splits: 1), x, w, y, new Args(s, t, 0));
+        var kernel = dev.Kernel("conv2d_fwd", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, Args, SpecializedValue<int>, SpecializedValue<int>>(ForwardKernel));
+        kernel(dev.Stream, Config(t, rows: s.K, cols: s.N * s.OutH * s.OutW, splits: 1), x, w, y, new Args(s, 0), SpecializedValue.New(t.Tile), SpecializedValue.New(t.Work));
     }
 
     /// <summary>dx = ∂L/∂x given dy = ∂L/∂y: dy [N,K,OutH,OutW], w [K,C,R,S], dx [N,C,H,W] (every element overwritten).</summary>
@@ -415,8 +426,8 @@ public static class Conv2d
         ExpectLength(op, "w", w, s.WeightLength, s);
         ExpectLength(op, "dx", dx, s.InputLength, s);
         KernelTuning t = CheckedTuning(dev);
-        var kernel = dev.Kernel("conv2d_bwd_data", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, Args>(BackwardDataKernel));
-        kernel(dev.Stream, Config(t, rows: s.C, cols: s.N * s.H * s.W, splits: 1), dy, w, dx, new Args(s, t, 0));
+        var kernel = dev.Kernel("conv2d_bwd_data", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, Args, SpecializedValue<int>, SpecializedValue<int>>(BackwardDataKernel));
+        kernel(dev.Stream, Config(t, rows: s.C, cols: s.N * s.H * s.W, splits: 1), dy, w, dx, new Args(s, 0), SpecializedValue.New(t.Tile), SpecializedValue.New(t.Work));
     }
 
     /// <summary>dw = ∂L/∂w given x and dy: x [N,C,H,W], dy [N,K,OutH,OutW], dw [K,C,R,S] (overwritten).</summary>
@@ -449,11 +460,11 @@ public static class Conv2d
         int chunk = stepsPerSplit * t.Tile;
         int length = (int)s.WeightLength;
 
-        var kernel = dev.Kernel("conv2d_bwd_weight", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, Args>(BackwardWeightKernel));
+        var kernel = dev.Kernel("conv2d_bwd_weight", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, Args, SpecializedValue<int>, SpecializedValue<int>>(BackwardWeightKernel));
         KernelConfig config = Config(t, rows: s.K, cols: length / s.K, splits);
         if (splits == 1)
         {
-            kernel(dev.Stream, config, x, dy, dw, new Args(s, t, chunk));
+            kernel(dev.Stream, config, x, dy, dw, new Args(s, chunk), SpecializedValue.New(t.Tile), SpecializedValue.New(t.Work));
             return;
         }
         if ((long)splits * length > int.MaxValue)
@@ -461,7 +472,7 @@ public static class Conv2d
             throw new ArgumentException($"{op}: {splits} partial sums of {length} weights exceed 32-bit indexing ({s}).");
         }
         ArrayView<float> partial = Workspace.For(dev).Get(dev, (long)splits * length);
-        kernel(dev.Stream, config, x, dy, partial, new Args(s, t, chunk));
+        kernel(dev.Stream, config, x, dy, partial, new Args(s, chunk), SpecializedValue.New(t.Tile), SpecializedValue.New(t.Work));
         var reduce = dev.Kernel("conv2d_bwd_weight_reduce", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, int, int>(ReduceSplitsKernel));
         reduce(dev.Stream, length, partial, dw, length, splits);
     }
@@ -511,13 +522,14 @@ public static class Conv2d
     private sealed class Workspace
     {
         private static readonly ConditionalWeakTable<Device, Workspace> PerDevice = new();
+        private readonly Lock _gate = new();
         private MemoryBuffer1D<float, Stride1D.Dense>? _buffer;
 
         public static Workspace For(Device dev) => PerDevice.GetValue(dev, _ => new Workspace());
 
         public ArrayView<float> Get(Device dev, long length)
         {
-            lock (this)
+            lock (_gate)
             {
                 if (_buffer is null || _buffer.Length < length)
                 {

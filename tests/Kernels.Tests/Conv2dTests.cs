@@ -165,4 +165,20 @@ public class Conv2dTests
         Assert.Equal(2L * 128 * 16 * 16, down.OutputLength);
         Assert.Equal(128L * 64 * 9, down.WeightLength);
     }
+
+    [Fact]
+    public void Divisor_matches_integer_division()
+    {
+        var rng = Numerics.NewRandom(out int seed);
+        int[] divisors = [1, 2, 3, 7, 9, 49, 64, 147, 1000, 4608, 65535, 1 << 20, int.MaxValue / 3, int.MaxValue];
+        int[] edges = [0, 1, 2, 63, 64, 65, 4607, 4608, 4609, int.MaxValue - 1, int.MaxValue];
+        foreach (int d in divisors.Concat(Enumerable.Range(0, 50).Select(_ => rng.Next(1, int.MaxValue))))
+        {
+            var div = new Conv2dDivisor(d);
+            foreach (int n in edges.Concat(Enumerable.Range(0, 200).Select(_ => rng.Next())).Concat([d - 1, d, d + 1 < 0 ? d : d + 1]))
+            {
+                Assert.True(div.Divide(n) == n / d, $"{n} / {d}: got {div.Divide(n)}, expected {n / d} (seed {seed})");
+            }
+        }
+    }
 }
