@@ -42,10 +42,11 @@ public class DataSetTests
     }
 
     [Fact]
-    public void Synthetic_classes_differ_more_than_images_within_a_class()
+    public void Synthetic_classes_are_told_apart_by_a_simple_orientation_feature()
     {
-        // Per-class mean of the 2-D power spectrum is shift-invariant; use a cheap proxy:
-        // the mean absolute horizontal and vertical pixel differences, which follow each class's stripe orientation.
+        // A shift-invariant feature: the share of horizontal among horizontal + vertical absolute pixel
+        // differences, which follows each class's stripe orientation. (A CNN does far better; this only
+        // shows the labels carry signal that survives the shifts, distractors and noise.)
         var (train, _) = SyntheticDataset.Generate(seed: 11, trainCount: 2000, testCount: 0);
         var features = new double[train.Count][];
         for (int i = 0; i < train.Count; i++)
@@ -70,7 +71,7 @@ public class DataSetTests
         var means = Enumerable.Range(0, 10).Select(k => Enumerable.Range(0, 1000).Where(i => train.Labels[i] == k).Average(i => features[i][0])).ToArray();
         int correct = Enumerable.Range(1000, 1000).Count(i =>
             Enumerable.Range(0, 10).MinBy(k => Math.Abs(features[i][0] - means[k])) == train.Labels[i]);
-        Assert.True(correct > 150, $"nearest-mean accuracy {correct / 10.0}% is not above chance (10%)");
+        Assert.True(correct > 160, $"nearest-mean accuracy {correct / 10.0}% is not above chance (10%)");
     }
 
     [Fact]
