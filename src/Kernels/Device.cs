@@ -44,7 +44,7 @@ public sealed class Device : IDisposable
         Stream = accelerator.DefaultStream;
         Spec = spec;
         _ownsContext = ownsContext;
-        Tuning = IsCpu ? KernelTuning.Cpu : KernelTuning.Gpu;
+        Tuning = IsCpu ? (Environment.GetEnvironmentVariable("EXP_TILE") is string t ? new KernelTuning(int.Parse(t.Split(',')[0]), int.Parse(t.Split(',')[1])) : KernelTuning.Cpu) : KernelTuning.Gpu;
     }
 
     /// <summary>A context able to create every accelerator the engine uses, with profiling markers on.</summary>
@@ -52,11 +52,26 @@ public sealed class Device : IDisposable
     {
         CudaDriverResolver.Install();
         return Context.Create(builder => builder
-            .CPU(new CPUDevice(CpuWarpSize, CpuWarpsPerGroup, 1))
+            .CPU(ExperimentCpu())
             .Cuda()
             .Profiling()
             .Optimize(OptimizationLevel.O1)
             .EnableAlgorithms());
+    }
+
+    private static CPUAcceleratorMode CpuMode() => Environment.GetEnvironmentVariable("EXP_MODE") switch
+    {
+        "seq" => CPUAcceleratorMode.Sequential,
+        "par" => CPUAcceleratorMode.Parallel,
+        _ => CPUAcceleratorMode.Auto,
+    };
+
+    private static CPUDevice ExperimentCpu()
+    {
+        string? e = Environment.GetEnvironmentVariable("EXP_CPU");
+        if (e is null) return new CPUDevice(CpuWarpSize, CpuWarpsPerGroup, 1);
+        var p = e.Split(',').Select(int.Parse).ToArray();
+        return new CPUDevice(p[0], p[1], p[2]);
     }
 
     /// <summary>Creates the device <paramref name="spec"/> names, in <paramref name="context"/> if given.</summary>
@@ -71,10 +86,10 @@ public sealed class Device : IDisposable
         {
             return s switch
             {
-                "cpu" => new Device(context, context.CreateCPUAccelerator(0), "cpu", owns),
+                "cpu" => new Device(context, context.CreateCPUAccelerator(0, CpuMode()), "cpu", owns),
                 "auto" => CudaCount(context) > 0
                     ? new Device(context, context.CreateCudaAccelerator(0), "cuda:0", owns)
-                    : new Device(context, context.CreateCPUAccelerator(0), "cpu", owns),
+                    : new Device(context, context.CreateCPUAccelerator(0, CpuMode()), "cpu", owns),
                 "cuda" => CreateCuda(context, 0, owns),
                 _ when s.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(s.AsSpan(5), out int i) && i >= 0
                     => CreateCuda(context, i, owns),

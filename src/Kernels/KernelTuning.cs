@@ -9,7 +9,7 @@ namespace Engine.Kernels;
 /// <param name="Work">Outputs each thread computes along each edge (register blocking).</param>
 public readonly record struct KernelTuning(int Tile, int Work)
 {
-    public static KernelTuning Cpu { get; } = new(Tile: 4, Work: 1);
+    public static KernelTuning Cpu { get; } = new(Tile: 4, Work: 4);
     public static KernelTuning Gpu { get; } = new(Tile: 16, Work: 4);
 
     /// <summary>Threads in one group of a 2-D tiled kernel.</summary>
