@@ -47,8 +47,11 @@ switch ($Task) {
         Invoke-Step 'engine bench kernels' { dotnet run --project src/Runner -c Release -- bench kernels }
     }
     'gpu-check' {
+        # Publishes the single-file engine if it is not there yet (needs the .NET SDK), then runs the
+        # prepared check. On a GPU host without .NET, run `bash tools/gpu-check.sh OUT MINUTES` directly.
         if (-not $Out) { $Out = Join-Path $PSScriptRoot 'gpu-out' }
-        & (Join-Path $PSScriptRoot 'tools/gpu-check.sh') $Out $Minutes
+        if (-not (Test-Path (Join-Path $PSScriptRoot 'publish/engine'))) { & $PSCommandPath publish }
+        & bash (Join-Path $PSScriptRoot 'tools/gpu-check.sh') $Out $Minutes
         exit $LASTEXITCODE
     }
 }

@@ -20,5 +20,6 @@ public static class Program
     {
         yield return TrainCommand.Create();
         yield return DevicesCommand.Create();
+        yield return CheckCommand.Create();
     }
 }

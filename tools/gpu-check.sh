@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The one prepared command for a GPU host (no .NET SDK there: it runs the published single-file
+# `engine`). Each step is independent of the last one's success; logs and JSON go to OUT_DIR and a
+# short table is printed last.
+#   usage: tools/gpu-check.sh [OUT_DIR] [MINUTES]      (ENGINE=path/to/engine, default ./publish/engine)
+set -u
+cd "$(dirname "$0")/.."
+out=${1:-gpu-out}
+minutes=${2:-8}
+engine=${ENGINE:-./publish/engine}
+mkdir -p "$out"
+deadline=$(( $(date +%s) + minutes * 60 ))
+summary="$out/summary.txt"
+: > "$summary"
+
+step() {
+  local name=$1; shift
+  local left=$(( deadline - $(date +%s) ))
+  if [ "$left" -le 15 ]; then
+    printf '%-14s SKIPPED (time bound reached)\n' "$name" | tee -a "$summary"
+    return
+  fi
+  local t0=$(date +%s)
+  echo "==> $name: $*"
+  timeout "$left" "$@" > "$out/$name.log" 2>&1
+  local rc=$?
+  local secs=$(( $(date +%s) - t0 ))
+  tail -n 25 "$out/$name.log"
+  if [ "$rc" -eq 0 ]; then
+    printf '%-14s ok      %4d s  %s\n' "$name" "$secs" "$out/$name.log" | tee -a "$summary"
+  else
+    printf '%-14s FAILED  %4d s  rc %d  %s\n' "$name" "$secs" "$rc" "$out/$name.log" | tee -a "$summary"
+  fi
+}
+
+step gpu nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+step devices "$engine" devices
+step kernels "$engine" check kernels --device cuda --large --seed 1234
+if "$engine" --help 2>/dev/null | grep -q comm-check; then
+  step nccl "$engine" comm-check --device cuda
+fi
+# ResNet-34, batch 512: 3 epochs of 20 steps; the first epoch pays for kernel compilation.
+step engine-step "$engine" train --device cuda --model resnet34 --batch-size 512 --train-limit 10240 --test-limit 0 \
+  --epochs 3 --output "$out/engine-train.json"
+step pytorch-step python3 bench/seed_train.py --model resnet34 --batch-size 512 --steps 20 --warmup 5 --json "$out/pytorch.json"
+
+echo
+echo "== gpu-check summary ($(date -u +%Y-%m-%dT%H:%MZ))"
+cat "$summary"
+python3 - "$out" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+try:
+    e = json.load(open(os.path.join(out, "engine-train.json")))
+    steps = e["epochs"][-1]["steps"]
+    eng = (e["mean_epoch_seconds_excluding_first"] or e["mean_epoch_seconds"]) / steps
+    print(f"engine  resnet34 b512 step: {1000 * eng:8.2f} ms  (device {e['device']})")
+except Exception as ex:
+    eng = None
+    print(f"engine step time unavailable: {ex}")
+try:
+    p = json.load(open(os.path.join(out, "pytorch.json")))
+    pt = p["median_step_seconds"]
+    print(f"pytorch resnet34 b512 step: {1000 * pt:8.2f} ms  (torch {p['torch']}, {p['device']}, tf32 conv {p['tf32_conv']})")
+except Exception as ex:
+    pt = None
+    print(f"pytorch step time unavailable: {ex}")
+if eng and pt:
+    print(f"engine / pytorch step-time ratio: {eng / pt:.2f}")
+PY
