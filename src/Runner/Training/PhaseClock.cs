@@ -1,0 +1,88 @@
+using System.Diagnostics;
+using Device = Engine.Kernels.Device;
+
+namespace Engine.Runner.Training;
+
+/// <summary>
+/// Splits each training step into named phases. <see cref="Mark"/> synchronises the devices it was
+/// given, charges the time since the previous mark to a phase, and adds the bytes that phase moved,
+/// so the phases of a step add up to the step by construction. (Synchronising costs a little on a
+/// GPU; that is the price of attributing time to phases with host timers.)
+/// </summary>
+public sealed class PhaseClock
+{
+    public static readonly string[] Phases =
+    {
+        "data", "h2d", "scatter", "replicate", "forward", "gather", "loss", "backward", "grad_sync", "optimizer",
+    };
+
+    private readonly IReadOnlyList<Device> _devices;
+    private readonly Stopwatch _watch = new();
+    private readonly double[] _seconds = new double[Phases.Length];
+    private readonly long[] _bytes = new long[Phases.Length];
+    private double _last;
+
+    public PhaseClock(IReadOnlyList<Device> devices) => _devices = devices;
+
+    public int Steps { get; private set; }
+    public double StepSeconds { get; private set; }
+
+    /// <summary>Gradient all-reduce time that ran while backward was still computing (DDP overlap), summed over steps.</summary>
+    public double HiddenSyncSeconds { get; private set; }
+
+    public void BeginStep()
+    {
+        foreach (Device d in _devices) d.Synchronize();
+        _watch.Restart();
+        _last = 0;
+    }
+
+    public void Mark(string phase, long bytes = 0)
+    {
+        foreach (Device d in _devices) d.Synchronize();
+        double now = _watch.Elapsed.TotalSeconds;
+        int i = Index(phase);
+        _seconds[i] += now - _last;
+        _bytes[i] += bytes;
+        _last = now;
+    }
+
+    /// <summary>Bytes a phase moved without a time of its own (already charged elsewhere).</summary>
+    public void AddBytes(string phase, long bytes) => _bytes[Index(phase)] += bytes;
+
+    public void AddHidden(double seconds) => HiddenSyncSeconds += seconds;
+
+    public void EndStep()
+    {
+        Steps++;
+        StepSeconds += _watch.Elapsed.TotalSeconds;
+    }
+
+    private static int Index(string phase)
+    {
+        int i = Array.IndexOf(Phases, phase);
+        return i >= 0 ? i : throw new ArgumentException($"Unknown phase '{phase}'.");
+    }
+
+    public Breakdown ToBreakdown(string mode, int devices, bool shared)
+    {
+        int n = Math.Max(1, Steps);
+        var phases = new Dictionary<string, PhaseStat>();
+        for (int i = 0; i < Phases.Length; i++)
+        {
+            phases[Phases[i]] = new PhaseStat(_seconds[i] / n, _bytes[i] / n);
+        }
+        return new Breakdown(mode, devices, shared, Steps, StepSeconds / n, phases, HiddenSyncSeconds / n);
+    }
+}
+
+/// <summary>Seconds and bytes per step of one phase.</summary>
+public sealed record PhaseStat(double SecondsPerStep, long BytesPerStep);
+
+/// <summary>Where a mode spends its step: mean seconds and bytes per step for each phase.</summary>
+/// <param name="GradSyncHiddenSecondsPerStep">All-reduce time that overlapped backward (not part of the step sum; grad_sync holds only the exposed wait).</param>
+public sealed record Breakdown(string Mode, int Devices, bool Shared, int Steps, double StepSeconds,
+    IReadOnlyDictionary<string, PhaseStat> Phases, double GradSyncHiddenSecondsPerStep)
+{
+    public double PhaseSum => Phases.Values.Sum(p => p.SecondsPerStep);
+}
