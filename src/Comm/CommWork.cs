@@ -48,7 +48,16 @@ public sealed class CommWork
     public void Wait(TimeSpan timeout)
     {
         TimeSpan limit = timeout == Timeout.InfiniteTimeSpan ? timeout : timeout + TimeSpan.FromSeconds(2);
-        if (!_done.Task.Wait(limit))
+        bool finished;
+        try
+        {
+            finished = _done.Task.Wait(limit);
+        }
+        catch (AggregateException)
+        {
+            finished = true; // failed: reported below with the operation's own exception
+        }
+        if (!finished)
         {
             int peer = _waitingOn;
             throw new CommTimeoutException(Operation, peer >= 0 ? peer : null, _age.Elapsed,

@@ -808,8 +808,7 @@ public sealed class HostRingCommunicator : ICommunicator
             }
         }
         string message = lost is int l
-            ? $"{op} failed on rank {Rank} after {clock.Elapsed.TotalSeconds:F2} s: rank {l} was lost" +
-              (jobReason is null ? "" : $" ({jobReason})") + $". This rank saw: {local.Message}"
+            ? $"{op} failed on rank {Rank} after {clock.Elapsed.TotalSeconds:F2} s: {jobReason ?? $"rank {l} was lost"}. This rank saw: {local.Message}"
             : $"{op} failed on rank {Rank}: {local.Message}" + (jobReason is null ? "" : $" The job had failed: {jobReason}.");
         CommException result = local is CommTimeoutException
             ? new CommTimeoutException(op, local.PeerRank, local.Elapsed, message, local) { LostRank = lost }

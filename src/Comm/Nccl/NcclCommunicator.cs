@@ -308,7 +308,7 @@ public sealed class NcclCommunicator : ICommunicator
             }
         }
         string message = lost is int l
-            ? $"{op} failed on rank {Rank} after {clock.Elapsed.TotalSeconds:F2} s: rank {l} was lost" + (jobReason is null ? "" : $" ({jobReason})") + $". This rank saw: {local.Message}"
+            ? $"{op} failed on rank {Rank} after {clock.Elapsed.TotalSeconds:F2} s: {jobReason ?? $"rank {l} was lost"}. This rank saw: {local.Message}"
             : local.Message + (jobReason is null ? "" : $" The job had failed: {jobReason}.");
         var result = new CommException(op, local.PeerRank, clock.Elapsed, message, local) { LostRank = lost };
         _broken ??= result;
