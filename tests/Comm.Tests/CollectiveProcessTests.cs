@@ -5,6 +5,7 @@ namespace Engine.Comm.Tests;
 /// launcher) against a float64 reference, at lengths 0, 1, primes and lengths spanning many
 /// pipelined slices (the worker uses 1 KB slices, 256 floats), and the results of every rank equal bit for bit.
 /// </summary>
+[Collection("processes")]
 public class CollectiveProcessTests
 {
     [Theory]
