@@ -19,5 +19,9 @@ public static class Program
     internal static IEnumerable<Command> Commands()
     {
         yield return DevicesCommand.Create();
+        yield return LaunchCommand.Create();
+        var bench = new Command("bench", "Benchmarks (all-reduce bandwidth).");
+        bench.Subcommands.Add(BenchAllReduceCommand.Create());
+        yield return bench;
     }
 }
