@@ -21,5 +21,9 @@ public static class Program
         yield return TrainCommand.Create();
         yield return DevicesCommand.Create();
         yield return CheckCommand.Create();
+        yield return LaunchCommand.Create();
+        var bench = new Command("bench", "Benchmarks (all-reduce bandwidth).");
+        bench.Subcommands.Add(BenchAllReduceCommand.Create());
+        yield return bench;
     }
 }
