@@ -22,6 +22,12 @@ public sealed class CommWork
 
     public bool IsCompleted => _done.Task.IsCompleted;
 
+    /// <summary><see cref="Stopwatch.GetTimestamp"/> when the operation began moving data (its input was ready), or 0.</summary>
+    public long StartedTimestamp { get; private set; }
+
+    /// <summary><see cref="Stopwatch.GetTimestamp"/> when the operation completed, or 0.</summary>
+    public long CompletedTimestamp { get; private set; }
+
     internal CommWork(string operation, long count, TimeSpan timeout)
     {
         Operation = operation;
@@ -88,7 +94,14 @@ public sealed class CommWork
 
     internal void SetWaitingOn(int peer) => _waitingOn = peer;
 
-    internal void Complete() => _done.TrySetResult();
+    internal void MarkStarted() => StartedTimestamp = Stopwatch.GetTimestamp();
+
+    internal void Complete()
+    {
+        CompletedTimestamp = Stopwatch.GetTimestamp();
+        if (StartedTimestamp == 0) StartedTimestamp = CompletedTimestamp;
+        _done.TrySetResult();
+    }
 
     internal void Fail(Exception e) => _done.TrySetException(e);
 }

@@ -364,6 +364,7 @@ public sealed class HostRingCommunicator : ICommunicator
                     throw new CommException(op, b.PeerRank, TimeSpan.Zero, $"{op} on rank {Rank} refused: the communicator is broken: {b.Message}", b) { LostRank = b.LostRank };
                 }
                 WaitForStreamPoint(ready);
+                work.MarkStarted();
                 if (WorldSize > 1)
                 {
                     ExchangeHeader(kind, sequence, count, root, op, clock, work);

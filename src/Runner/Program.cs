@@ -21,6 +21,7 @@ public static class Program
         yield return TrainCommand.Create();
         yield return DevicesCommand.Create();
         yield return CheckCommand.Create();
+        yield return CompareCommand.Create();
         yield return LaunchCommand.Create();
         var bench = new Command("bench", "Benchmarks (all-reduce bandwidth).");
         bench.Subcommands.Add(BenchAllReduceCommand.Create());

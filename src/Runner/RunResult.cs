@@ -20,6 +20,10 @@ public sealed record RunResult(
     [property: JsonPropertyName("parameters")] long Parameters,
     [property: JsonPropertyName("epochs")] IReadOnlyList<EpochResult> Epochs)
 {
+    /// <summary>Seconds and bytes per step of each phase (data, h2d, scatter, ..., optimizer).</summary>
+    [JsonPropertyName("breakdown")]
+    public Training.Breakdown? Breakdown { get; init; }
+
     /// <summary>Mean over all epochs, as the seed computes it.</summary>
     [JsonPropertyName("mean_epoch_seconds")]
     public double MeanEpochSeconds => Epochs.Count == 0 ? 0 : Epochs.Average(e => e.Seconds);

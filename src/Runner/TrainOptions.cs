@@ -25,10 +25,80 @@ public sealed record TrainOptions
     public string? Resume { get; init; }
     public string? Output { get; init; }
 
+    /// <summary>DP replicas (comma-separated device specs); filled in by <see cref="ResolveDevices"/> when not given.</summary>
+    public string? Devices { get; init; }
+    public bool DpSerialDispatch { get; init; }
+    public string Backend { get; init; } = "auto";
+    public double BucketMb { get; init; } = 25;
+    public bool NoOverlap { get; init; }
+    public int Timeout { get; init; } = 300;
+
+    /// <summary>DDP: after every step, check that every rank holds bit-identical parameters (costs a download and an all-gather).</summary>
+    public bool VerifyReplicas { get; init; }
+
+    public string[] DeviceList() => (Devices ?? Device).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+    /// <summary>
+    /// For dp without --devices: every GPU (two replicas sharing it when there is exactly one), or two
+    /// CPU replicas when there is no GPU or --device cpu was given.
+    /// </summary>
+    public TrainOptions ResolveDevices()
+    {
+        if (Mode != "dp" || Devices is not null) return this;
+        if (Device.StartsWith("cuda:", StringComparison.Ordinal)) return this with { Devices = $"{Device},{Device}" };
+        int gpus = 0;
+        if (Device is "auto" or "cuda")
+        {
+            using var context = Engine.Kernels.Device.CreateContext();
+            gpus = Engine.Kernels.Device.CudaCount(context);
+        }
+        string[] list = gpus switch
+        {
+            0 => new[] { "cpu", "cpu" },
+            1 => new[] { "cuda:0", "cuda:0" },
+            _ => Enumerable.Range(0, gpus).Select(i => $"cuda:{i}").ToArray(),
+        };
+        return this with { Devices = string.Join(',', list) };
+    }
+
+    /// <summary>The command line that reproduces these options (<c>train ...</c>), for launching DDP ranks.</summary>
+    public List<string> ToArgs()
+    {
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        var a = new List<string>
+        {
+            "train", "--mode", Mode, "--device", Device, "--model", Model, "--stem", Stem, "--width", Width.ToString(inv),
+            "--dataset", Dataset, "--epochs", Epochs.ToString(inv), "--batch-size", BatchSize.ToString(inv),
+            "--lr", Lr.ToString("R", inv), "--momentum", Momentum.ToString("R", inv), "--weight-decay", WeightDecay.ToString("R", inv),
+            "--augment", Augment, "--shuffle", Shuffle ? "true" : "false", "--seed", Seed.ToString(inv),
+            "--backend", Backend, "--bucket-mb", BucketMb.ToString("R", inv), "--timeout", Timeout.ToString(inv),
+        };
+        void Opt(string name, string? value)
+        {
+            if (value is not null) a.AddRange(new[] { name, value });
+        }
+        Opt("--data", Data);
+        Opt("--train-limit", TrainLimit?.ToString(inv));
+        Opt("--test-limit", TestLimit?.ToString(inv));
+        Opt("--init", Init);
+        Opt("--save", Save);
+        Opt("--resume", Resume);
+        Opt("--output", Output);
+        if (Mode == "dp") Opt("--devices", Devices);
+        if (DpSerialDispatch) a.Add("--dp-serial-dispatch");
+        if (NoOverlap) a.Add("--no-overlap");
+        if (VerifyReplicas) a.Add("--verify-replicas");
+        return a;
+    }
+
     /// <summary>Checks what can be checked before any work starts; the message names the option.</summary>
     public void Validate()
     {
-        if (Mode != "single") throw new ArgumentException($"--mode '{Mode}' is not available in this build: only 'single' is.");
+        if (Mode is not ("single" or "dp" or "ddp")) throw new ArgumentException($"--mode must be single, dp or ddp, got '{Mode}'.");
+        if (Mode == "dp" && DeviceList().Length < 1) throw new ArgumentException("--devices lists no device.");
+        if (Backend is not ("auto" or "host" or "nccl")) throw new ArgumentException($"--backend must be auto, host or nccl, got '{Backend}'.");
+        if (!(BucketMb > 0)) throw new ArgumentException($"--bucket-mb must be positive, got {BucketMb}.");
+        if (Timeout < 1) throw new ArgumentException($"--timeout must be at least 1 second, got {Timeout}.");
         if (Epochs < 1) throw new ArgumentException($"--epochs must be at least 1, got {Epochs}.");
         if (BatchSize < 1) throw new ArgumentException($"--batch-size must be at least 1, got {BatchSize}.");
         if (TrainLimit is < 1) throw new ArgumentException($"--train-limit must be at least 1, got {TrainLimit}.");

@@ -207,6 +207,7 @@ public sealed class NcclCommunicator : ICommunicator
                 // The caller's kernels must be done before NCCL reads the buffer. (A device-side wait,
                 // cuStreamWaitEvent, would keep the host out of it; ILGPU does not expose its events.)
                 ready.Synchronize();
+                work.MarkStarted();
                 if (count > 0)
                 {
                     Interlocked.Exchange(ref _inFlightSinceTicks, Stopwatch.GetTimestamp());

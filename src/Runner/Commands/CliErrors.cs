@@ -1,3 +1,4 @@
+using Engine.Comm;
 using Engine.Nn.Checkpoints;
 using Engine.Runner.Data;
 using Engine.Runner.Training;
@@ -27,5 +28,5 @@ internal static class CliErrors
     }
 
     public static bool IsUserError(Exception e) => e is ArgumentException or DataException or CheckpointException
-        or TrainingDivergedException or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException;
+        or TrainingDivergedException or CommException or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException;
 }

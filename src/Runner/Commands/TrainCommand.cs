@@ -7,9 +7,10 @@ namespace Engine.Runner.Commands;
 internal static class TrainCommand
 {
     /// <summary>The options shared by <c>train</c> and <c>compare</c>, bound once into a <see cref="TrainOptions"/>.</summary>
-    internal sealed class Binder
+    internal sealed class Binder(TrainOptions D)
     {
-        private static readonly TrainOptions D = new();
+        public Binder() : this(new TrainOptions()) { }
+
         public readonly Option<string> Mode = new("--mode") { Description = "single | dp | ddp", DefaultValueFactory = _ => D.Mode };
         public readonly Option<string> Device = new("--device") { Description = "auto | cpu | cuda | cuda:N", DefaultValueFactory = _ => D.Device };
         public readonly Option<string> Model = new("--model") { Description = "resnet18 | resnet34", DefaultValueFactory = _ => D.Model };
@@ -17,8 +18,8 @@ internal static class TrainCommand
         public readonly Option<int> Width = new("--width") { Description = "base channels (torchvision: 64)", DefaultValueFactory = _ => D.Width };
         public readonly Option<string> Dataset = new("--dataset") { Description = "cifar10 | fashion-mnist | synthetic", DefaultValueFactory = _ => D.Dataset };
         public readonly Option<string?> Data = new("--data") { Description = "CIFAR-10 binary folder or .tar.gz; Fashion-MNIST IDX folder (default /usr/share/datasets/fashion-mnist)" };
-        public readonly Option<int?> TrainLimit = new("--train-limit") { Description = "use only the first N training images" };
-        public readonly Option<int?> TestLimit = new("--test-limit") { Description = "use only the first N test images (0: no evaluation)" };
+        public readonly Option<int?> TrainLimit = new("--train-limit") { Description = "use only the first N training images", DefaultValueFactory = _ => D.TrainLimit };
+        public readonly Option<int?> TestLimit = new("--test-limit") { Description = "use only the first N test images (0: no evaluation)", DefaultValueFactory = _ => D.TestLimit };
         public readonly Option<int> Epochs = new("--epochs") { DefaultValueFactory = _ => D.Epochs };
         public readonly Option<int> BatchSize = new("--batch-size") { Description = "per device for dp and ddp, as in the seed", DefaultValueFactory = _ => D.BatchSize };
         public readonly Option<float> Lr = new("--lr") { DefaultValueFactory = _ => D.Lr };
@@ -31,10 +32,17 @@ internal static class TrainCommand
         public readonly Option<string?> Save = new("--save") { Description = "write the model (safetensors, torchvision names) after every epoch, training state beside it" };
         public readonly Option<string?> Resume = new("--resume") { Description = "continue a run from a --save file and its training-state file" };
         public readonly Option<string?> Output = new("--output") { Description = "write the run's results as JSON" };
+        public readonly Option<string?> DevicesOpt = new("--devices") { Description = "dp: comma-separated replicas (cuda:0,cuda:1 | cpu,cpu | cuda:0,cuda:0); default every GPU, or two CPU replicas" };
+        public readonly Option<bool> DpSerialDispatch = new("--dp-serial-dispatch") { Description = "dp: drive every device from one host thread, as Python's GIL effectively forces" };
+        public readonly Option<string> Backend = new("--backend") { Description = "ddp: nccl | host | auto", DefaultValueFactory = _ => D.Backend };
+        public readonly Option<double> BucketMb = new("--bucket-mb") { Description = "ddp: gradient bucket cap in MB (the first bucket is 1 MB)", DefaultValueFactory = _ => D.BucketMb };
+        public readonly Option<bool> NoOverlap = new("--no-overlap") { Description = "ddp: start the all-reduces only after backward" };
+        public readonly Option<int> Timeout = new("--timeout") { Description = "ddp: bound in seconds on every collective wait", DefaultValueFactory = _ => D.Timeout };
+        public readonly Option<bool> VerifyReplicas = new("--verify-replicas") { Description = "ddp: check after every step that all ranks hold bit-identical parameters" };
 
         public void AddTo(Command c)
         {
-            foreach (Option o in new Option[] { Mode, Device, Model, Stem, Width, Dataset, Data, TrainLimit, TestLimit, Epochs, BatchSize, Lr, Momentum, WeightDecay, Augment, Shuffle, Seed, Init, Save, Resume, Output })
+            foreach (Option o in new Option[] { Mode, Device, Model, Stem, Width, Dataset, Data, TrainLimit, TestLimit, Epochs, BatchSize, Lr, Momentum, WeightDecay, Augment, Shuffle, Seed, Init, Save, Resume, Output, DevicesOpt, DpSerialDispatch, Backend, BucketMb, NoOverlap, Timeout, VerifyReplicas })
             {
                 c.Options.Add(o);
             }
@@ -71,9 +79,24 @@ internal static class TrainCommand
                 Save = r.GetValue(Save),
                 Resume = r.GetValue(Resume),
                 Output = r.GetValue(Output),
+                Devices = r.GetValue(DevicesOpt),
+                DpSerialDispatch = r.GetValue(DpSerialDispatch),
+                Backend = r.GetValue(Backend)!.ToLowerInvariant(),
+                BucketMb = r.GetValue(BucketMb),
+                NoOverlap = r.GetValue(NoOverlap),
+                Timeout = r.GetValue(Timeout),
+                VerifyReplicas = r.GetValue(VerifyReplicas),
             };
         }
     }
+
+    /// <summary>The trainer of <paramref name="options"/>' mode.</summary>
+    public static Trainer Create(TrainOptions options, TextWriter stdout, TextWriter progress) => options.Mode switch
+    {
+        "dp" => new DataParallelTrainer(options, stdout, progress),
+        "ddp" => new DistributedTrainer(options, stdout, progress),
+        _ => new SingleTrainer(options, stdout, progress),
+    };
 
     public static Command Create()
     {
@@ -82,8 +105,8 @@ internal static class TrainCommand
         binder.AddTo(command);
         command.SetAction(r => CliErrors.Run(() =>
         {
-            TrainOptions options = binder.Bind(r);
-            using var trainer = new SingleTrainer(options, Console.Out, Console.Error);
+            TrainOptions options = binder.Bind(r).ResolveDevices();
+            using Trainer trainer = Create(options, Console.Out, Console.Error);
             trainer.Run();
             return 0;
         }));

@@ -54,7 +54,7 @@ public sealed class BatchSource : IDisposable
     /// corners and flips come from <paramref name="rng"/> (one draw per sample, in order), so a run is a
     /// pure function of its seed.
     /// </summary>
-    public (Tensor X, ArrayView<int> Labels) Load(ReadOnlySpan<int> indices, bool augment, Random? rng)
+    public (Tensor X, ArrayView<int> Labels) Load(ReadOnlySpan<int> indices, bool augment, Random? rng, PhaseClock? clock = null)
     {
         int n = indices.Length;
         if (n > MaxBatch) throw new ArgumentException($"Batch of {n} exceeds the source's capacity {MaxBatch}.");
@@ -74,6 +74,7 @@ public sealed class BatchSource : IDisposable
                 _hostCrops[2 * i] = _hostCrops[2 * i + 1] = _hostFlips[i] = 0;
             }
         }
+        clock?.Mark("data");
         ArrayView<byte> images = ((ArrayView<byte>)_images.View).SubView(0, (long)n * _imageBytes);
         ArrayView<int> labels = ((ArrayView<int>)_labels.View).SubView(0, n);
         ArrayView<int> crops = ((ArrayView<int>)_crops.View).SubView(0, 2L * n);
@@ -84,6 +85,7 @@ public sealed class BatchSource : IDisposable
         flips.CopyFromCPU(_device.Stream, _hostFlips.AsSpan(0, n));
         var x = new Tensor(((ArrayView<float>)_x.View).SubView(0, (long)n * _imageBytes), new[] { n, _data.Channels, _data.Height, _data.Width });
         Augment.Apply(_device, images, crops, flips, x.View, _mean.View, _std.View, n, _data.Channels, _data.Height, _data.Width, augment ? CropPadding : 0);
+        clock?.Mark("h2d", BytesPerBatch(n));
         return (x, labels);
     }
 

@@ -1,0 +1,33 @@
+using System.CommandLine;
+using Engine.Runner.Compare;
+
+namespace Engine.Runner.Commands;
+
+/// <summary><c>engine compare</c>: single vs dp vs ddp with identical settings, the seed's table, and each mode's breakdown.</summary>
+internal static class CompareCommand
+{
+    /// <summary>Defaults small enough to finish in a few minutes on a CPU-only machine.</summary>
+    public static readonly TrainOptions QuickDefaults = new()
+    {
+        Model = "resnet18",
+        Width = 4,
+        TrainLimit = 256,
+        TestLimit = 64,
+        Epochs = 2,
+        BatchSize = 32,
+    };
+
+    public static Command Create()
+    {
+        var command = new Command("compare", "Run single, dp and ddp with identical settings; print the seed's table and where each mode spends its step. " +
+            "Without options: a quick CPU-sized comparison (resnet18 width 4, 256 images, 2 epochs, batch 32); pass the seed's settings explicitly for the full benchmark.");
+        var binder = new TrainCommand.Binder(QuickDefaults);
+        binder.AddTo(command);
+        command.SetAction(r => CliErrors.Run(() =>
+        {
+            Comparison.Run(binder.Bind(r), Console.Out, Console.Error);
+            return 0;
+        }));
+        return command;
+    }
+}

@@ -1,0 +1,174 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Engine.Comm;
+using Engine.Runner.Commands;
+using Engine.Runner.Training;
+
+namespace Engine.Runner.Compare;
+
+/// <summary>One mode's run in a comparison.</summary>
+public sealed record ModeResult(
+    [property: JsonPropertyName("mode")] string Mode,
+    [property: JsonPropertyName("devices")] int Devices,
+    [property: JsonPropertyName("mean_epoch_seconds")] double MeanEpochSeconds,
+    [property: JsonPropertyName("speedup_vs_single")] double? Speedup,
+    [property: JsonPropertyName("scaling_efficiency")] double? Efficiency,
+    [property: JsonPropertyName("run")] RunResult Run);
+
+/// <summary>What <c>engine compare --output</c> writes.</summary>
+public sealed record ComparisonResult(
+    [property: JsonPropertyName("modes")] IReadOnlyList<ModeResult> Modes,
+    [property: JsonPropertyName("explanation")] IReadOnlyList<string> Explanation);
+
+/// <summary>
+/// <c>engine compare</c>: single, dp and ddp with identical settings (ddp through the launcher, as
+/// torchrun would), then the seed's table and each mode's breakdown with a few sentences on what
+/// dominates its overhead.
+/// </summary>
+public static class Comparison
+{
+    public static ComparisonResult Run(TrainOptions baseOptions, TextWriter stdout, TextWriter progress)
+    {
+        TrainOptions dpOptions = (baseOptions with { Mode = "dp" }).ResolveDevices();
+        string[] replicas = dpOptions.DeviceList();
+        int n = replicas.Length;
+        var runs = new List<RunResult>();
+
+        progress.WriteLine("== compare: single");
+        runs.Add(RunInProcess(baseOptions with { Mode = "single", Devices = null, Output = null, Save = null }, progress));
+        progress.WriteLine($"== compare: dp over {string.Join(",", replicas)}");
+        runs.Add(RunInProcess(dpOptions with { Output = null, Save = null }, progress));
+        progress.WriteLine($"== compare: ddp, {n} ranks through engine launch");
+        runs.Add(RunDdp(baseOptions with { Mode = "ddp", Devices = null, Save = null, Device = DdpDevice(baseOptions, replicas) }, n, progress));
+
+        double single = runs[0].MeanEpochSeconds;
+        var modes = runs.Select((r, i) => new ModeResult(r.Breakdown!.Mode, i == 0 ? 1 : n, r.MeanEpochSeconds,
+            i == 0 ? null : single / r.MeanEpochSeconds, i == 0 ? null : single / r.MeanEpochSeconds / n, r)).ToList();
+        var explanation = Explain(modes);
+        var result = new ComparisonResult(modes, explanation);
+        stdout.Write(Render(result));
+        if (baseOptions.Output is not null)
+        {
+            AtomicFile.WriteAllText(baseOptions.Output, JsonSerializer.Serialize(result, RunResult.Json));
+        }
+        return result;
+    }
+
+    /// <summary>DDP ranks on the CPU when dp's replicas are CPUs; else each rank takes cuda:LOCAL_RANK (or shares cuda:0 when dp does).</summary>
+    private static string DdpDevice(TrainOptions o, string[] replicas)
+    {
+        if (replicas.All(r => r == "cpu")) return "cpu";
+        if (replicas.Distinct().Count() == 1) return replicas[0];
+        return "auto";
+    }
+
+    private static RunResult RunInProcess(TrainOptions o, TextWriter progress)
+    {
+        using Trainer t = TrainCommand.Create(o, TextWriter.Null, progress);
+        return t.Run();
+    }
+
+    private static RunResult RunDdp(TrainOptions o, int ranks, TextWriter progress)
+    {
+        string json = Path.Combine(Path.GetTempPath(), $"engine-compare-ddp-{Environment.ProcessId}-{Guid.NewGuid():N}.json");
+        try
+        {
+            var args = (o with { Output = json }).ToArgs();
+            int code = Launcher.Run(new LaunchOptions(ranks), ProcessTarget.CurrentProcess(), args, TextWriter.Null, progress);
+            if (code != 0) throw new InvalidOperationException($"the ddp run failed (launch exited with {code}); its ranks' errors are above.");
+            return JsonSerializer.Deserialize<RunResult>(File.ReadAllText(json), RunResult.Json)
+                ?? throw new InvalidOperationException($"the ddp run wrote no result to {json}.");
+        }
+        finally
+        {
+            File.Delete(json);
+        }
+    }
+
+    public static string Render(ComparisonResult c)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var sb = new StringBuilder();
+        sb.AppendLine();
+        sb.AppendLine("| Mode   | Avg Epoch Time | Speedup vs Single | Scaling Efficiency |");
+        sb.AppendLine("| ------ | -------------- | ----------------- | ------------------ |");
+        foreach (ModeResult m in c.Modes)
+        {
+            string speed = m.Speedup is double s ? string.Format(inv, "{0:F2}x ({1})", s, s < 1 ? "slower" : "faster") : "-";
+            string eff = m.Efficiency is double e ? string.Format(inv, "{0:F0}%", 100 * e) : "-";
+            sb.AppendLine(string.Format(inv, "| {0,-6} | {1,12:F3} s | {2,-17} | {3,-18} |", Label(m.Mode), m.MeanEpochSeconds, speed, eff));
+        }
+        sb.AppendLine();
+        sb.AppendLine("Per step, milliseconds (bytes moved per step):");
+        sb.Append(string.Format(inv, "{0,-12}", "phase"));
+        foreach (ModeResult m in c.Modes) sb.Append(string.Format(inv, "{0,26}", $"{Label(m.Mode)} ({m.Devices})"));
+        sb.AppendLine();
+        foreach (string phase in PhaseClock.Phases)
+        {
+            sb.Append(string.Format(inv, "{0,-12}", phase));
+            foreach (ModeResult m in c.Modes)
+            {
+                PhaseStat p = m.Run.Breakdown!.Phases[phase];
+                sb.Append(string.Format(inv, "{0,26}", $"{1000 * p.SecondsPerStep:F2} ({Bytes(p.BytesPerStep)})"));
+            }
+            sb.AppendLine();
+        }
+        sb.Append(string.Format(inv, "{0,-12}", "step"));
+        foreach (ModeResult m in c.Modes) sb.Append(string.Format(inv, "{0,26}", $"{1000 * m.Run.Breakdown!.StepSeconds:F2}"));
+        sb.AppendLine();
+        sb.Append(string.Format(inv, "{0,-12}", "hidden sync"));
+        foreach (ModeResult m in c.Modes) sb.Append(string.Format(inv, "{0,26}", $"{1000 * m.Run.Breakdown!.GradSyncHiddenSecondsPerStep:F2}"));
+        sb.AppendLine();
+        if (c.Modes.Any(m => m.Run.Breakdown!.Shared))
+        {
+            sb.AppendLine();
+            sb.AppendLine("Note: replicas share one physical device in this run (CPU accelerators, or one GPU used twice), so parallel speedup is not expected; the breakdown still shows what each mode adds.");
+        }
+        sb.AppendLine();
+        foreach (string line in c.Explanation) sb.AppendLine(line);
+        return sb.ToString();
+    }
+
+    private static string Label(string mode) => mode switch { "single" => "Single", "dp" => "DP", _ => "DDP" };
+
+    public static string Bytes(long b) => b switch
+    {
+        0 => "0",
+        < 1024 * 1024 => string.Format(CultureInfo.InvariantCulture, "{0:F1} KB", b / 1024.0),
+        _ => string.Format(CultureInfo.InvariantCulture, "{0:F1} MB", b / (1024.0 * 1024)),
+    };
+
+    private static readonly string[] Compute = { "forward", "backward", "loss", "optimizer" };
+
+    /// <summary>Plain sentences from the measured numbers: what each mode adds on top of computing, and what dominates it.</summary>
+    public static List<string> Explain(IReadOnlyList<ModeResult> modes)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var lines = new List<string>();
+        foreach (ModeResult m in modes)
+        {
+            Breakdown b = m.Run.Breakdown!;
+            double step = b.StepSeconds;
+            var overhead = b.Phases.Where(p => !Compute.Contains(p.Key)).OrderByDescending(p => p.Value.SecondsPerStep).ToList();
+            double over = overhead.Sum(p => p.Value.SecondsPerStep);
+            var top = overhead.Take(2).Where(p => p.Value.SecondsPerStep > 0).Select(p => $"{p.Key} {1000 * p.Value.SecondsPerStep:F1} ms").ToList();
+            string what = m.Mode switch
+            {
+                "single" => "Single device: the step is the model's compute plus loading the batch",
+                "dp" => $"DP over {m.Devices} devices: every step one process scatters the batch from device 0, copies all parameters and buffers to the other devices ({Bytes(b.Phases["replicate"].BytesPerStep)}), gathers the outputs, and sums every gradient back onto device 0 ({Bytes(b.Phases["grad_sync"].BytesPerStep)}), all serialised through device 0",
+                _ => $"DDP over {m.Devices} ranks: each process keeps its own model; only gradients move, {Bytes(b.Phases["grad_sync"].BytesPerStep)} per rank per step in the ring all-reduce, in buckets that start while backward is still running ({1000 * b.GradSyncHiddenSecondsPerStep:F1} ms of all-reduce hidden behind backward, {1000 * b.Phases["grad_sync"].SecondsPerStep:F1} ms exposed after it)",
+            };
+            lines.Add(string.Format(inv, "- {0}. Outside compute it spends {1:F1} ms of its {2:F1} ms step ({3:F0}%){4}.",
+                what, 1000 * over, 1000 * step, step > 0 ? 100 * over / step : 0, top.Count > 0 ? ", mostly " + string.Join(" and ", top) : ""));
+        }
+        ModeResult? dp = modes.FirstOrDefault(m => m.Mode == "dp"), ddp = modes.FirstOrDefault(m => m.Mode == "ddp");
+        if (dp is not null && ddp is not null)
+        {
+            double ratio = dp.MeanEpochSeconds / ddp.MeanEpochSeconds;
+            lines.Add(string.Format(inv, "- Here DP's epoch takes {0:F2}x DDP's. DP moves parameters out and gradients in through one device and one process every step; DDP moves only gradients, spread evenly over the ring, and overlaps them with backward.", ratio));
+        }
+        return lines;
+    }
+}

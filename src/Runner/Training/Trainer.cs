@@ -1,0 +1,225 @@
+using System.Diagnostics;
+using Engine.Nn;
+using Engine.Nn.Checkpoints;
+using Engine.Runner.Data;
+using Device = Engine.Kernels.Device;
+
+namespace Engine.Runner.Training;
+
+/// <summary>What one training step reports back to the epoch loop.</summary>
+public readonly record struct StepOutcome(double LossSum, long Correct, int Samples);
+
+/// <summary>
+/// The epoch loop every mode shares: shuffle (from --seed and the epoch, so a resumed run repeats
+/// it), time each epoch as the seed does (synchronise, time the training steps; evaluation apart),
+/// print one line per epoch, save, and write the JSON. A mode supplies its step, its evaluation and
+/// its model for checkpoints.
+/// </summary>
+public abstract class Trainer : IDisposable
+{
+    protected Trainer(TrainOptions options, TextWriter stdout, TextWriter progress, bool isLeader = true)
+    {
+        options.Validate();
+        O = options;
+        Out = stdout;
+        Progress = progress;
+        IsLeader = isLeader;
+        Config = ResNetConfig.Parse(options.Model, options.Stem, options.Width);
+        (TrainData, TestData) = LoadData(options, isLeader ? progress : TextWriter.Null);
+    }
+
+    protected TrainOptions O { get; }
+    protected TextWriter Out { get; }
+    protected TextWriter Progress { get; }
+    protected ResNetConfig Config { get; }
+    public ImageDataset TrainData { get; }
+    public ImageDataset TestData { get; }
+
+    /// <summary>Only the leader (rank 0) prints epoch lines and writes files.</summary>
+    protected bool IsLeader { get; }
+
+    protected int StartEpoch { get; set; }
+    protected string RunId { get; set; } = Guid.NewGuid().ToString("N")[..12];
+
+    /// <summary>The model whose weights are the result (device 0's in DP, this rank's in DDP).</summary>
+    public abstract ResNet Model { get; }
+    protected abstract SgdOptimizer Optimizer { get; }
+    protected abstract IReadOnlyList<Device> Devices { get; }
+    public abstract string ModeName { get; }
+
+    /// <summary>True when several replicas share one physical device (CPU accelerators, or one GPU twice).</summary>
+    public virtual bool Shared => false;
+
+    public PhaseClock? Clock { get; private set; }
+
+    /// <summary>Test hook: replaces the epoch's sample order (epoch, count) -> permutation.</summary>
+    internal Func<int, int, int[]>? OrderOverride { get; set; }
+
+    /// <summary>Called after every optimizer step with (epoch, step) (tests check replicas there).</summary>
+    internal Action<int, int>? AfterStep { get; set; }
+
+    /// <summary>Samples per optimizer step over all replicas.</summary>
+    protected abstract int GlobalBatch { get; }
+
+    /// <summary>The indices this replica-set trains on in <paramref name="epoch"/>, in order (DDP: this rank's shard).</summary>
+    protected virtual int[] EpochIndices(int[] order) => order;
+
+    protected abstract int StepsPerEpoch { get; }
+
+    protected abstract StepOutcome Step(int epoch, int step, ReadOnlySpan<int> indices, PhaseClock clock);
+
+    /// <summary>Reduces per-epoch sums across ranks (DDP); identity elsewhere.</summary>
+    protected virtual StepOutcome ReduceEpoch(StepOutcome local) => local;
+
+    /// <summary>Test accuracy over every test image with BN in eval mode; null where this replica does not evaluate.</summary>
+    protected abstract double? Evaluate();
+
+    internal static (ImageDataset Train, ImageDataset Test) LoadData(TrainOptions o, TextWriter progress)
+    {
+        var (train, test) = DatasetLoader.Load(o.Dataset, o.Data, o.Seed);
+        if (o.Dataset == "synthetic")
+        {
+            progress.WriteLine("data: synthetic CIFAR-shaped images (no --data given; deterministic from --seed, learnable, not CIFAR-10)");
+        }
+        if (o.TrainLimit is int tl) train = train.Take(tl);
+        if (o.TestLimit is int el) test = test.Take(el);
+        progress.WriteLine($"data: {train.Name}, {train.Count} train / {test.Count} test images");
+        return (train, test);
+    }
+
+    /// <summary>Loads --resume or --init into <see cref="Model"/>, or initialises it from --seed.</summary>
+    protected void InitialiseModel()
+    {
+        if (O.Resume is not null)
+        {
+            TrainingState state = ModelCheckpoint.Resume(O.Resume, Model, Optimizer);
+            if (state.Model != Config.ModelName || state.Stem != Config.Stem || state.Width != Config.Width)
+            {
+                throw new CheckpointException($"--resume {O.Resume} holds {state.Model} (stem {state.Stem}, width {state.Width}), but this run asks for {Config.ModelName} (stem {Config.Stem}, width {Config.Width}).");
+            }
+            if (state.Seed != O.Seed)
+            {
+                throw new CheckpointException($"--resume {O.Resume} was trained with --seed {state.Seed}; pass the same seed to continue it exactly (got {O.Seed}).");
+            }
+            StartEpoch = state.EpochsDone;
+            RunId = state.RunId;
+            Progress.WriteLine($"resumed from {O.Resume}: {state.EpochsDone} epoch(s), {state.OptimizerSteps} step(s) done");
+        }
+        else if (O.Init is not null)
+        {
+            ModelCheckpoint.LoadModel(O.Init, Model);
+            Progress.WriteLine($"initial weights from {O.Init}");
+        }
+        else
+        {
+            Model.Initialize(O.Seed);
+        }
+        if (IsLeader)
+        {
+            Progress.WriteLine($"model: {Config.ModelName}, stem {Config.Stem}, width {Config.Width}, {Model.Store.ParameterCount:N0} parameters");
+        }
+    }
+
+    protected void CheckBatchFits(int samplesPerReplicaSet, string what)
+    {
+        if (GlobalBatch > samplesPerReplicaSet)
+        {
+            throw new ArgumentException($"--batch-size {O.BatchSize} ({what}) needs {GlobalBatch} images per step, more than the {samplesPerReplicaSet} training images: no full batch exists (drop_last).");
+        }
+    }
+
+    public RunResult Run()
+    {
+        var epochs = new List<EpochResult>();
+        var clock = new PhaseClock(Devices);
+        Clock = clock;
+        for (int epoch = StartEpoch; epoch < O.Epochs; epoch++)
+        {
+            int[] order = OrderOverride?.Invoke(epoch, TrainData.Count)
+                ?? (O.Shuffle ? EpochOrder.Permutation(TrainData.Count, O.Seed, epoch) : Enumerable.Range(0, TrainData.Count).ToArray());
+            int[] indices = EpochIndices(order);
+            int steps = StepsPerEpoch;
+            int batch = PerStepIndices;
+            var sum = new StepOutcome(0, 0, 0);
+            foreach (Device d in Devices) d.Synchronize();
+            var watch = Stopwatch.StartNew();
+            var lastReport = Stopwatch.StartNew();
+            for (int step = 0; step < steps; step++)
+            {
+                clock.BeginStep();
+                StepOutcome s = Step(epoch, step, indices.AsSpan(step * batch, batch), clock);
+                clock.EndStep();
+                double meanLoss = s.LossSum / Math.Max(1, s.Samples);
+                if (!double.IsFinite(meanLoss)) throw new TrainingDivergedException(epoch + 1, step + 1, (float)meanLoss);
+                sum = new StepOutcome(sum.LossSum + s.LossSum, sum.Correct + s.Correct, sum.Samples + s.Samples);
+                AfterStep?.Invoke(epoch, step);
+                if (IsLeader && (lastReport.Elapsed.TotalSeconds >= 5 || step == steps - 1))
+                {
+                    Progress.WriteLine($"epoch {epoch + 1}/{O.Epochs} step {step + 1}/{steps} loss {sum.LossSum / sum.Samples:F4} ({watch.Elapsed.TotalSeconds:F1} s)");
+                    lastReport.Restart();
+                }
+            }
+            foreach (Device d in Devices) d.Synchronize();
+            double seconds = watch.Elapsed.TotalSeconds;
+            StepOutcome all = ReduceEpoch(sum);
+            double? testAccuracy = TestData.Count == 0 ? null : Evaluate();
+            var result = new EpochResult(epoch + 1, seconds, all.LossSum / all.Samples, (double)all.Correct / all.Samples, testAccuracy, steps,
+                all.Samples / seconds);
+            epochs.Add(result);
+            if (IsLeader)
+            {
+                Out.WriteLine($"epoch {result.Epoch}/{O.Epochs}  time {result.Seconds:F3} s  train loss {result.TrainLoss:F4}  train acc {100 * result.TrainAccuracy:F2}%  test acc {(testAccuracy is double t ? $"{100 * t:F2}%" : "n/a")}");
+                if (O.Save is not null) Save(epoch + 1);
+            }
+        }
+        var run = new RunResult(O, string.Join(", ", Devices.Select(d => d.ToString())), TrainData.Name, Model.Store.ParameterCount, epochs)
+        {
+            Breakdown = clock.ToBreakdown(ModeName, Devices.Count, Shared),
+        };
+        if (IsLeader)
+        {
+            if (epochs.Count > 0)
+            {
+                Out.WriteLine($"mean epoch time {run.MeanEpochSeconds:F3} s" + (run.MeanEpochSecondsExcludingFirst is double m ? $" ({m:F3} s without the first)" : ""));
+            }
+            if (O.Output is not null) run.Write(O.Output);
+        }
+        return run;
+    }
+
+    /// <summary>Indices one step consumes from <see cref="EpochIndices"/>.</summary>
+    protected abstract int PerStepIndices { get; }
+
+    private void Save(int epochsDone)
+    {
+        var state = new TrainingState(epochsDone, Optimizer.Steps, O.Seed, Config.ModelName, Config.Stem, Config.Width, RunId);
+        // The state file goes first: a crash between the two writes leaves a model whose metadata does
+        // not match its state file, which --resume refuses.
+        ModelCheckpoint.SaveTrainingState(O.Save!, Model, Optimizer, state);
+        ModelCheckpoint.SaveModel(O.Save!, Model, new Dictionary<string, string>
+        {
+            ["run_id"] = RunId,
+            ["optimizer_steps"] = Optimizer.Steps.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["format"] = "torchvision state_dict",
+        });
+    }
+
+    /// <summary>Evaluates <paramref name="model"/> on <paramref name="device"/> over the whole test set.</summary>
+    protected double EvaluateOn(Device device, ResNet model, CrossEntropyLoss loss)
+    {
+        using var source = new BatchSource(device, TestData, Math.Min(O.BatchSize, TestData.Count));
+        long correct = 0;
+        var idx = new int[source.MaxBatch];
+        for (int start = 0; start < TestData.Count; start += source.MaxBatch)
+        {
+            int n = Math.Min(source.MaxBatch, TestData.Count - start);
+            for (int i = 0; i < n; i++) idx[i] = start + i;
+            var (x, labels) = source.Load(idx.AsSpan(0, n), augment: false, rng: null);
+            loss.Forward(model.Forward(x, training: false), labels);
+            correct += loss.Read().Correct;
+        }
+        return (double)correct / TestData.Count;
+    }
+
+    public abstract void Dispose();
+}
