@@ -97,8 +97,23 @@ public sealed class DistributedTrainer : Trainer
     protected override int StepsPerEpoch => TrainData.Count / _env.WorldSize / O.BatchSize;
     protected override int[] EpochIndices(int[] order) => EpochOrder.Shard(order, _env.Rank, _env.WorldSize);
 
+    /// <summary>
+    /// Fault injection for the failure tests: ENGINE_FAULT_KILL="RANK:STEP" makes that rank kill itself
+    /// abruptly (SIGKILL, no clean-up) at that step of the first epoch, as a crashed GPU process would die.
+    /// </summary>
+    private void MaybeDie(int epoch, int step)
+    {
+        if (epoch != StartEpoch || Environment.GetEnvironmentVariable("ENGINE_FAULT_KILL") is not string spec) return;
+        string[] parts = spec.Split(':');
+        if (parts.Length == 2 && int.TryParse(parts[0], out int rank) && int.TryParse(parts[1], out int at) && rank == _env.Rank && at == step)
+        {
+            System.Diagnostics.Process.GetCurrentProcess().Kill();
+        }
+    }
+
     protected override StepOutcome Step(int epoch, int step, ReadOnlySpan<int> indices, PhaseClock clock)
     {
+        MaybeDie(epoch, step);
         var (x, labels) = _batches.Load(indices, O.Augment == "standard", Rng.For(O.Seed, epoch, step, _env.Rank), clock);
 
         // broadcast_buffers=True: rank 0's BN running statistics before every forward.
