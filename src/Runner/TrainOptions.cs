@@ -36,6 +36,9 @@ public sealed record TrainOptions
     /// <summary>DDP: after every step, check that every rank holds bit-identical parameters (costs a download and an all-gather).</summary>
     public bool VerifyReplicas { get; init; }
 
+    /// <summary>Chrome-trace JSON of every step's phases, per-device work and all-reduce buckets.</summary>
+    public string? Trace { get; init; }
+
     public string[] DeviceList() => (Devices ?? Device).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
     /// <summary>
@@ -84,6 +87,7 @@ public sealed record TrainOptions
         Opt("--save", Save);
         Opt("--resume", Resume);
         Opt("--output", Output);
+        Opt("--trace", Trace);
         if (Mode == "dp") Opt("--devices", Devices);
         if (DpSerialDispatch) a.Add("--dp-serial-dispatch");
         if (NoOverlap) a.Add("--no-overlap");
@@ -108,7 +112,7 @@ public sealed record TrainOptions
         if (Init is not null && Resume is not null) throw new ArgumentException("--init and --resume cannot be used together: --resume restores the model itself.");
         if (Init is not null && !File.Exists(Init)) throw new ArgumentException($"--init {Init}: no such file.");
         if (Resume is not null && !File.Exists(Resume)) throw new ArgumentException($"--resume {Resume}: no such file.");
-        foreach (var (flag, path) in new[] { ("--save", Save), ("--output", Output) })
+        foreach (var (flag, path) in new[] { ("--save", Save), ("--output", Output), ("--trace", Trace) })
         {
             string? dir = path is null ? null : Path.GetDirectoryName(Path.GetFullPath(path));
             if (dir is not null && !Directory.Exists(dir)) throw new ArgumentException($"{flag} {path}: folder {dir} does not exist.");

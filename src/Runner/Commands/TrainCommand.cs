@@ -38,11 +38,12 @@ internal static class TrainCommand
         public readonly Option<double> BucketMb = new("--bucket-mb") { Description = "ddp: gradient bucket cap in MB (the first bucket is 1 MB)", DefaultValueFactory = _ => D.BucketMb };
         public readonly Option<bool> NoOverlap = new("--no-overlap") { Description = "ddp: start the all-reduces only after backward" };
         public readonly Option<int> Timeout = new("--timeout") { Description = "ddp: bound in seconds on every collective wait", DefaultValueFactory = _ => D.Timeout };
+        public readonly Option<string?> Trace = new("--trace") { Description = "write a Chrome-trace JSON (Perfetto, chrome://tracing): phases per device, per-replica work, all-reduce buckets" };
         public readonly Option<bool> VerifyReplicas = new("--verify-replicas") { Description = "ddp: check after every step that all ranks hold bit-identical parameters" };
 
         public void AddTo(Command c)
         {
-            foreach (Option o in new Option[] { Mode, Device, Model, Stem, Width, Dataset, Data, TrainLimit, TestLimit, Epochs, BatchSize, Lr, Momentum, WeightDecay, Augment, Shuffle, Seed, Init, Save, Resume, Output, DevicesOpt, DpSerialDispatch, Backend, BucketMb, NoOverlap, Timeout, VerifyReplicas })
+            foreach (Option o in new Option[] { Mode, Device, Model, Stem, Width, Dataset, Data, TrainLimit, TestLimit, Epochs, BatchSize, Lr, Momentum, WeightDecay, Augment, Shuffle, Seed, Init, Save, Resume, Output, DevicesOpt, DpSerialDispatch, Backend, BucketMb, NoOverlap, Timeout, VerifyReplicas, Trace })
             {
                 c.Options.Add(o);
             }
@@ -86,6 +87,7 @@ internal static class TrainCommand
                 NoOverlap = r.GetValue(NoOverlap),
                 Timeout = r.GetValue(Timeout),
                 VerifyReplicas = r.GetValue(VerifyReplicas),
+                Trace = r.GetValue(Trace),
             };
         }
     }

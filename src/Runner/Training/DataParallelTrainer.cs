@@ -89,7 +89,7 @@ public sealed class DataParallelTrainer : Trainer
         clock.Mark("replicate", (n - 1) * (Master.Store.ParameterCount + Master.Store.BufferCount) * sizeof(float));
 
         var logits = new Tensor[n];
-        Parallel(r => logits[r] = _replicas[r].Forward(inputs[r], training: true));
+        Parallel(clock, "forward", r => logits[r] = _replicas[r].Forward(inputs[r], training: true));
         clock.Mark("forward");
 
         ArrayView<float> gathered = ((ArrayView<float>)_gathered.View).SubView(0, (long)n * b * classes);
@@ -112,7 +112,7 @@ public sealed class DataParallelTrainer : Trainer
         }
         clock.Mark("scatter", (n - 1) * (long)b * classes * sizeof(float));
 
-        Parallel(r => _replicas[r].Backward(douts[r]));
+        Parallel(clock, "backward", r => _replicas[r].Backward(douts[r]));
         clock.Mark("backward");
 
         ReduceGradients();
@@ -156,21 +156,31 @@ public sealed class DataParallelTrainer : Trainer
     }
 
     /// <summary>Runs <paramref name="work"/> for every replica: one host thread each, or all from this thread with --dp-serial-dispatch.</summary>
-    private void Parallel(Action<int> work)
+    private void Parallel(PhaseClock clock, string phase, Action<int> work)
     {
+        void Run(int r)
+        {
+            long start = System.Diagnostics.Stopwatch.GetTimestamp();
+            work(r);
+            if (clock.Trace is null) return;
+            _devices[r].Synchronize();
+            clock.Trace.Slice($"{phase} replica {r}", "replica", $"device {r}", start, System.Diagnostics.Stopwatch.GetTimestamp());
+        }
         if (O.DpSerialDispatch || _devices.Length == 1)
         {
-            for (int r = 0; r < _devices.Length; r++) work(r);
+            for (int r = 0; r < _devices.Length; r++) Run(r);
             return;
         }
         var threads = new Task[_devices.Length];
         for (int r = 0; r < threads.Length; r++)
         {
             int replica = r;
-            threads[r] = Task.Factory.StartNew(() => work(replica), TaskCreationOptions.LongRunning);
+            threads[r] = Task.Factory.StartNew(() => Run(replica), TaskCreationOptions.LongRunning);
         }
         Task.WaitAll(threads);
     }
+
+    protected override string TraceTrack => "device 0 (host thread of the step)";
 
     protected override double? Evaluate() => EvaluateOn(_devices[0], Master, _loss);
 

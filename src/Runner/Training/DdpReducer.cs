@@ -40,7 +40,8 @@ public sealed class DdpReducer
         _overlap = overlap;
         // Parameters in flat-buffer order are the order backward makes them ready.
         var ordered = store.Parameters.OrderBy(p => p.Offset).ToList();
-        long cap = (long)(FirstBucketMb * 1024 * 1024);
+        // PyTorch caps the first bucket at 1 MB so the first all-reduce starts early; a smaller --bucket-mb caps it too.
+        long cap = (long)(Math.Min(FirstBucketMb, bucketMb) * 1024 * 1024);
         long start = 0, size = 0;
         var members = new List<Parameter>();
         foreach (Parameter p in ordered)
@@ -120,6 +121,19 @@ public sealed class DdpReducer
             if (end > start) hidden += (end - start) / (double)Stopwatch.Frequency;
         }
         return hidden;
+    }
+
+    /// <summary>One slice per bucket's all-reduce, on the communication track.</summary>
+    public void TraceBuckets(TraceRecorder? trace, string track)
+    {
+        if (trace is null) return;
+        foreach (Bucket b in _buckets)
+        {
+            if (b.Work is { } w)
+            {
+                trace.Slice($"allreduce bucket {b.Index}", "comm", track, w.StartedTimestamp, w.CompletedTimestamp, b.Length * sizeof(float), $"{b.Parameters} parameters");
+            }
+        }
     }
 
     /// <summary>Bytes a ring all-reduce sends per rank for the whole gradient: 2(n-1)/n of it.</summary>

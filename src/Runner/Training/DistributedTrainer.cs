@@ -132,12 +132,30 @@ public sealed class DistributedTrainer : Trainer
         _reducer.Finish();
         clock.Mark("grad_sync", _reducer.RingBytesPerRank());
         clock.AddHidden(_reducer.HiddenSeconds());
+        _reducer.TraceBuckets(clock.Trace, $"rank {_env.Rank} all-reduce");
 
         _optimizer.Step();
         clock.Mark("optimizer");
         if (O.VerifyReplicas) VerifyReplicas(epoch, step);
         var (loss, correct) = _loss.Read();
         return new StepOutcome((double)loss * indices.Length, correct, indices.Length);
+    }
+
+    protected override int TraceProcessId => _env.Rank;
+    protected override string TraceProcessName => $"ddp rank {_env.Rank}";
+    protected override string TraceTrack => $"rank {_env.Rank} {_device.Spec}";
+
+    /// <summary>Every rank writes its part; after a barrier rank 0 merges them into one file and removes the parts.</summary>
+    protected override void WriteTrace(TraceRecorder trace, string path)
+    {
+        string Part(int r) => $"{path}.rank{r}";
+        trace.Write(Part(_env.Rank));
+        if (_env.WorldSize > 1) _comm.Barrier().Wait();
+        if (!IsLeader) return;
+        var parts = Enumerable.Range(0, _env.WorldSize).Select(Part).ToList();
+        TraceRecorder.Merge(parts, path);
+        foreach (string p in parts) File.Delete(p);
+        Progress.WriteLine($"trace: {path} ({_env.WorldSize} ranks merged; open in Perfetto or chrome://tracing)");
     }
 
     /// <summary>Every rank hashes its parameters; the hashes are gathered and must all be equal.</summary>

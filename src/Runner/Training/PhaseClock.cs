@@ -22,7 +22,20 @@ public sealed class PhaseClock
     private readonly long[] _bytes = new long[Phases.Length];
     private double _last;
 
-    public PhaseClock(IReadOnlyList<Device> devices) => _devices = devices;
+    private long _lastTimestamp;
+
+    public PhaseClock(IReadOnlyList<Device> devices, TraceRecorder? trace = null, string track = "device 0")
+    {
+        _devices = devices;
+        Trace = trace;
+        Track = track;
+    }
+
+    /// <summary>Where phases go as slices, when tracing.</summary>
+    public TraceRecorder? Trace { get; }
+
+    /// <summary>The track the step's phases are drawn on (device 0 in dp, the rank's device in ddp).</summary>
+    public string Track { get; }
 
     public int Steps { get; private set; }
     public double StepSeconds { get; private set; }
@@ -35,6 +48,7 @@ public sealed class PhaseClock
         foreach (Device d in _devices) d.Synchronize();
         _watch.Restart();
         _last = 0;
+        _lastTimestamp = Stopwatch.GetTimestamp();
     }
 
     public void Mark(string phase, long bytes = 0)
@@ -45,6 +59,9 @@ public sealed class PhaseClock
         _seconds[i] += now - _last;
         _bytes[i] += bytes;
         _last = now;
+        long ts = Stopwatch.GetTimestamp();
+        Trace?.Slice(phase, "phase", Track, _lastTimestamp, ts, bytes);
+        _lastTimestamp = ts;
     }
 
     /// <summary>Bytes a phase moved without a time of its own (already charged elsewhere).</summary>

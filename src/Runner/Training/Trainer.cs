@@ -131,7 +131,8 @@ public abstract class Trainer : IDisposable
     public RunResult Run()
     {
         var epochs = new List<EpochResult>();
-        var clock = new PhaseClock(Devices);
+        var trace = O.Trace is null ? null : new TraceRecorder(TraceProcessId, TraceProcessName);
+        var clock = new PhaseClock(Devices, trace, TraceTrack);
         Clock = clock;
         for (int epoch = StartEpoch; epoch < O.Epochs; epoch++)
         {
@@ -176,6 +177,7 @@ public abstract class Trainer : IDisposable
         {
             Breakdown = clock.ToBreakdown(ModeName, Devices.Count, Shared),
         };
+        if (trace is not null) WriteTrace(trace, O.Trace!);
         if (IsLeader)
         {
             if (epochs.Count > 0)
@@ -185,6 +187,17 @@ public abstract class Trainer : IDisposable
             if (O.Output is not null) run.Write(O.Output);
         }
         return run;
+    }
+
+    protected virtual int TraceProcessId => 0;
+    protected virtual string TraceProcessName => $"{ModeName} (one process)";
+    protected virtual string TraceTrack => "device 0";
+
+    /// <summary>Writes the trace (DDP: each rank a part, merged by rank 0).</summary>
+    protected virtual void WriteTrace(TraceRecorder trace, string path)
+    {
+        trace.Write(path);
+        Progress.WriteLine($"trace: {path} (open in Perfetto or chrome://tracing)");
     }
 
     /// <summary>Indices one step consumes from <see cref="EpochIndices"/>.</summary>
