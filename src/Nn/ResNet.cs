@@ -85,14 +85,25 @@ public sealed class ResNet : Module
     public override Tensor Forward(Tensor x, bool training)
     {
         ExpectRank(x, 4, "ResNet");
-        foreach (Module m in _forwardOrder) x = m.Forward(x, training);
+        foreach (Module m in _forwardOrder)
+        {
+            using var range = Engine.Kernels.Nvtx.Enabled ? Engine.Kernels.Nvtx.Range(m.Name + " forward") : default;
+            x = m.Forward(x, training);
+        }
         return x;
     }
 
     public override Tensor Backward(Tensor dy)
     {
-        for (int i = _forwardOrder.Count - 1; i > 0; i--) dy = _forwardOrder[i].Backward(dy);
-        _conv1.BackwardWeightOnly(dy);
+        for (int i = _forwardOrder.Count - 1; i > 0; i--)
+        {
+            using var range = Engine.Kernels.Nvtx.Enabled ? Engine.Kernels.Nvtx.Range(_forwardOrder[i].Name + " backward") : default;
+            dy = _forwardOrder[i].Backward(dy);
+        }
+        using (Engine.Kernels.Nvtx.Enabled ? Engine.Kernels.Nvtx.Range("conv1 backward") : default)
+        {
+            _conv1.BackwardWeightOnly(dy);
+        }
         return default;
     }
 

@@ -21,6 +21,7 @@ internal static class DevicesCommand
                 string spec = d.AcceleratorType == AcceleratorType.Cuda ? $"cuda:{i++}" : d.AcceleratorType.ToString().ToLowerInvariant();
                 Console.WriteLine($"{spec,-8} {d.Name}  memory {d.MemorySize / (1024.0 * 1024 * 1024):F1} GiB  max group {d.MaxNumThreadsPerGroup}");
             }
+            Console.WriteLine($"nvtx: {Nvtx.Source}");
             if (Device.CudaCount(context) == 0)
             {
                 Console.WriteLine("no CUDA device: --device auto will use the CPU accelerator (ILGPU's GPU emulator, slow).");

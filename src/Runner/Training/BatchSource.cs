@@ -57,6 +57,7 @@ public sealed class BatchSource : IDisposable
     public (Tensor X, ArrayView<int> Labels) Load(ReadOnlySpan<int> indices, bool augment, Random? rng, PhaseClock? clock = null)
     {
         int n = indices.Length;
+        clock?.Begin("data");
         if (n > MaxBatch) throw new ArgumentException($"Batch of {n} exceeds the source's capacity {MaxBatch}.");
         for (int i = 0; i < n; i++)
         {
@@ -75,6 +76,7 @@ public sealed class BatchSource : IDisposable
             }
         }
         clock?.Mark("data");
+        clock?.Begin("h2d");
         ArrayView<byte> images = ((ArrayView<byte>)_images.View).SubView(0, (long)n * _imageBytes);
         ArrayView<int> labels = ((ArrayView<int>)_labels.View).SubView(0, n);
         ArrayView<int> crops = ((ArrayView<int>)_crops.View).SubView(0, 2L * n);

@@ -73,6 +73,7 @@ public sealed class DataParallelTrainer : Trainer
     {
         int n = _devices.Length, b = O.BatchSize, image = TrainData.Channels * TrainData.Height * TrainData.Width, classes = Config.Classes;
         var (x, labels) = _batches.Load(indices, O.Augment == "standard", Rng.For(O.Seed, epoch, step), clock);
+        clock.Begin("scatter");
 
         // scatter: chunk r of the batch (and its labels) goes to device r.
         var inputs = new Tensor[n];
@@ -84,13 +85,16 @@ public sealed class DataParallelTrainer : Trainer
             inputs[r] = new Tensor(dst, new[] { b, TrainData.Channels, TrainData.Height, TrainData.Width });
         }
         clock.Mark("scatter", (n - 1) * (long)b * (image * sizeof(float) + sizeof(int)));
+        clock.Begin("replicate");
 
         Replicate();
         clock.Mark("replicate", (n - 1) * (Master.Store.ParameterCount + Master.Store.BufferCount) * sizeof(float));
+        clock.Begin("forward");
 
         var logits = new Tensor[n];
         Parallel(clock, "forward", r => logits[r] = _replicas[r].Forward(inputs[r], training: true));
         clock.Mark("forward");
+        clock.Begin("gather");
 
         ArrayView<float> gathered = ((ArrayView<float>)_gathered.View).SubView(0, (long)n * b * classes);
         for (int r = 0; r < n; r++)
@@ -98,10 +102,12 @@ public sealed class DataParallelTrainer : Trainer
             _transfer.Copy(_devices[r], logits[r].View, _devices[0], gathered.SubView((long)r * b * classes, (long)b * classes));
         }
         clock.Mark("gather", (n - 1) * (long)b * classes * sizeof(float));
+        clock.Begin("loss");
 
         _loss.Forward(new Tensor(gathered, new[] { n * b, classes }), labels);
         Tensor dlogits = _loss.Backward(1f / (n * b));
         clock.Mark("loss");
+        clock.Begin("scatter");
 
         var douts = new Tensor[n];
         for (int r = 0; r < n; r++)
@@ -111,12 +117,15 @@ public sealed class DataParallelTrainer : Trainer
             douts[r] = new Tensor(dst, new[] { b, classes });
         }
         clock.Mark("scatter", (n - 1) * (long)b * classes * sizeof(float));
+        clock.Begin("backward");
 
         Parallel(clock, "backward", r => _replicas[r].Backward(douts[r]));
         clock.Mark("backward");
+        clock.Begin("grad_sync");
 
         ReduceGradients();
         clock.Mark("grad_sync", (n - 1) * Master.Store.ParameterCount * sizeof(float));
+        clock.Begin("optimizer");
 
         _optimizer.Step();
         clock.Mark("optimizer");

@@ -115,24 +115,30 @@ public sealed class DistributedTrainer : Trainer
     {
         MaybeDie(epoch, step);
         var (x, labels) = _batches.Load(indices, O.Augment == "standard", Rng.For(O.Seed, epoch, step, _env.Rank), clock);
+        clock.Begin("replicate");
 
         // broadcast_buffers=True: rank 0's BN running statistics before every forward.
         if (_env.WorldSize > 1) _comm.Broadcast(_model.Store.BufferValues.SubView(0, _model.Store.BufferCount), 0).Wait();
         clock.Mark("replicate", _env.WorldSize > 1 ? _model.Store.BufferCount * sizeof(float) : 0);
+        clock.Begin("forward");
 
         Tensor logits = _model.Forward(x, training: true);
         clock.Mark("forward");
+        clock.Begin("loss");
         _loss.Forward(logits, labels);
         Tensor dlogits = _loss.Backward();
         clock.Mark("loss");
+        clock.Begin("backward");
 
         _reducer.Prepare();
         _model.Backward(dlogits);
         clock.Mark("backward");
+        clock.Begin("grad_sync");
         _reducer.Finish();
         clock.Mark("grad_sync", _reducer.RingBytesPerRank());
         clock.AddHidden(_reducer.HiddenSeconds());
         _reducer.TraceBuckets(clock.Trace, $"rank {_env.Rank} all-reduce");
+        clock.Begin("optimizer");
 
         _optimizer.Step();
         clock.Mark("optimizer");

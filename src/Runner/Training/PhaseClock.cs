@@ -51,8 +51,24 @@ public sealed class PhaseClock
         _lastTimestamp = Stopwatch.GetTimestamp();
     }
 
+    private bool _rangeOpen;
+
+    /// <summary>Opens an NVTX range named after the phase that starts now (closed by the next <see cref="Mark"/>), for Nsight.</summary>
+    public void Begin(string phase)
+    {
+        if (!Engine.Kernels.Nvtx.Enabled) return;
+        if (_rangeOpen) Engine.Kernels.Nvtx.Pop();
+        Engine.Kernels.Nvtx.Push(phase);
+        _rangeOpen = true;
+    }
+
     public void Mark(string phase, long bytes = 0)
     {
+        if (_rangeOpen)
+        {
+            Engine.Kernels.Nvtx.Pop();
+            _rangeOpen = false;
+        }
         foreach (Device d in _devices) d.Synchronize();
         double now = _watch.Elapsed.TotalSeconds;
         int i = Index(phase);

@@ -46,13 +46,17 @@ public sealed class SingleTrainer : Trainer
     protected override StepOutcome Step(int epoch, int step, ReadOnlySpan<int> indices, PhaseClock clock)
     {
         var (x, labels) = _batches.Load(indices, O.Augment == "standard", Rng.For(O.Seed, epoch, step), clock);
+        clock.Begin("forward");
         Tensor logits = _model.Forward(x, training: true);
         clock.Mark("forward");
+        clock.Begin("loss");
         _loss.Forward(logits, labels);
         Tensor dlogits = _loss.Backward();
         clock.Mark("loss");
+        clock.Begin("backward");
         _model.Backward(dlogits);
         clock.Mark("backward");
+        clock.Begin("optimizer");
         _optimizer.Step();
         clock.Mark("optimizer");
         var (loss, correct) = _loss.Read();
