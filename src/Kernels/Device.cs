@@ -44,7 +44,7 @@ public sealed class Device : IDisposable
         Stream = accelerator.DefaultStream;
         Spec = spec;
         _ownsContext = ownsContext;
-        Tuning = IsCpu ? (Environment.GetEnvironmentVariable("EXP_TILE") is string t ? new KernelTuning(int.Parse(t.Split(',')[0]), int.Parse(t.Split(',')[1])) : KernelTuning.Cpu) : KernelTuning.Gpu;
+        Tuning = IsCpu ? (Environment.GetEnvironmentVariable("EXP_TILE") is string t ? new KernelTuning(int.Parse(t.Split(',')[0]), int.Parse(t.Split(',')[1]), int.Parse(t.Split(',')[2])) : KernelTuning.Cpu) : KernelTuning.Gpu;
     }
 
     /// <summary>A context able to create every accelerator the engine uses, with profiling markers on.</summary>
@@ -69,7 +69,7 @@ public sealed class Device : IDisposable
     private static CPUDevice ExperimentCpu()
     {
         string? e = Environment.GetEnvironmentVariable("EXP_CPU");
-        if (e is null) return new CPUDevice(CpuWarpSize, CpuWarpsPerGroup, 1);
+        if (e is null) return new CPUDevice(2, 1, 2);
         var p = e.Split(',').Select(int.Parse).ToArray();
         return new CPUDevice(p[0], p[1], p[2]);
     }
@@ -118,6 +118,14 @@ public sealed class Device : IDisposable
 
     /// <summary>How many CUDA devices ILGPU sees in <paramref name="context"/>.</summary>
     public static int CudaCount(Context context) => context.GetCudaDevices().Count;
+
+    /// <summary>
+    /// Threads to launch for a grid-stride loop over <paramref name="n"/> elements: at most as many
+    /// threads as the device runs at once (multiprocessors x resident threads each: one group per
+    /// multiprocessor on the CPU emulator, where every extra group costs an OS-thread handshake;
+    /// full occupancy on a GPU), each looping <c>for (j = i; j &lt; n; j += threads)</c>.
+    /// </summary>
+    public int GridStrideThreads(long n) => (int)Math.Max(1, Math.Min(n, (long)Accelerator.MaxNumThreads));
 
     /// <summary>Loads a kernel once per device and caches it under <paramref name="key"/>.</summary>
     public T Kernel<T>(string key, Func<Accelerator, T> load) where T : Delegate
