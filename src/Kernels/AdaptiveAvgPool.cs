@@ -12,19 +12,27 @@ public static class AdaptiveAvgPool
 {
     // ---- kernels ----
 
-    /// <summary>One thread per plane; the planes at this point are small (ResNet: 1x1 to 7x7), so a serial sum is enough.</summary>
+    /// <summary>Grid-stride over the planes; the planes at this point are small (ResNet: 1x1 to 7x7), so a serial sum is enough.</summary>
     [KernelName("adaptive_avg_pool_fwd")]
-    internal static void ForwardKernel(Index1D i, ArrayView<float> x, ArrayView<float> y, int hw, float invHw)
+    internal static void ForwardKernel(Index1D index, ArrayView<float> x, ArrayView<float> y, int hw, float invHw, int n, int stride)
     {
-        int start = i * hw;
-        float sum = 0f;
-        for (int j = 0; j < hw; j++) sum += x[start + j];
-        y[i] = sum * invHw;
+        for (int i = index; i < n; i += stride)
+        {
+            int start = i * hw;
+            float sum = 0f;
+            for (int j = 0; j < hw; j++) sum += x[start + j];
+            y[i] = sum * invHw;
+        }
     }
 
     [KernelName("adaptive_avg_pool_bwd")]
-    internal static void BackwardKernel(Index1D k, ArrayView<float> dy, ArrayView<float> dx, int hw, float invHw)
-        => dx[k] = dy[k / hw] * invHw;
+    internal static void BackwardKernel(Index1D index, ArrayView<float> dy, ArrayView<float> dx, int hw, float invHw, int n, int stride)
+    {
+        for (int k = index; k < n; k += stride)
+        {
+            dx[k] = dy[k / hw] * invHw;
+        }
+    }
 
     // ---- launchers ----
 
@@ -35,8 +43,9 @@ public static class AdaptiveAvgPool
         Check.AtLeast("AdaptiveAvgPool.Forward", "x", x, (long)nc * hw);
         Check.AtLeast("AdaptiveAvgPool.Forward", "y", y, nc);
         if (nc == 0) return;
-        dev.Kernel("adaptive_avg_pool_fwd", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, int, float>(ForwardKernel))
-            (dev.Stream, nc, x, y, hw, 1f / hw);
+        int count = nc, threads = dev.GridStrideThreads(count);
+        dev.Kernel("adaptive_avg_pool_fwd", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, int, float, int, int>(ForwardKernel))
+            (dev.Stream, threads, x, y, hw, 1f / hw, count, threads);
     }
 
     /// <summary>dx[i*hw + j] = dy[i] / hw (overwrites dx).</summary>
@@ -46,8 +55,9 @@ public static class AdaptiveAvgPool
         Check.AtLeast("AdaptiveAvgPool.Backward", "dy", dy, nc);
         Check.AtLeast("AdaptiveAvgPool.Backward", "dx", dx, (long)nc * hw);
         if (nc == 0) return;
-        dev.Kernel("adaptive_avg_pool_bwd", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, int, float>(BackwardKernel))
-            (dev.Stream, nc * hw, dy, dx, hw, 1f / hw);
+        int count = checked((int)nc * hw), threads = dev.GridStrideThreads(count);
+        dev.Kernel("adaptive_avg_pool_bwd", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, int, float, int, int>(BackwardKernel))
+            (dev.Stream, threads, dy, dx, hw, 1f / hw, count, threads);
     }
 
     private static void CheckShape(string op, int nc, int hw)

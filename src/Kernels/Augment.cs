@@ -22,25 +22,28 @@ public static class Augment
     /// bounds); any non-zero flip flips.
     /// </summary>
     [KernelName("augment_crop_flip_normalize")]
-    internal static void ApplyKernel(Index1D index, ArrayView<byte> images, ArrayView<int> crops, ArrayView<int> flips, ArrayView<float> output,
-        ArrayView<float> mean, ArrayView<float> std, int c, int h, int w, int pad)
+    internal static void ApplyKernel(Index1D thread, ArrayView<byte> images, ArrayView<int> crops, ArrayView<int> flips, ArrayView<float> output,
+        ArrayView<float> mean, ArrayView<float> std, int c, int h, int w, int pad, int n, int stride)
     {
-        int x = index % w;
-        int rest = index / w;
-        int y = rest % h;
-        rest /= h;
-        int ch = rest % c;
-        int i = rest / c;
-
-        int xs = flips[i] != 0 ? w - 1 - x : x;
-        int sy = y + crops[2 * i] - pad;
-        int sx = xs + crops[2 * i + 1] - pad;
-        float v = 0f;
-        if (sy >= 0 && sy < h && sx >= 0 && sx < w)
+        for (int index = thread; index < n; index += stride)
         {
-            v = images[((i * c + ch) * h + sy) * w + sx];
+            int x = index % w;
+            int rest = index / w;
+            int y = rest % h;
+            rest /= h;
+            int ch = rest % c;
+            int i = rest / c;
+
+            int xs = flips[i] != 0 ? w - 1 - x : x;
+            int sy = y + crops[2 * i] - pad;
+            int sx = xs + crops[2 * i + 1] - pad;
+            float v = 0f;
+            if (sy >= 0 && sy < h && sx >= 0 && sx < w)
+            {
+                v = images[((i * c + ch) * h + sy) * w + sx];
+            }
+            output[index] = (v / 255f - mean[ch]) / std[ch];
         }
-        output[index] = (v / 255f - mean[ch]) / std[ch];
     }
 
     // ---- launchers ----
@@ -65,9 +68,10 @@ public static class Augment
         Check.AtLeast("Augment.Apply", "output", output, total);
         Check.AtLeast("Augment.Apply", "mean", mean, c);
         Check.AtLeast("Augment.Apply", "std", std, c);
+        int count = checked((int)total), threads = dev.GridStrideThreads(count);
         dev.Kernel("augment_crop_flip_normalize", acc => acc.LoadAutoGroupedKernel<
-                Index1D, ArrayView<byte>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(ApplyKernel))
-            (dev.Stream, (int)total, images, crops, flips, output, mean, std, c, h, w, pad);
+                Index1D, ArrayView<byte>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, int>(ApplyKernel))
+            (dev.Stream, threads, images, crops, flips, output, mean, std, c, h, w, pad, count, threads);
     }
 
     // ---- float64 references ----

@@ -117,23 +117,29 @@ public static class BatchNorm2d
         runningVar[channel] = (1f - momentum) * runningVar[channel] + momentum * (m2 / (m - 1));
     }
 
-    /// <summary>y = (x - mean) * invStd * gamma + beta, one thread per element.</summary>
+    /// <summary>y = (x - mean) * invStd * gamma + beta, grid-stride over the elements.</summary>
     [KernelName("batchnorm2d_normalize")]
-    internal static void NormalizeKernel(Index1D i, ArrayView<float> x, ArrayView<float> mean, ArrayView<float> invStd,
-        ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> y, int channels, int hw)
+    internal static void NormalizeKernel(Index1D index, ArrayView<float> x, ArrayView<float> mean, ArrayView<float> invStd,
+        ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> y, int channels, int hw, int n, int stride)
     {
-        int c = i / hw % channels;
-        y[i] = (x[i] - mean[c]) * (invStd[c] * gamma[c]) + beta[c];
+        for (int i = index; i < n; i += stride)
+        {
+            int c = i / hw % channels;
+            y[i] = (x[i] - mean[c]) * (invStd[c] * gamma[c]) + beta[c];
+        }
     }
 
-    /// <summary>Eval: y = (x - runningMean) / sqrt(runningVar + eps) * gamma + beta, one thread per element.</summary>
+    /// <summary>Eval: y = (x - runningMean) / sqrt(runningVar + eps) * gamma + beta, grid-stride over the elements.</summary>
     [KernelName("batchnorm2d_fwd_eval")]
-    internal static void EvalKernel(Index1D i, ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta,
-        ArrayView<float> runningMean, ArrayView<float> runningVar, ArrayView<float> y, int channels, int hw, float eps)
+    internal static void EvalKernel(Index1D index, ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta,
+        ArrayView<float> runningMean, ArrayView<float> runningVar, ArrayView<float> y, int channels, int hw, float eps, int n, int stride)
     {
-        int c = i / hw % channels;
-        float invStd = 1f / XMath.Sqrt(runningVar[c] + eps);
-        y[i] = (x[i] - runningMean[c]) * (invStd * gamma[c]) + beta[c];
+        for (int i = index; i < n; i += stride)
+        {
+            int c = i / hw % channels;
+            float invStd = 1f / XMath.Sqrt(runningVar[c] + eps);
+            y[i] = (x[i] - runningMean[c]) * (invStd * gamma[c]) + beta[c];
+        }
     }
 
     /// <summary>
@@ -200,16 +206,19 @@ public static class BatchNorm2d
         dgamma[channel] = sumDyXc * saveInvStd[channel];
     }
 
-    /// <summary>dx = gamma*invStd * (dy - dbeta/m - xhat*dgamma/m), one thread per element.</summary>
+    /// <summary>dx = gamma*invStd * (dy - dbeta/m - xhat*dgamma/m), grid-stride over the elements.</summary>
     [KernelName("batchnorm2d_bwd_dx")]
-    internal static void BackwardDxKernel(Index1D i, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> gamma,
+    internal static void BackwardDxKernel(Index1D index, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> gamma,
         ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> dgamma, ArrayView<float> dbeta, ArrayView<float> dx,
-        int channels, int hw, float invM)
+        int channels, int hw, float invM, int n, int stride)
     {
-        int c = i / hw % channels;
-        float invStd = saveInvStd[c];
-        float xhat = (x[i] - saveMean[c]) * invStd;
-        dx[i] = gamma[c] * invStd * (dy[i] - dbeta[c] * invM - xhat * dgamma[c] * invM);
+        for (int i = index; i < n; i += stride)
+        {
+            int c = i / hw % channels;
+            float invStd = saveInvStd[c];
+            float xhat = (x[i] - saveMean[c]) * invStd;
+            dx[i] = gamma[c] * invStd * (dy[i] - dbeta[c] * invM - xhat * dgamma[c] * invM);
+        }
     }
 
     // ---- launchers ----
@@ -240,9 +249,10 @@ public static class BatchNorm2d
         dev.Kernel("batchnorm2d_stats_finalize", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, int, int, int, int, float, float>(StatsFinalizeKernel))
             (dev.Stream, c, partial, saveMean, saveInvStd, runningMean, runningVar, c, m, parts, chunk, momentum, eps);
+        int count = checked((int)total), threads = dev.GridStrideThreads(count);
         dev.Kernel("batchnorm2d_normalize", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(NormalizeKernel))
-            (dev.Stream, (int)total, x, saveMean, saveInvStd, gamma, beta, y, c, hw);
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(NormalizeKernel))
+            (dev.Stream, threads, x, saveMean, saveInvStd, gamma, beta, y, c, hw, count, threads);
     }
 
     /// <summary>Eval forward with the running statistics; y may alias x.</summary>
@@ -255,9 +265,10 @@ public static class BatchNorm2d
         Check.AtLeast(op, "x", x, total);
         Check.AtLeast(op, "y", y, total);
         CheckChannels(op, c, ("gamma", gamma), ("beta", beta), ("runningMean", runningMean), ("runningVar", runningVar));
+        int count = checked((int)total), threads = dev.GridStrideThreads(count);
         dev.Kernel("batchnorm2d_fwd_eval", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float>(EvalKernel))
-            (dev.Stream, (int)total, x, gamma, beta, runningMean, runningVar, y, c, hw, eps);
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float, int, int>(EvalKernel))
+            (dev.Stream, threads, x, gamma, beta, runningMean, runningVar, y, c, hw, eps, count, threads);
     }
 
     /// <summary>
@@ -287,22 +298,24 @@ public static class BatchNorm2d
         dev.Kernel("batchnorm2d_bwd_finalize", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, int, int>(BackwardFinalizeKernel))
             (dev.Stream, c, partial, saveInvStd, dgamma, dbeta, c, parts);
+        int count = checked((int)total), threads = dev.GridStrideThreads(count);
         dev.Kernel("batchnorm2d_bwd_dx", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float>(BackwardDxKernel))
-            (dev.Stream, (int)total, x, dy, gamma, saveMean, saveInvStd, dgamma, dbeta, dx, c, hw, 1f / m);
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float, int, int>(BackwardDxKernel))
+            (dev.Stream, threads, x, dy, gamma, saveMean, saveInvStd, dgamma, dbeta, dx, c, hw, 1f / m, count, threads);
     }
 
     /// <summary>
-    /// Group size (a power of two, at most <see cref="MaxGroup"/>) and how a channel's m elements are
-    /// cut into parts: each thread should see a handful of elements (more on a GPU, fewer on the CPU
-    /// emulator so that its tests exercise several parts). The staging needs 2*parts &lt;= m.
+    /// Group size (a power of two, at most <see cref="MaxGroup"/> and the device's tiled-kernel group)
+    /// and how a channel's m elements are cut into parts: each thread should see a handful of elements
+    /// on a GPU (16), and many on the CPU emulator (128), whose one-thread groups make a group cheap
+    /// but not free; 128 still gives its tests several parts per channel. The staging needs 2*parts &lt;= m.
     /// </summary>
     private static (int GroupSize, int Parts, int Chunk) Plan(Device dev, int m)
     {
-        int limit = Math.Min(MaxGroup, dev.Accelerator.MaxNumThreadsPerGroup);
+        int limit = Math.Min(MaxGroup, Math.Min(dev.Tuning.GroupSize, dev.Accelerator.MaxNumThreadsPerGroup));
         int groupSize = 1;
         while (groupSize * 2 <= limit) groupSize *= 2;
-        int perThread = dev.IsCpu ? 4 : 16;
+        int perThread = dev.IsCpu ? 128 : 16;
         int parts = Math.Clamp((m + groupSize * perThread - 1) / (groupSize * perThread), 1, m / 2);
         int chunk = (m + parts - 1) / parts;
         parts = (m + chunk - 1) / chunk; // no empty part

@@ -17,25 +17,26 @@ namespace Engine.Kernels;
 /// (reproducible, no float atomics).</item>
 /// </list>
 /// All three share one tiled GEMM core: a group of Tile x Tile threads owns a (Tile·Work)² output
-/// block, stages Tile-deep slices of both operands in shared memory (im2col is never materialised:
+/// block, stages Depth-deep slices of both operands in shared memory (im2col is never materialised:
 /// the loaders compute the gather addresses), and each thread keeps a hand-unrolled 4x4 register
-/// accumulator of which it uses Work x Work (all 16 on CUDA, one on the CPU emulator). Tile and Work
-/// come from <see cref="Device.Tuning"/> as ILGPU specialised values, so each device compiles the one
-/// kernel body with them as constants.
+/// accumulator of which it uses Work x Work. Tile, Work and Depth come from <see cref="Device.Tuning"/>
+/// as ILGPU specialised values, so each device compiles the one kernel body with them as constants:
+/// CUDA runs 16x16 groups with 16-deep slices; the CPU emulator runs one-thread groups (its barriers
+/// cost OS-thread handshakes) that each compute a 4x4 block over 32-deep slices.
 /// <para>Known cost: for stride 2, backward-data visits every tap for every dx pixel although only the
 /// taps of matching parity contribute (the others gather zeros), about 4x the useful work on those
 /// layers; splitting dx by stride phase would remove it.</para>
 /// </summary>
 public static class Conv2d
 {
-    /// <summary>Largest supported tuning: Tile 16, Work 4 (a 64x64 block per group).</summary>
+    /// <summary>Largest supported tuning: Tile 16, Work 4 (a 64x64 block per group), Depth 16.</summary>
     private const int MaxTile = 16;
     private const int MaxWork = 4;
 
     /// <summary>
-    /// Shared floats per operand: Tile rows of Tile·Work + 1 (the +1 pad keeps tiles that are stored
+    /// Shared floats per operand: Depth rows of Tile·Work + 1 (the +1 pad keeps tiles that are stored
     /// depth-fastest, i.e. transposed, from hitting one bank). SharedMemory.Allocate needs a constant, so this is the size
-    /// for the largest tuning; smaller tunings use a prefix.
+    /// for the CUDA tuning; other tunings use a prefix (<see cref="CheckedTuning"/> checks that they fit).
     /// </summary>
     private const int TileFloats = MaxTile * (MaxTile * MaxWork + 1);
 
@@ -50,7 +51,7 @@ public static class Conv2d
         public int HW, OHW, RS, CRS;
         public Conv2dDivisor DivW, DivHW, DivOutW, DivOHW, DivS, DivRS, DivStride;
 
-        /// <summary>Backward-weight only: reduction elements (of N·OutH·OutW) per split, a multiple of Tile.</summary>
+        /// <summary>Backward-weight only: reduction elements (of N·OutH·OutW) per split, a multiple of Depth.</summary>
         public int Chunk;
 
         internal Args(in Conv2dShape s, int chunk)
@@ -74,58 +75,71 @@ public static class Conv2d
     }
 
     // ---- kernels ----
+    //
+    // Staging a Depth-deep slice of an operand: the operand's fast dimension (the one consecutive
+    // threads walk, so that global loads coalesce) has F entries, its other dimension S. Thread tid
+    // takes fast indices tid % F, tid % F + Threads, ... and, for each, slow indices tid / F,
+    // tid / F + max(1, Threads / F), ... With Threads >= F (CUDA) a thread keeps one fast index and
+    // steps through S; with Threads < F (the CPU's small groups) it walks several fast indices and all
+    // of S. Either way every entry is loaded once per slice, and per-fast-index address decoding is
+    // done once per fast index, outside the inner loop.
 
     /// <summary>y[n,k,oh,ow] = Σ_{c,r,s} x[n,c,oh·stride−pad+r, ow·stride−pad+s] · w[k,c,r,s].</summary>
     [KernelName("conv2d_fwd")]
-    internal static void ForwardKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, Args a, SpecializedValue<int> tileSize, SpecializedValue<int> workSize)
+    internal static void ForwardKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, Args a,
+        SpecializedValue<int> tileSize, SpecializedValue<int> workSize, SpecializedValue<int> depthSize)
     {
         var tileA = SharedMemory.Allocate<float>(TileFloats);
         var tileB = SharedMemory.Allocate<float>(TileFloats);
-        int tile = tileSize, work = workSize, block = tile * work;
+        int tile = tileSize, work = workSize, slice = depthSize, block = tile * work, threads = tile * tile;
         int tx = Group.IdxX, ty = Group.IdxY, tid = ty * tile + tx;
         int row0 = Grid.IdxY * block, col0 = Grid.IdxX * block;
         int rows = a.K, cols = a.N * a.OHW, depth = a.CRS;
-
-        // A = w [K x C·R·S]: this thread loads depth index aK of rows aRow, aRow + Tile, ...
-        int aK = tid % tile, aRow = tid / tile;
-        // B = im2col(x) [C·R·S x N·OH·OW]: this thread always loads the same column (output pixel).
-        int bCol = tid % block, bK = tid / block, bKStep = tile / work;
-        int p = col0 + bCol;
-        bool pInside = p < cols;
-        int pn = a.DivOHW.Divide(p), pRem = p - pn * a.OHW, poh = a.DivOutW.Divide(pRem), pow = pRem - poh * a.OutW;
-        int ih0 = poh * a.Stride - a.Pad, iw0 = pow * a.Stride - a.Pad, xImage = pn * a.C * a.HW;
+        int aStep = SlowStep(threads, slice), bStep = SlowStep(threads, block);
 
         var acc = default(Acc4x4);
-        for (int k0 = 0; k0 < depth; k0 += tile)
+        for (int k0 = 0; k0 < depth; k0 += slice)
         {
-            int q = k0 + aK;
-            for (int l = 0; l < work; l++)
+            // A = w [K x C·R·S], fast along the depth (contiguous in w).
+            for (int kk = tid % slice; kk < slice; kk += threads)
             {
-                int m = aRow + l * tile, gm = row0 + m;
-                float v = 0f;
-                if (gm < rows && q < depth)
+                int q = k0 + kk;
+                for (int m = tid / slice; m < block; m += aStep)
                 {
-                    v = w[gm * depth + q];
-                }
-                tileA[aK * (block + 1) + m] = v;
-            }
-            for (int l = 0; l < work; l++)
-            {
-                int kk = bK + l * bKStep, qq = k0 + kk;
-                float v = 0f;
-                if (pInside && qq < depth)
-                {
-                    int c = a.DivRS.Divide(qq), rs = qq - c * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
-                    int ih = ih0 + r, iw = iw0 + s;
-                    if (ih >= 0 && ih < a.H && iw >= 0 && iw < a.W)
+                    int gm = row0 + m;
+                    float v = 0f;
+                    if (gm < rows && q < depth)
                     {
-                        v = x[xImage + (c * a.H + ih) * a.W + iw];
+                        v = w[gm * depth + q];
                     }
+                    tileA[kk * (block + 1) + m] = v;
                 }
-                tileB[kk * block + bCol] = v;
+            }
+            // B = im2col(x) [C·R·S x N·OH·OW], fast along the output pixels (contiguous rows of x).
+            for (int col = tid % block; col < block; col += threads)
+            {
+                int p = col0 + col;
+                bool pInside = p < cols;
+                int pn = a.DivOHW.Divide(p), pRem = p - pn * a.OHW, poh = a.DivOutW.Divide(pRem), pow = pRem - poh * a.OutW;
+                int ih0 = poh * a.Stride - a.Pad, iw0 = pow * a.Stride - a.Pad, xImage = pn * a.C * a.HW;
+                for (int kk = tid / block; kk < slice; kk += bStep)
+                {
+                    int qq = k0 + kk;
+                    float v = 0f;
+                    if (pInside && qq < depth)
+                    {
+                        int c = a.DivRS.Divide(qq), rs = qq - c * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
+                        int ih = ih0 + r, iw = iw0 + s;
+                        if (ih >= 0 && ih < a.H && iw >= 0 && iw < a.W)
+                        {
+                            v = x[xImage + (c * a.H + ih) * a.W + iw];
+                        }
+                    }
+                    tileB[kk * block + col] = v;
+                }
             }
             Group.Barrier();
-            acc = MultiplyTiles(acc, tileA, tileB, tx, ty, tile, block + 1, block);
+            acc = MultiplyTiles(acc, tileA, tileB, tx, ty, tile, slice, block + 1, block);
             Group.Barrier();
         }
 
@@ -140,60 +154,65 @@ public static class Conv2d
 
     /// <summary>dx[n,c,h,w] = Σ_{k,r,s} dy[n,k,oh,ow] · w[k,c,r,s] over the (oh, ow) with oh·stride−pad+r = h, ow·stride−pad+s = w.</summary>
     [KernelName("conv2d_bwd_data")]
-    internal static void BackwardDataKernel(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, Args a, SpecializedValue<int> tileSize, SpecializedValue<int> workSize)
+    internal static void BackwardDataKernel(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, Args a,
+        SpecializedValue<int> tileSize, SpecializedValue<int> workSize, SpecializedValue<int> depthSize)
     {
         var tileA = SharedMemory.Allocate<float>(TileFloats);
         var tileB = SharedMemory.Allocate<float>(TileFloats);
-        int tile = tileSize, work = workSize, block = tile * work;
+        int tile = tileSize, work = workSize, slice = depthSize, block = tile * work, threads = tile * tile;
         int tx = Group.IdxX, ty = Group.IdxY, tid = ty * tile + tx;
         int row0 = Grid.IdxY * block, col0 = Grid.IdxX * block;
         int rows = a.C, cols = a.N * a.HW, depth = a.K * a.RS;
-
-        // A = wᵀ [C x K·R·S]: A[c, (k,r,s)] = w[k,c,r,s].
-        int aK = tid % tile, aRow = tid / tile;
-        // B = col(dy) [K·R·S x N·H·W]: this thread always loads the same column (input pixel).
-        int bCol = tid % block, bK = tid / block, bKStep = tile / work;
-        int p = col0 + bCol;
-        bool pInside = p < cols;
-        int pn = a.DivHW.Divide(p), pRem = p - pn * a.HW, ph = a.DivW.Divide(pRem), pw = pRem - ph * a.W;
-        int hp = ph + a.Pad, wp = pw + a.Pad, dyImage = pn * a.K * a.OHW;
+        int aStep = SlowStep(threads, slice), bStep = SlowStep(threads, block);
 
         var acc = default(Acc4x4);
-        for (int k0 = 0; k0 < depth; k0 += tile)
+        for (int k0 = 0; k0 < depth; k0 += slice)
         {
-            int j = k0 + aK;
-            int jk = a.DivRS.Divide(j), jrs = j - jk * a.RS;
-            for (int l = 0; l < work; l++)
+            // A = wᵀ [C x K·R·S]: A[c, (k,r,s)] = w[k,c,r,s], fast along the depth (r, s contiguous in w).
+            for (int kk = tid % slice; kk < slice; kk += threads)
             {
-                int m = aRow + l * tile, gc = row0 + m;
-                float v = 0f;
-                if (gc < rows && j < depth)
+                int j = k0 + kk;
+                int jk = a.DivRS.Divide(j), jrs = j - jk * a.RS;
+                for (int m = tid / slice; m < block; m += aStep)
                 {
-                    v = w[(jk * a.C + gc) * a.RS + jrs];
-                }
-                tileA[aK * (block + 1) + m] = v;
-            }
-            for (int l = 0; l < work; l++)
-            {
-                int kk = bK + l * bKStep, jj = k0 + kk;
-                float v = 0f;
-                if (pInside && jj < depth)
-                {
-                    int k = a.DivRS.Divide(jj), rs = jj - k * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
-                    int th = hp - r, tw = wp - s;
-                    if (th >= 0 && tw >= 0)
+                    int gc = row0 + m;
+                    float v = 0f;
+                    if (gc < rows && j < depth)
                     {
-                        int oh = a.DivStride.Divide(th), ow = a.DivStride.Divide(tw);
-                        if (oh * a.Stride == th && ow * a.Stride == tw && oh < a.OutH && ow < a.OutW)
+                        v = w[(jk * a.C + gc) * a.RS + jrs];
+                    }
+                    tileA[kk * (block + 1) + m] = v;
+                }
+            }
+            // B = col(dy) [K·R·S x N·H·W], fast along the input pixels.
+            for (int col = tid % block; col < block; col += threads)
+            {
+                int p = col0 + col;
+                bool pInside = p < cols;
+                int pn = a.DivHW.Divide(p), pRem = p - pn * a.HW, ph = a.DivW.Divide(pRem), pw = pRem - ph * a.W;
+                int hp = ph + a.Pad, wp = pw + a.Pad, dyImage = pn * a.K * a.OHW;
+                for (int kk = tid / block; kk < slice; kk += bStep)
+                {
+                    int jj = k0 + kk;
+                    float v = 0f;
+                    if (pInside && jj < depth)
+                    {
+                        int k = a.DivRS.Divide(jj), rs = jj - k * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
+                        int th = hp - r, tw = wp - s;
+                        if (th >= 0 && tw >= 0)
                         {
-                            v = dy[dyImage + (k * a.OutH + oh) * a.OutW + ow];
+                            int oh = a.DivStride.Divide(th), ow = a.DivStride.Divide(tw);
+                            if (oh * a.Stride == th && ow * a.Stride == tw && oh < a.OutH && ow < a.OutW)
+                            {
+                                v = dy[dyImage + (k * a.OutH + oh) * a.OutW + ow];
+                            }
                         }
                     }
+                    tileB[kk * block + col] = v;
                 }
-                tileB[kk * block + bCol] = v;
             }
             Group.Barrier();
-            acc = MultiplyTiles(acc, tileA, tileB, tx, ty, tile, block + 1, block);
+            acc = MultiplyTiles(acc, tileA, tileB, tx, ty, tile, slice, block + 1, block);
             Group.Barrier();
         }
 
@@ -211,98 +230,109 @@ public static class Conv2d
     /// dy[n,k,oh,ow] · x[n,c,oh·stride−pad+r, ow·stride−pad+s]. Grid z is the split.
     /// </summary>
     [KernelName("conv2d_bwd_weight")]
-    internal static void BackwardWeightKernel(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> partial, Args a, SpecializedValue<int> tileSize, SpecializedValue<int> workSize)
+    internal static void BackwardWeightKernel(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> partial, Args a,
+        SpecializedValue<int> tileSize, SpecializedValue<int> workSize, SpecializedValue<int> depthSize)
     {
         var tileA = SharedMemory.Allocate<float>(TileFloats);
         var tileB = SharedMemory.Allocate<float>(TileFloats);
-        int tile = tileSize, work = workSize, block = tile * work;
+        int tile = tileSize, work = workSize, slice = depthSize, block = tile * work, threads = tile * tile;
         int tx = Group.IdxX, ty = Group.IdxY, tid = ty * tile + tx;
         int row0 = Grid.IdxY * block, col0 = Grid.IdxX * block;
         int rows = a.K, cols = a.CRS;
         int pBegin = Grid.IdxZ * a.Chunk;
         int pEnd = XMin(pBegin + a.Chunk, a.N * a.OHW);
+        int step = SlowStep(threads, slice);
 
         // Both operands are staged with the reduction index fastest across threads: consecutive threads
         // take consecutive output pixels p = (n, oh, ow), which are contiguous in dy and contiguous (or
         // stride-apart) in x, so both gathers coalesce. Each thread decodes its p once per slice and
         // shares it between its A values (rows k) and its B values (columns (c, r, s)).
-        int pK = tid % tile, pRow = tid / tile;
         var acc = default(Acc4x4);
-        for (int k0 = pBegin; k0 < pEnd; k0 += tile)
+        for (int k0 = pBegin; k0 < pEnd; k0 += slice)
         {
-            int p = k0 + pK;
-            bool pInside = p < pEnd;
-            int n = a.DivOHW.Divide(p), pixel = p - n * a.OHW, oh = a.DivOutW.Divide(pixel), ow = pixel - oh * a.OutW;
-            int ih0 = oh * a.Stride - a.Pad, iw0 = ow * a.Stride - a.Pad;
-            int dyPixel = n * a.K * a.OHW + pixel, xImage = n * a.C * a.HW;
-
-            // A = dy [K x N·OH·OW]: A[k, p] = dy[n,k,pixel].
-            for (int l = 0; l < work; l++)
+            for (int kk = tid % slice; kk < slice; kk += threads)
             {
-                int m = pRow + l * tile, gk = row0 + m;
-                float v = 0f;
-                if (pInside && gk < rows)
+                int p = k0 + kk;
+                bool pInside = p < pEnd;
+                int n = a.DivOHW.Divide(p), pixel = p - n * a.OHW, oh = a.DivOutW.Divide(pixel), ow = pixel - oh * a.OutW;
+                int ih0 = oh * a.Stride - a.Pad, iw0 = ow * a.Stride - a.Pad;
+                int dyPixel = n * a.K * a.OHW + pixel, xImage = n * a.C * a.HW;
+                for (int m = tid / slice; m < block; m += step)
                 {
-                    v = dy[dyPixel + gk * a.OHW];
-                }
-                tileA[pK * (block + 1) + m] = v;
-            }
-            // B = im2col(x)ᵀ [N·OH·OW x C·R·S]: B[p, (c,r,s)] = x[n, c, oh·stride−pad+r, ow·stride−pad+s].
-            for (int l = 0; l < work; l++)
-            {
-                int m = pRow + l * tile, q = col0 + m;
-                float v = 0f;
-                if (pInside && q < cols)
-                {
-                    int c = a.DivRS.Divide(q), rs = q - c * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
-                    int ih = ih0 + r, iw = iw0 + s;
-                    if (ih >= 0 && ih < a.H && iw >= 0 && iw < a.W)
+                    // A = dy [K x N·OH·OW]: A[k, p] = dy[n,k,pixel].
+                    int gk = row0 + m;
+                    float v = 0f;
+                    if (pInside && gk < rows)
                     {
-                        v = x[xImage + (c * a.H + ih) * a.W + iw];
+                        v = dy[dyPixel + gk * a.OHW];
                     }
+                    tileA[kk * (block + 1) + m] = v;
+
+                    // B = im2col(x)ᵀ [N·OH·OW x C·R·S]: B[p, (c,r,s)] = x[n, c, oh·stride−pad+r, ow·stride−pad+s].
+                    int q = col0 + m;
+                    float u = 0f;
+                    if (pInside && q < cols)
+                    {
+                        int c = a.DivRS.Divide(q), rs = q - c * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
+                        int ih = ih0 + r, iw = iw0 + s;
+                        if (ih >= 0 && ih < a.H && iw >= 0 && iw < a.W)
+                        {
+                            u = x[xImage + (c * a.H + ih) * a.W + iw];
+                        }
+                    }
+                    tileB[kk * (block + 1) + m] = u;
                 }
-                tileB[pK * (block + 1) + m] = v;
             }
             Group.Barrier();
-            acc = MultiplyTiles(acc, tileA, tileB, tx, ty, tile, block + 1, block + 1);
+            acc = MultiplyTiles(acc, tileA, tileB, tx, ty, tile, slice, block + 1, block + 1);
             Group.Barrier();
         }
 
         // Split z's slice starts at z·K·CRS; row k adds k·CRS; column q adds q.
-        int slice = Grid.IdxZ * rows * cols;
-        int c0 = WeightColumn(col0 + tx, 0, work, cols, slice);
-        int c1 = WeightColumn(col0 + tx + tile, 1, work, cols, slice);
-        int c2 = WeightColumn(col0 + tx + 2 * tile, 2, work, cols, slice);
-        int c3 = WeightColumn(col0 + tx + 3 * tile, 3, work, cols, slice);
+        int splitBase = Grid.IdxZ * rows * cols;
+        int c0 = WeightColumn(col0 + tx, 0, work, cols, splitBase);
+        int c1 = WeightColumn(col0 + tx + tile, 1, work, cols, splitBase);
+        int c2 = WeightColumn(col0 + tx + 2 * tile, 2, work, cols, splitBase);
+        int c3 = WeightColumn(col0 + tx + 3 * tile, 3, work, cols, splitBase);
         StoreBlock(partial, acc, row0 + ty, tile, work, rows, cols, c0, c1, c2, c3);
     }
 
-    /// <summary>dw[i] = Σ_z partial[z·length + i], always in increasing z, so results are reproducible.</summary>
+    /// <summary>dw[i] = Σ_z partial[z·length + i], always in increasing z, so results are reproducible (grid-stride over i).</summary>
     [KernelName("conv2d_bwd_weight_reduce")]
-    internal static void ReduceSplitsKernel(Index1D i, ArrayView<float> partial, ArrayView<float> dw, int length, int splits)
+    internal static void ReduceSplitsKernel(Index1D index, ArrayView<float> partial, ArrayView<float> dw, int length, int splits, int stride)
     {
-        float sum = 0f;
-        for (int z = 0; z < splits; z++)
+        for (int i = index; i < length; i += stride)
         {
-            sum += partial[z * length + i];
+            float sum = 0f;
+            for (int z = 0; z < splits; z++)
+            {
+                sum += partial[z * length + i];
+            }
+            dw[i] = sum;
         }
-        dw[i] = sum;
     }
 
     // ---- GEMM core shared by the kernels ----
 
     /// <summary>
-    /// acc += A_tile · B_tile over one Tile-deep slice. Thread (tx, ty) owns rows ty + i·Tile and columns
-    /// tx + j·Tile, so a warp reads one or two A values (broadcast) and consecutive B values (no bank
-    /// conflicts). The depth loop is unrolled by four by hand (ILGPU does not unroll), so Tile must be
-    /// a multiple of 4. Tile and Work are specialised to constants at load time, so the offsets below
-    /// are immediates in the generated code.
+    /// Loads per thread along an operand's slow dimension: Threads / F when the group is at least as wide
+    /// as the fast dimension F (each thread then keeps one fast index), else 1.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Acc4x4 MultiplyTiles(Acc4x4 acc, ArrayView<float> tileA, ArrayView<float> tileB, int tx, int ty, int tile, int strideA, int strideB)
+    private static int SlowStep(int threads, int fast) => threads > fast ? threads / fast : 1;
+
+    /// <summary>
+    /// acc += A_tile · B_tile over one slice of <paramref name="slice"/> depth steps. Thread (tx, ty) owns
+    /// rows ty + i·Tile and columns tx + j·Tile, so a warp reads one or two A values (broadcast) and
+    /// consecutive B values (no bank conflicts). The depth loop is unrolled by four by hand (ILGPU does
+    /// not unroll), so the slice depth is a multiple of 4. Tile, Work and the depth are specialised to
+    /// constants at load time, so the offsets below are immediates in the generated code.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Acc4x4 MultiplyTiles(Acc4x4 acc, ArrayView<float> tileA, ArrayView<float> tileB, int tx, int ty, int tile, int slice, int strideA, int strideB)
     {
         int ia = ty, ib = tx;
-        for (int kk = 0; kk < tile; kk += 4)
+        for (int kk = 0; kk < slice; kk += 4)
         {
             acc = Fma(acc, tileA, tileB, ia, ib, tile);
             acc = Fma(acc, tileA, tileB, ia + strideA, ib + strideB, tile);
@@ -316,7 +346,7 @@ public static class Conv2d
 
     /// <summary>
     /// One rank-1 update of the 4x4 accumulator. With Work &lt; 4 the extra reads stay inside the
-    /// shared allocation (TileFloats covers (Tile−1)·(Tile·Work+1) + 4·Tile for every supported tuning) and their products land in accumulators nobody stores.
+    /// shared allocation (CheckedTuning requires (Depth−1)·(Tile·Work+1) + 4·Tile ≤ TileFloats) and their products land in accumulators nobody stores.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Acc4x4 Fma(Acc4x4 c, ArrayView<float> tileA, ArrayView<float> tileB, int ia, int ib, int tile)
@@ -405,29 +435,41 @@ public static class Conv2d
     /// <summary>y = conv2d(x, w): x [N,C,H,W], w [K,C,R,S], y [N,K,OutH,OutW] (overwritten).</summary>
     /// <exception cref="ArgumentException">The shape is invalid or a buffer's length does not match it.</exception>
     public static void Forward(Device dev, ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, in Conv2dShape s)
+        => Forward(dev, x, w, y, s, dev.Tuning);
+
+    /// <summary>Forward with an explicit tuning (tests run the CUDA-style thread mappings on the CPU with it).</summary>
+    internal static void Forward(Device dev, ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, in Conv2dShape s, KernelTuning tuning)
     {
         const string op = "Conv2d.Forward";
         s.Validate();
         ExpectLength(op, "x", x, s.InputLength, s);
         ExpectLength(op, "w", w, s.WeightLength, s);
         ExpectLength(op, "y", y, s.OutputLength, s);
-        KernelTuning t = CheckedTuning(dev);
-        var kernel = dev.Kernel("conv2d_fwd", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, Args, SpecializedValue<int>, SpecializedValue<int>>(ForwardKernel));
-        kernel(dev.Stream, Config(t, rows: s.K, cols: s.N * s.OutH * s.OutW, splits: 1), x, w, y, new Args(s, 0), SpecializedValue.New(t.Tile), SpecializedValue.New(t.Work));
+        KernelTuning t = CheckedTuning(dev, tuning);
+        var kernel = dev.Kernel("conv2d_fwd", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, Args,
+            SpecializedValue<int>, SpecializedValue<int>, SpecializedValue<int>>(ForwardKernel));
+        kernel(dev.Stream, Config(t, rows: s.K, cols: s.N * s.OutH * s.OutW, splits: 1), x, w, y, new Args(s, 0),
+            SpecializedValue.New(t.Tile), SpecializedValue.New(t.Work), SpecializedValue.New(t.Depth));
     }
 
     /// <summary>dx = ∂L/∂x given dy = ∂L/∂y: dy [N,K,OutH,OutW], w [K,C,R,S], dx [N,C,H,W] (every element overwritten).</summary>
     /// <exception cref="ArgumentException">The shape is invalid or a buffer's length does not match it.</exception>
     public static void BackwardData(Device dev, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, in Conv2dShape s)
+        => BackwardData(dev, dy, w, dx, s, dev.Tuning);
+
+    /// <summary>Backward-data with an explicit tuning.</summary>
+    internal static void BackwardData(Device dev, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, in Conv2dShape s, KernelTuning tuning)
     {
         const string op = "Conv2d.BackwardData";
         s.Validate();
         ExpectLength(op, "dy", dy, s.OutputLength, s);
         ExpectLength(op, "w", w, s.WeightLength, s);
         ExpectLength(op, "dx", dx, s.InputLength, s);
-        KernelTuning t = CheckedTuning(dev);
-        var kernel = dev.Kernel("conv2d_bwd_data", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, Args, SpecializedValue<int>, SpecializedValue<int>>(BackwardDataKernel));
-        kernel(dev.Stream, Config(t, rows: s.C, cols: s.N * s.H * s.W, splits: 1), dy, w, dx, new Args(s, 0), SpecializedValue.New(t.Tile), SpecializedValue.New(t.Work));
+        KernelTuning t = CheckedTuning(dev, tuning);
+        var kernel = dev.Kernel("conv2d_bwd_data", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, Args,
+            SpecializedValue<int>, SpecializedValue<int>, SpecializedValue<int>>(BackwardDataKernel));
+        kernel(dev.Stream, Config(t, rows: s.C, cols: s.N * s.H * s.W, splits: 1), dy, w, dx, new Args(s, 0),
+            SpecializedValue.New(t.Tile), SpecializedValue.New(t.Work), SpecializedValue.New(t.Depth));
     }
 
     /// <summary>dw = ∂L/∂w given x and dy: x [N,C,H,W], dy [N,K,OutH,OutW], dw [K,C,R,S] (overwritten).</summary>
@@ -441,30 +483,38 @@ public static class Conv2d
     /// groups to fill a GPU, at the price of a partial-sum buffer and a second, deterministic, kernel.
     /// </summary>
     internal static void BackwardWeight(Device dev, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dw, in Conv2dShape s, int splits)
+        => BackwardWeight(dev, x, dy, dw, s, splits, dev.Tuning);
+
+    /// <summary>Backward-weight with an explicit split count and tuning.</summary>
+    internal static void BackwardWeight(Device dev, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dw, in Conv2dShape s, int splits, KernelTuning tuning)
     {
         const string op = "Conv2d.BackwardWeight";
         s.Validate();
         ExpectLength(op, "x", x, s.InputLength, s);
         ExpectLength(op, "dy", dy, s.OutputLength, s);
         ExpectLength(op, "dw", dw, s.WeightLength, s);
-        KernelTuning t = CheckedTuning(dev);
+        KernelTuning t = CheckedTuning(dev, tuning);
 
         int reduction = s.N * s.OutH * s.OutW;
-        int steps = (reduction + t.Tile - 1) / t.Tile;
+        int steps = (reduction + t.Depth - 1) / t.Depth;
         if (splits <= 0)
         {
             splits = ChooseSplits(dev, t, s, steps);
         }
         int stepsPerSplit = (steps + Math.Min(splits, steps) - 1) / Math.Min(splits, steps);
         splits = (steps + stepsPerSplit - 1) / stepsPerSplit; // no empty splits
-        int chunk = stepsPerSplit * t.Tile;
+        int chunk = stepsPerSplit * t.Depth;
         int length = (int)s.WeightLength;
 
-        var kernel = dev.Kernel("conv2d_bwd_weight", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, Args, SpecializedValue<int>, SpecializedValue<int>>(BackwardWeightKernel));
+        var kernel = dev.Kernel("conv2d_bwd_weight", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, Args,
+            SpecializedValue<int>, SpecializedValue<int>, SpecializedValue<int>>(BackwardWeightKernel));
         KernelConfig config = Config(t, rows: s.K, cols: length / s.K, splits);
+        var tile = SpecializedValue.New(t.Tile);
+        var work = SpecializedValue.New(t.Work);
+        var depth = SpecializedValue.New(t.Depth);
         if (splits == 1)
         {
-            kernel(dev.Stream, config, x, dy, dw, new Args(s, chunk), SpecializedValue.New(t.Tile), SpecializedValue.New(t.Work));
+            kernel(dev.Stream, config, x, dy, dw, new Args(s, chunk), tile, work, depth);
             return;
         }
         if ((long)splits * length > int.MaxValue)
@@ -472,21 +522,22 @@ public static class Conv2d
             throw new ArgumentException($"{op}: {splits} partial sums of {length} weights exceed 32-bit indexing ({s}).");
         }
         ArrayView<float> partial = Workspace.For(dev).Get(dev, (long)splits * length);
-        kernel(dev.Stream, config, x, dy, partial, new Args(s, chunk), SpecializedValue.New(t.Tile), SpecializedValue.New(t.Work));
-        var reduce = dev.Kernel("conv2d_bwd_weight_reduce", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, int, int>(ReduceSplitsKernel));
-        reduce(dev.Stream, length, partial, dw, length, splits);
+        kernel(dev.Stream, config, x, dy, partial, new Args(s, chunk), tile, work, depth);
+        var reduce = dev.Kernel("conv2d_bwd_weight_reduce", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, int, int, int>(ReduceSplitsKernel));
+        int threads = dev.GridStrideThreads(length);
+        reduce(dev.Stream, threads, partial, dw, length, splits, threads);
     }
 
     /// <summary>
     /// Enough splits to give the device about four groups per multiprocessor, and no group a reduction
-    /// longer than a bound: 1024 tile steps on a GPU; 4 on the CPU emulator, where the bound only
-    /// exists so that small test shapes exercise the split path.
+    /// longer than 1024 slices. (The CPU emulator's tests pass explicit split counts to cover the
+    /// split path; its own launches rarely split, as each split costs a partial-sum pass.)
     /// </summary>
     private static int ChooseSplits(Device dev, KernelTuning t, in Conv2dShape s, int steps)
     {
         long blocks = (long)((s.K + t.Block - 1) / t.Block) * ((s.C * s.R * s.S + t.Block - 1) / t.Block);
         long wanted = 4L * Math.Max(1, dev.Accelerator.NumMultiprocessors);
-        int maxSteps = dev.IsCpu ? 4 : 1024;
+        const int maxSteps = 1024;
         long splits = Math.Max((wanted + blocks - 1) / blocks, (steps + maxSteps - 1) / maxSteps);
         return (int)Math.Clamp(splits, 1, steps);
     }
@@ -494,15 +545,14 @@ public static class Conv2d
     private static KernelConfig Config(KernelTuning t, int rows, int cols, int splits)
         => new(new Index3D((cols + t.Block - 1) / t.Block, (rows + t.Block - 1) / t.Block, splits), new Index3D(t.Tile, t.Tile, 1));
 
-    private static KernelTuning CheckedTuning(Device dev)
+    private static KernelTuning CheckedTuning(Device dev, KernelTuning t)
     {
-        KernelTuning t = dev.Tuning;
-        if (t.Tile < 4 || t.Tile > MaxTile || t.Tile % 4 != 0 || t.Work < 1 || t.Work > MaxWork || t.Tile % t.Work != 0
-            || t.GroupSize > dev.Accelerator.MaxNumThreadsPerGroup)
+        if (t.Tile < 1 || t.Tile > MaxTile || t.Work < 1 || t.Work > MaxWork || t.Depth < 4 || t.Depth % 4 != 0
+            || (t.Depth - 1) * (t.Block + 1) + 4 * t.Tile > TileFloats || t.GroupSize > dev.Accelerator.MaxNumThreadsPerGroup)
         {
             throw new InvalidOperationException(
-                $"Conv2d: tuning {t} is unsupported: Tile must be a multiple of 4 up to {MaxTile}, Work 1..{MaxWork} dividing Tile, " +
-                $"and Tile² at most {dev.Accelerator.MaxNumThreadsPerGroup} threads on {dev}.");
+                $"Conv2d: tuning {t} is unsupported: Tile 1..{MaxTile}, Work 1..{MaxWork}, Depth a positive multiple of 4 " +
+                $"with Depth·(Tile·Work+1) within {TileFloats} shared floats, and Tile² at most {dev.Accelerator.MaxNumThreadsPerGroup} threads on {dev}.");
         }
         return t;
     }

@@ -13,21 +13,41 @@ public static class Elementwise
     // ---- kernels ----
 
     [KernelName("add_fwd")]
-    internal static void AddKernel(Index1D i, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y)
-        => y[i] = a[i] + b[i];
+    internal static void AddKernel(Index1D index, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y, int n, int stride)
+    {
+        for (int i = index; i < n; i += stride)
+        {
+            y[i] = a[i] + b[i];
+        }
+    }
 
     [KernelName("fill")]
-    internal static void FillKernel(Index1D i, ArrayView<float> y, float value)
-        => y[i] = value;
+    internal static void FillKernel(Index1D index, ArrayView<float> y, float value, int n, int stride)
+    {
+        for (int i = index; i < n; i += stride)
+        {
+            y[i] = value;
+        }
+    }
 
     [KernelName("scale")]
-    internal static void ScaleKernel(Index1D i, ArrayView<float> y, float alpha)
-        => y[i] *= alpha;
+    internal static void ScaleKernel(Index1D index, ArrayView<float> y, float alpha, int n, int stride)
+    {
+        for (int i = index; i < n; i += stride)
+        {
+            y[i] *= alpha;
+        }
+    }
 
     /// <summary>y += x (the reduce step of DP's gradient sum and of the host ring).</summary>
     [KernelName("accumulate")]
-    internal static void AccumulateKernel(Index1D i, ArrayView<float> y, ArrayView<float> x)
-        => y[i] += x[i];
+    internal static void AccumulateKernel(Index1D index, ArrayView<float> y, ArrayView<float> x, int n, int stride)
+    {
+        for (int i = index; i < n; i += stride)
+        {
+            y[i] += x[i];
+        }
+    }
 
     // ---- launchers ----
 
@@ -36,24 +56,27 @@ public static class Elementwise
     {
         Check.SameLength(nameof(Add), a, b, y);
         if (y.Length == 0) return;
-        dev.Kernel("add_fwd", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>>(AddKernel))
-            (dev.Stream, (int)y.Length, a, b, y);
+        int count = checked((int)y.Length), threads = dev.GridStrideThreads(count);
+        dev.Kernel("add_fwd", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(AddKernel))
+            (dev.Stream, threads, a, b, y, count, threads);
     }
 
     /// <summary>y[i] = value.</summary>
     public static void Fill(Device dev, ArrayView<float> y, float value)
     {
         if (y.Length == 0) return;
-        dev.Kernel("fill", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, float>(FillKernel))
-            (dev.Stream, (int)y.Length, y, value);
+        int count = checked((int)y.Length), threads = dev.GridStrideThreads(count);
+        dev.Kernel("fill", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, float, int, int>(FillKernel))
+            (dev.Stream, threads, y, value, count, threads);
     }
 
     /// <summary>y *= alpha.</summary>
     public static void Scale(Device dev, ArrayView<float> y, float alpha)
     {
         if (y.Length == 0) return;
-        dev.Kernel("scale", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, float>(ScaleKernel))
-            (dev.Stream, (int)y.Length, y, alpha);
+        int count = checked((int)y.Length), threads = dev.GridStrideThreads(count);
+        dev.Kernel("scale", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, float, int, int>(ScaleKernel))
+            (dev.Stream, threads, y, alpha, count, threads);
     }
 
     /// <summary>y += x.</summary>
@@ -61,8 +84,9 @@ public static class Elementwise
     {
         Check.SameLength(nameof(Accumulate), y, x);
         if (y.Length == 0) return;
-        dev.Kernel("accumulate", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>>(AccumulateKernel))
-            (dev.Stream, (int)y.Length, y, x);
+        int count = checked((int)y.Length), threads = dev.GridStrideThreads(count);
+        dev.Kernel("accumulate", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, int, int>(AccumulateKernel))
+            (dev.Stream, threads, y, x, count, threads);
     }
 
     // ---- float64 references ----

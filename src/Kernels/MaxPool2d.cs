@@ -16,70 +16,76 @@ public static class MaxPool2d
 {
     // ---- kernels ----
 
-    /// <summary>One thread per output element.</summary>
+    /// <summary>Grid-stride over the output elements.</summary>
     [KernelName("max_pool2d_fwd")]
-    internal static void ForwardKernel(Index1D i, ArrayView<float> x, ArrayView<float> y, ArrayView<int> argmax, Pool2dShape s)
+    internal static void ForwardKernel(Index1D index, ArrayView<float> x, ArrayView<float> y, ArrayView<int> argmax, Pool2dShape s, int n, int stride)
     {
-        int outH = s.OutH, outW = s.OutW;
-        int ow = i % outW;
-        int rest = i / outW;
-        int oh = rest % outH;
-        int plane = rest / outH;
-
-        int hStart = oh * s.Stride - s.Pad, wStart = ow * s.Stride - s.Pad;
-        int hEnd = XMath.Min(hStart + s.Kernel, s.H), wEnd = XMath.Min(wStart + s.Kernel, s.W);
-        hStart = XMath.Max(hStart, 0);
-        wStart = XMath.Max(wStart, 0);
-
-        int planeBase = plane * s.H * s.W;
-        float best = float.NegativeInfinity;
-        int bestIndex = hStart * s.W + wStart;
-        for (int h = hStart; h < hEnd; h++)
+        for (int i = index; i < n; i += stride)
         {
-            for (int w = wStart; w < wEnd; w++)
+            int outH = s.OutH, outW = s.OutW;
+            int ow = i % outW;
+            int rest = i / outW;
+            int oh = rest % outH;
+            int plane = rest / outH;
+
+            int hStart = oh * s.Stride - s.Pad, wStart = ow * s.Stride - s.Pad;
+            int hEnd = XMath.Min(hStart + s.Kernel, s.H), wEnd = XMath.Min(wStart + s.Kernel, s.W);
+            hStart = XMath.Max(hStart, 0);
+            wStart = XMath.Max(wStart, 0);
+
+            int planeBase = plane * s.H * s.W;
+            float best = float.NegativeInfinity;
+            int bestIndex = hStart * s.W + wStart;
+            for (int h = hStart; h < hEnd; h++)
             {
-                int k = h * s.W + w;
-                float v = x[planeBase + k];
-                // Strictly greater keeps the first maximum; NaN propagates as in PyTorch.
-                if (v > best || float.IsNaN(v))
+                for (int w = wStart; w < wEnd; w++)
                 {
-                    best = v;
-                    bestIndex = k;
+                    int k = h * s.W + w;
+                    float v = x[planeBase + k];
+                    // Strictly greater keeps the first maximum; NaN propagates as in PyTorch.
+                    if (v > best || float.IsNaN(v))
+                    {
+                        best = v;
+                        bestIndex = k;
+                    }
                 }
             }
+            y[i] = best;
+            argmax[i] = bestIndex;
         }
-        y[i] = best;
-        argmax[i] = bestIndex;
     }
 
-    /// <summary>One thread per input element; scans the output windows that can contain it.</summary>
+    /// <summary>Grid-stride over the input elements; each scans the output windows that can contain it.</summary>
     [KernelName("max_pool2d_bwd")]
-    internal static void BackwardKernel(Index1D i, ArrayView<float> dy, ArrayView<int> argmax, ArrayView<float> dx, Pool2dShape s)
+    internal static void BackwardKernel(Index1D index, ArrayView<float> dy, ArrayView<int> argmax, ArrayView<float> dx, Pool2dShape s, int n, int stride)
     {
-        int outH = s.OutH, outW = s.OutW;
-        int w = i % s.W;
-        int rest = i / s.W;
-        int h = rest % s.H;
-        int plane = rest / s.H;
-
-        // Windows oh with oh*Stride - Pad <= h <= oh*Stride - Pad + Kernel - 1.
-        int ohStart = h + s.Pad < s.Kernel ? 0 : (h + s.Pad - s.Kernel) / s.Stride + 1;
-        int ohEnd = XMath.Min((h + s.Pad) / s.Stride + 1, outH);
-        int owStart = w + s.Pad < s.Kernel ? 0 : (w + s.Pad - s.Kernel) / s.Stride + 1;
-        int owEnd = XMath.Min((w + s.Pad) / s.Stride + 1, outW);
-
-        int target = h * s.W + w;
-        int outBase = plane * outH * outW;
-        float sum = 0f;
-        for (int oh = ohStart; oh < ohEnd; oh++)
+        for (int i = index; i < n; i += stride)
         {
-            for (int ow = owStart; ow < owEnd; ow++)
+            int outH = s.OutH, outW = s.OutW;
+            int w = i % s.W;
+            int rest = i / s.W;
+            int h = rest % s.H;
+            int plane = rest / s.H;
+
+            // Windows oh with oh*Stride - Pad <= h <= oh*Stride - Pad + Kernel - 1.
+            int ohStart = h + s.Pad < s.Kernel ? 0 : (h + s.Pad - s.Kernel) / s.Stride + 1;
+            int ohEnd = XMath.Min((h + s.Pad) / s.Stride + 1, outH);
+            int owStart = w + s.Pad < s.Kernel ? 0 : (w + s.Pad - s.Kernel) / s.Stride + 1;
+            int owEnd = XMath.Min((w + s.Pad) / s.Stride + 1, outW);
+
+            int target = h * s.W + w;
+            int outBase = plane * outH * outW;
+            float sum = 0f;
+            for (int oh = ohStart; oh < ohEnd; oh++)
             {
-                int o = outBase + oh * outW + ow;
-                if (argmax[o] == target) sum += dy[o];
+                for (int ow = owStart; ow < owEnd; ow++)
+                {
+                    int o = outBase + oh * outW + ow;
+                    if (argmax[o] == target) sum += dy[o];
+                }
             }
+            dx[i] = sum;
         }
-        dx[i] = sum;
     }
 
     // ---- launchers ----
@@ -91,8 +97,9 @@ public static class MaxPool2d
         Check.AtLeast("MaxPool2d.Forward", "x", x, s.InputLength);
         Check.AtLeast("MaxPool2d.Forward", "y", y, s.OutputLength);
         Check.AtLeast("MaxPool2d.Forward", "argmax", argmax, s.OutputLength);
-        dev.Kernel("max_pool2d_fwd", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<int>, Pool2dShape>(ForwardKernel))
-            (dev.Stream, s.OutputLength, x, y, argmax, s);
+        int count = checked((int)s.OutputLength), threads = dev.GridStrideThreads(count);
+        dev.Kernel("max_pool2d_fwd", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<int>, Pool2dShape, int, int>(ForwardKernel))
+            (dev.Stream, threads, x, y, argmax, s, count, threads);
     }
 
     /// <summary>dx (every element overwritten) = sum of dy over the windows whose argmax is that element.</summary>
@@ -102,8 +109,9 @@ public static class MaxPool2d
         Check.AtLeast("MaxPool2d.Backward", "dy", dy, s.OutputLength);
         Check.AtLeast("MaxPool2d.Backward", "argmax", argmax, s.OutputLength);
         Check.AtLeast("MaxPool2d.Backward", "dx", dx, s.InputLength);
-        dev.Kernel("max_pool2d_bwd", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, Pool2dShape>(BackwardKernel))
-            (dev.Stream, s.InputLength, dy, argmax, dx, s);
+        int count = checked((int)s.InputLength), threads = dev.GridStrideThreads(count);
+        dev.Kernel("max_pool2d_bwd", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, Pool2dShape, int, int>(BackwardKernel))
+            (dev.Stream, threads, dy, argmax, dx, s, count, threads);
     }
 
     // ---- float64 references ----

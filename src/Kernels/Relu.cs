@@ -10,15 +10,23 @@ public static class Relu
     // ---- kernels ----
 
     [KernelName("relu_fwd")]
-    internal static void ForwardKernel(Index1D i, ArrayView<float> x, ArrayView<float> y)
+    internal static void ForwardKernel(Index1D index, ArrayView<float> x, ArrayView<float> y, int n, int stride)
     {
-        float v = x[i];
-        y[i] = v < 0f ? 0f : v; // NaN passes through, as in PyTorch, so divergence stays visible
+        for (int i = index; i < n; i += stride)
+        {
+            float v = x[i];
+            y[i] = v < 0f ? 0f : v; // NaN passes through, as in PyTorch, so divergence stays visible
+        }
     }
 
     [KernelName("relu_bwd")]
-    internal static void BackwardKernel(Index1D i, ArrayView<float> y, ArrayView<float> dy, ArrayView<float> dx)
-        => dx[i] = y[i] > 0f ? dy[i] : 0f;
+    internal static void BackwardKernel(Index1D index, ArrayView<float> y, ArrayView<float> dy, ArrayView<float> dx, int n, int stride)
+    {
+        for (int i = index; i < n; i += stride)
+        {
+            dx[i] = y[i] > 0f ? dy[i] : 0f;
+        }
+    }
 
     // ---- launchers ----
 
@@ -27,8 +35,9 @@ public static class Relu
     {
         Check.SameLength("Relu.Forward", x, y);
         if (y.Length == 0) return;
-        dev.Kernel("relu_fwd", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>>(ForwardKernel))
-            (dev.Stream, (int)y.Length, x, y);
+        int count = checked((int)y.Length), threads = dev.GridStrideThreads(count);
+        dev.Kernel("relu_fwd", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, int, int>(ForwardKernel))
+            (dev.Stream, threads, x, y, count, threads);
     }
 
     /// <summary>dx = y &gt; 0 ? dy : 0, with y the forward output; dx may alias dy.</summary>
@@ -36,8 +45,9 @@ public static class Relu
     {
         Check.SameLength("Relu.Backward", y, dy, dx);
         if (dx.Length == 0) return;
-        dev.Kernel("relu_bwd", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>>(BackwardKernel))
-            (dev.Stream, (int)dx.Length, y, dy, dx);
+        int count = checked((int)dx.Length), threads = dev.GridStrideThreads(count);
+        dev.Kernel("relu_bwd", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(BackwardKernel))
+            (dev.Stream, threads, y, dy, dx, count, threads);
     }
 
     // ---- float64 references ----

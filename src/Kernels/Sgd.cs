@@ -14,18 +14,21 @@ public static class Sgd
     // ---- kernels ----
 
     [KernelName("sgd_step")]
-    internal static void StepKernel(Index1D i, ArrayView<float> param, ArrayView<float> grad, ArrayView<float> momentumBuffer,
-        float lr, float momentum, float weightDecay, int firstStep)
+    internal static void StepKernel(Index1D index, ArrayView<float> param, ArrayView<float> grad, ArrayView<float> momentumBuffer,
+        float lr, float momentum, float weightDecay, int firstStep, int n, int stride)
     {
-        float p = param[i];
-        float d = grad[i] + weightDecay * p;
-        if (momentum != 0f)
+        for (int i = index; i < n; i += stride)
         {
-            float buf = firstStep != 0 ? d : momentum * momentumBuffer[i] + d;
-            momentumBuffer[i] = buf;
-            d = buf;
+            float p = param[i];
+            float d = grad[i] + weightDecay * p;
+            if (momentum != 0f)
+            {
+                float buf = firstStep != 0 ? d : momentum * momentumBuffer[i] + d;
+                momentumBuffer[i] = buf;
+                d = buf;
+            }
+            param[i] = p - lr * d;
         }
-        param[i] = p - lr * d;
     }
 
     // ---- launchers ----
@@ -49,9 +52,10 @@ public static class Sgd
             throw new ArgumentException($"Sgd.Step: {param.Length} parameters exceed the kernel's 32-bit indexing.");
         }
         if (param.Length == 0) return;
+        int count = checked((int)param.Length), threads = dev.GridStrideThreads(count);
         dev.Kernel("sgd_step", acc => acc.LoadAutoGroupedKernel<
-                Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, float, float, float, int>(StepKernel))
-            (dev.Stream, (int)param.Length, param, grad, momentumBuffer, lr, momentum, weightDecay, firstStep ? 1 : 0);
+                Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, float, float, float, int, int, int>(StepKernel))
+            (dev.Stream, threads, param, grad, momentumBuffer, lr, momentum, weightDecay, firstStep ? 1 : 0, count, threads);
     }
 
     // ---- float64 references ----

@@ -100,12 +100,15 @@ public static class SoftmaxCrossEntropy
 
     /// <summary>dlogits[r, c] = (probs[r, c] - [c == label_r]) * scale.</summary>
     [KernelName("softmax_xent_bwd")]
-    internal static void BackwardKernel(Index1D i, ArrayView<float> probs, ArrayView<int> labels, ArrayView<float> dlogits, int classes, float scale)
+    internal static void BackwardKernel(Index1D index, ArrayView<float> probs, ArrayView<int> labels, ArrayView<float> dlogits, int classes, float scale, int n, int stride)
     {
-        int r = i / classes, c = i - r * classes;
-        float g = probs[i];
-        if (labels[r] == c) g -= 1f;
-        dlogits[i] = g * scale;
+        for (int i = index; i < n; i += stride)
+        {
+            int r = i / classes, c = i - r * classes;
+            float g = probs[i];
+            if (labels[r] == c) g -= 1f;
+            dlogits[i] = g * scale;
+        }
     }
 
     // ---- launchers ----
@@ -144,9 +147,10 @@ public static class SoftmaxCrossEntropy
         {
             throw new ArgumentException($"SoftmaxCrossEntropy.Backward: scale must be finite (got {scale}).", nameof(scale));
         }
+        int count = checked((int)n * classes), threads = dev.GridStrideThreads(count);
         dev.Kernel("softmax_xent_bwd", acc => acc.LoadAutoGroupedKernel<
-                Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, float>(BackwardKernel))
-            (dev.Stream, n * classes, probs, labels, dlogits, classes, scale);
+                Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, float, int, int>(BackwardKernel))
+            (dev.Stream, threads, probs, labels, dlogits, classes, scale, count, threads);
     }
 
     /// <summary>The gradient of the mean loss: <see cref="Backward(Device, ArrayView{float}, ArrayView{int}, ArrayView{float}, int, int, float)"/> with scale 1/n.</summary>

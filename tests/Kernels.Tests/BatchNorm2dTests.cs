@@ -22,7 +22,7 @@ public class BatchNorm2dTests
     [InlineData(1, 2, 9)]
     [InlineData(5, 3, 61)]   // several parts per channel on the CPU plan, last one shorter
     [InlineData(4, 2, 64)]
-    public void ForwardTrain_matches_reference(int n, int c, int hw) => TestDevice.Use(dev =>
+    public void ForwardTrain_matches_reference(int n, int c, int hw) => WideGroupDevice.Both(dev =>
     {
         var rng = Numerics.NewRandom(out int seed);
         var a = NewInputs(rng, n, c, hw);
@@ -49,7 +49,7 @@ public class BatchNorm2dTests
 
     /// <summary>Values worked out by hand: x = 1, 2 (n=0) and 3, 4 (n=1); mean 2.5, biased var 1.25, unbiased 5/3.</summary>
     [Fact]
-    public void ForwardTrain_normalises_with_biased_and_tracks_unbiased_variance() => TestDevice.Use(dev =>
+    public void ForwardTrain_normalises_with_biased_and_tracks_unbiased_variance() => WideGroupDevice.Both(dev =>
     {
         using var x = dev.Upload<float>([1f, 2f, 3f, 4f]);
         using var gamma = dev.Upload<float>([2f]);
@@ -78,7 +78,7 @@ public class BatchNorm2dTests
     [InlineData(2, 3, 1, false)]
     [InlineData(1, 1, 1, true)]
     [InlineData(2, 4, 9, true)]
-    public void ForwardEval_matches_reference(int n, int c, int hw, bool inPlace) => TestDevice.Use(dev =>
+    public void ForwardEval_matches_reference(int n, int c, int hw, bool inPlace) => WideGroupDevice.Both(dev =>
     {
         var rng = Numerics.NewRandom(out int seed);
         var a = NewInputs(rng, n, c, hw);
@@ -102,7 +102,7 @@ public class BatchNorm2dTests
     [InlineData(4, 3, 1)]
     [InlineData(5, 3, 61)]
     [InlineData(2, 2, 33)]
-    public void Backward_matches_reference(int n, int c, int hw) => TestDevice.Use(dev =>
+    public void Backward_matches_reference(int n, int c, int hw) => WideGroupDevice.Both(dev =>
     {
         var rng = Numerics.NewRandom(out int seed);
         var a = NewInputs(rng, n, c, hw);

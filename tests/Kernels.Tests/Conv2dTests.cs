@@ -7,7 +7,7 @@ public class Conv2dTests
 {
     /// <summary>
     /// Small shapes covering ResNet's kernels (1x1/1, 1x1/2, 3x3/1, 3x3/2, 7x7/2 pad 3), non-square
-    /// images, and sizes that are not multiples of the CPU tile (4) on any GEMM edge.
+    /// images, and sizes that are not multiples of the tiles (4x4 blocks, 4- to 32-deep slices) on any GEMM edge.
     /// Columns: N, C, H, W, K, R, S, stride, pad.
     /// </summary>
     public static TheoryData<int, int, int, int, int, int, int, int, int> Shapes => new()
@@ -72,7 +72,7 @@ public class Conv2dTests
         using var dDy = dev.Upload<float>(dy);
         double atol = Atol((long)n * shape.OutH * shape.OutW);
 
-        // 0: the launcher's own choice (on the CPU, several splits for all but the smallest shapes);
+        // 0: the launcher's own choice (on the CPU emulator usually one split, for groups are cheap there);
         // 1: the single-pass path that writes dw directly; 3: an explicit split count.
         foreach (int splits in new[] { 0, 1, 3 })
         {
@@ -94,6 +94,74 @@ public class Conv2dTests
         Conv2d.BackwardWeight(dev, dX.View, dDy.View, first.View, shape, splits: 5);
         Conv2d.BackwardWeight(dev, dX.View, dDy.View, second.View, shape, splits: 5);
         Assert.Equal(dev.Download<float>(first.View), dev.Download<float>(second.View));
+    });
+
+    /// <summary>
+    /// Tunings other than the CPU's, each run on the CPU device with 16-thread groups: thread mappings where
+    /// a group is at least as wide as the staged operand's fast dimension (CUDA's case: Tile 4 / Depth 4,
+    /// Tile 2 / Work 1 / Depth 4), narrower (Tile 2 / Work 4), and mixed. Columns: Tile, Work, Depth.
+    /// </summary>
+    public static TheoryData<int, int, int> Tunings => new()
+    {
+        { 4, 4, 4 },
+        { 4, 1, 16 },
+        { 2, 1, 4 },
+        { 2, 2, 4 },
+        { 2, 4, 8 },
+        { 4, 2, 8 },
+        { 1, 3, 12 },
+    };
+
+    [Theory]
+    [MemberData(nameof(Tunings))]
+    public void Every_pass_matches_reference_under_other_tunings(int tile, int work, int depth)
+    {
+        var tuning = new KernelTuning(tile, work, depth);
+        WideGroupDevice.Use(dev =>
+        {
+            foreach (var shape in new[] { Shape(2, 3, 7, 7, 5, 3, 3, 1, 1), Shape(1, 3, 11, 11, 6, 7, 7, 2, 3), Shape(2, 6, 9, 8, 9, 1, 1, 2, 0) })
+            {
+                var rng = Numerics.NewRandom(out int seed);
+                float[] x = Numerics.Uniform(rng, (int)shape.InputLength), wt = Numerics.Uniform(rng, (int)shape.WeightLength);
+                float[] g = Numerics.Uniform(rng, (int)shape.OutputLength);
+                double[] xd = Numerics.ToDouble(x), wd = Numerics.ToDouble(wt), gd = Numerics.ToDouble(g);
+                using var dX = dev.Upload<float>(x);
+                using var dW = dev.Upload<float>(wt);
+                using var dG = dev.Upload<float>(g);
+                string what = $"{shape} tuning {tuning}";
+
+                using var dY = Numerics.Poisoned(dev, shape.OutputLength);
+                Conv2d.Forward(dev, dX.View, dW.View, dY.View, shape, tuning);
+                Numerics.AssertClose(Conv2d.Reference.Forward(xd, wd, shape), dev.Download<float>(dY.View),
+                    atol: Atol((long)shape.C * shape.R * shape.S), what: $"conv2d forward {what}", seed: seed);
+
+                using var dDx = Numerics.Poisoned(dev, shape.InputLength);
+                Conv2d.BackwardData(dev, dG.View, dW.View, dDx.View, shape, tuning);
+                Numerics.AssertClose(Conv2d.Reference.BackwardData(gd, wd, shape), dev.Download<float>(dDx.View),
+                    atol: Atol((long)shape.K * shape.R * shape.S), what: $"conv2d backward-data {what}", seed: seed);
+
+                foreach (int splits in new[] { 1, 3 })
+                {
+                    using var dDw = Numerics.Poisoned(dev, shape.WeightLength);
+                    Conv2d.BackwardWeight(dev, dX.View, dG.View, dDw.View, shape, splits, tuning);
+                    Numerics.AssertClose(Conv2d.Reference.BackwardWeight(xd, gd, shape), dev.Download<float>(dDw.View),
+                        atol: Atol((long)shape.N * shape.OutH * shape.OutW), what: $"conv2d backward-weight {what} splits {splits}", seed: seed);
+                }
+            }
+        });
+    }
+
+    [Fact]
+    public void Unsupported_tunings_are_rejected() => WideGroupDevice.Use(dev =>
+    {
+        var shape = Shape(1, 2, 5, 5, 3, 3, 3, 1, 1);
+        using var x = dev.Allocate<float>(shape.InputLength);
+        using var w = dev.Allocate<float>(shape.WeightLength);
+        using var y = dev.Allocate<float>(shape.OutputLength);
+        foreach (var t in new[] { new KernelTuning(4, 4, 6), new KernelTuning(4, 5, 4), new KernelTuning(8, 4, 4), new KernelTuning(16, 4, 32) })
+        {
+            Assert.Throws<InvalidOperationException>(() => Conv2d.Forward(dev, x.View, w.View, y.View, shape, t));
+        }
     });
 
     /// <summary>f(x, w) = Σ g · conv(x, w); its gradients are BackwardData(g, w) and BackwardWeight(x, g).</summary>

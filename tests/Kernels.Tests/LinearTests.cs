@@ -11,7 +11,7 @@ public class LinearTests
     [InlineData(1, 1, 1)]
     [InlineData(9, 13, 10)]
     [InlineData(8, 4, 4)]
-    public void Forward_matches_reference(int n, int inF, int outF) => TestDevice.Use(dev =>
+    public void Forward_matches_reference(int n, int inF, int outF) => WideGroupDevice.Both(dev =>
     {
         var rng = Numerics.NewRandom(out int seed);
         float[] x = Numerics.Uniform(rng, n * inF), w = Numerics.Uniform(rng, outF * inF), b = Numerics.Uniform(rng, outF);
@@ -29,7 +29,7 @@ public class LinearTests
     [InlineData(1, 1, 1)]
     [InlineData(9, 13, 10)]
     [InlineData(21, 6, 2)]
-    public void Backward_matches_reference(int n, int inF, int outF) => TestDevice.Use(dev =>
+    public void Backward_matches_reference(int n, int inF, int outF) => WideGroupDevice.Both(dev =>
     {
         var rng = Numerics.NewRandom(out int seed);
         float[] x = Numerics.Uniform(rng, n * inF), w = Numerics.Uniform(rng, outF * inF), g = Numerics.Uniform(rng, n * outF);
@@ -47,7 +47,7 @@ public class LinearTests
     });
 
     [Fact]
-    public void Backward_overwrites_rather_than_accumulates() => TestDevice.Use(dev =>
+    public void Backward_overwrites_rather_than_accumulates() => WideGroupDevice.Both(dev =>
     {
         var rng = Numerics.NewRandom(out int seed);
         const int n = 3, inF = 5, outF = 2;

@@ -38,7 +38,7 @@ public class SoftmaxCrossEntropyTests
     [InlineData(7, 3)]
     [InlineData(37, 10)]
     [InlineData(1, 1)]
-    public void Forward_matches_reference(int n, int classes) => TestDevice.Use(dev =>
+    public void Forward_matches_reference(int n, int classes) => WideGroupDevice.Both(dev =>
     {
         var rng = Numerics.NewRandom(out int seed);
         float[] logits = Numerics.Uniform(rng, n * classes, -4f, 4f);
@@ -78,7 +78,7 @@ public class SoftmaxCrossEntropyTests
     });
 
     [Fact]
-    public void Forward_is_bitwise_repeatable() => TestDevice.Use(dev =>
+    public void Forward_is_bitwise_repeatable() => WideGroupDevice.Both(dev =>
     {
         var rng = Numerics.NewRandom(out int seed);
         const int n = 41, classes = 10;
@@ -90,7 +90,7 @@ public class SoftmaxCrossEntropyTests
     });
 
     [Fact]
-    public void Labels_out_of_range_contribute_nothing_and_keep_their_probabilities() => TestDevice.Use(dev =>
+    public void Labels_out_of_range_contribute_nothing_and_keep_their_probabilities() => WideGroupDevice.Both(dev =>
     {
         var rng = Numerics.NewRandom(out int seed);
         const int n = 4, classes = 3;
@@ -119,7 +119,7 @@ public class SoftmaxCrossEntropyTests
     [InlineData(5, 10, 1.0)]
     [InlineData(7, 3, 1.0)]
     [InlineData(6, 10, 0.25)] // a data-parallel replica: scale 1/N of a global batch four times larger
-    public void Backward_matches_reference(int n, int classes, double scaleOfMean) => TestDevice.Use(dev =>
+    public void Backward_matches_reference(int n, int classes, double scaleOfMean) => WideGroupDevice.Both(dev =>
     {
         var rng = Numerics.NewRandom(out int seed);
         float[] logits = Numerics.Uniform(rng, n * classes, -3f, 3f);
