@@ -60,14 +60,14 @@ public static class ReportWriter
 
     private static void Validate(ComparisonResult c)
     {
-        if (c.Modes is null || c.Modes.Count == 0) throw new ArgumentException("report: the comparison has no modes.", nameof(c));
+        if (c.Modes is null || c.Modes.Count == 0) throw new ArgumentException("report: the comparison has no modes.", "comparison");
         foreach (ModeResult m in c.Modes)
         {
-            if (m.Run?.Breakdown is null) throw new ArgumentException($"report: mode '{m.Mode}' has no step breakdown.", nameof(c));
+            if (m.Run?.Breakdown is null) throw new ArgumentException($"report: mode '{m.Mode}' has no step breakdown.", "comparison");
             foreach (string phase in Training.PhaseClock.Phases)
             {
                 if (!m.Run.Breakdown.Phases.ContainsKey(phase))
-                    throw new ArgumentException($"report: mode '{m.Mode}' has no '{phase}' phase in its breakdown.", nameof(c));
+                    throw new ArgumentException($"report: mode '{m.Mode}' has no '{phase}' phase in its breakdown.", "comparison");
             }
         }
     }
