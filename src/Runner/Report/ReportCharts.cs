@@ -1,0 +1,196 @@
+using Engine.Runner.Compare;
+using Engine.Runner.Training;
+using ScottPlot;
+using static System.FormattableString;
+
+namespace Engine.Runner.Report;
+
+/// <summary>The report's four charts, one mode per bar group, mode names on the x axis, units on the y axis.</summary>
+internal static class ReportCharts
+{
+    /// <summary>One colour per phase, the same in every chart; communication phases in warm colours, compute in cool ones.</summary>
+    private static readonly Dictionary<string, Color> PhaseColor = new()
+    {
+        ["data"] = Color.FromHex("#7f7f7f"),
+        ["h2d"] = Color.FromHex("#8c564b"),
+        ["scatter"] = Color.FromHex("#ff7f0e"),
+        ["replicate"] = Color.FromHex("#d62728"),
+        ["forward"] = Color.FromHex("#1f77b4"),
+        ["gather"] = Color.FromHex("#e377c2"),
+        ["loss"] = Color.FromHex("#17becf"),
+        ["backward"] = Color.FromHex("#2ca02c"),
+        ["grad_sync"] = Color.FromHex("#9467bd"),
+        ["optimizer"] = Color.FromHex("#bcbd22"),
+    };
+
+    private static Color ModeColor(string mode) => mode switch
+    {
+        "single" => Color.FromHex("#7f7f7f"),
+        "dp" => Color.FromHex("#d62728"),
+        _ => Color.FromHex("#1f77b4"),
+    };
+
+    private static readonly Color Hidden = Color.FromHex("#2ca02c"), Exposed = Color.FromHex("#d62728"), Backward = Color.FromHex("#c7c7c7");
+
+    public static Plot EpochTime(ComparisonResult c)
+    {
+        Plot plot = NewPlot(c, "Mean epoch time per mode", "seconds per epoch");
+        var items = new List<LegendItem>();
+        for (int i = 0; i < c.Modes.Count; i++)
+        {
+            ModeResult m = c.Modes[i];
+            string speed = m.Speedup is double s ? Invariant($" ({s:F2}x)") : "";
+            Bar bar = Column(i, 0, m.MeanEpochSeconds, ModeColor(m.Mode), 0.6);
+            bar.Label = Invariant($"{m.MeanEpochSeconds:F2} s{speed}");
+            AddBars(plot, bar);
+            items.Add(Item(ReportText.ModeHeader(m), ModeColor(m.Mode)));
+        }
+        Finish(plot, c, c.Modes.Max(m => m.MeanEpochSeconds), items, Alignment.UpperLeft);
+        return plot;
+    }
+
+    public static Plot Phases(ComparisonResult c)
+    {
+        Plot plot = NewPlot(c, "Time per step by phase (stacked)", "milliseconds per step");
+        var items = StackPhases(plot, c, p => 1000 * p.SecondsPerStep, v => Invariant($"{v:F1} ms"));
+        Finish(plot, c, c.Modes.Max(m => 1000 * m.Run.Breakdown!.PhaseSum), items, legend: null);
+        return plot;
+    }
+
+    public static Plot Bytes(ComparisonResult c)
+    {
+        long max = c.Modes.Max(m => ReportText.TotalBytes(m.Run.Breakdown!));
+        bool mb = max >= 1024 * 1024;
+        double unit = mb ? 1024.0 * 1024 : 1024.0;
+        string name = mb ? "MB" : "KB";
+        Plot plot = NewPlot(c, "Bytes moved per step by phase (DDP: per rank)", $"{name} per step");
+        var items = StackPhases(plot, c, p => p.BytesPerStep / unit, v => Invariant($"{v:F1} {name}"));
+        Finish(plot, c, max / unit, items, legend: null);
+        return plot;
+    }
+
+    /// <summary>For each multi-device mode: backward beside the gradient all-reduce, split into the part that ran during backward and the part waited for after it.</summary>
+    public static Plot Overlap(ComparisonResult c)
+    {
+        Plot plot = NewPlot(c, "Gradient sync per step: hidden behind backward vs exposed", "milliseconds per step");
+        var modes = c.Modes.Where(m => m.Devices > 1).ToList();
+        if (modes.Count == 0) modes = c.Modes.ToList();
+        double top = 0;
+        for (int i = 0; i < modes.Count; i++)
+        {
+            Breakdown b = modes[i].Run.Breakdown!;
+            double backward = 1000 * b.Phases["backward"].SecondsPerStep;
+            double hidden = 1000 * b.GradSyncHiddenSecondsPerStep, exposed = 1000 * b.Phases["grad_sync"].SecondsPerStep;
+            Bar bw = Column(i - 0.2, 0, backward, Backward, 0.35);
+            bw.Label = Invariant($"{backward:F1} ms");
+            Bar h = Column(i + 0.2, 0, hidden, Hidden, 0.35);
+            Bar e = Column(i + 0.2, hidden, hidden + exposed, Exposed, 0.35);
+            double sync = hidden + exposed;
+            e.Label = sync > 0 ? Invariant($"{sync:F1} ms, {100 * hidden / sync:F0}% hidden") : "no sync";
+            AddBars(plot, bw, h, e);
+            top = Math.Max(top, Math.Max(backward, sync));
+        }
+        var items = new List<LegendItem>
+        {
+            Item("backward (compute)", Backward),
+            Item("gradient sync hidden behind backward", Hidden),
+            Item("gradient sync exposed (waited for after backward)", Exposed),
+        };
+        SetModeTicks(plot, modes);
+        Finish(plot, c, top, items, Alignment.UpperLeft, ticks: false);
+        return plot;
+    }
+
+    /// <summary>One stacked column per mode, one segment per phase that is non-zero somewhere; the total above each column.</summary>
+    private static List<LegendItem> StackPhases(Plot plot, ComparisonResult c, Func<PhaseStat, double> value, Func<double, string> total)
+    {
+        var used = PhaseClock.Phases.Where(p => c.Modes.Any(m => value(m.Run.Breakdown!.Phases[p]) > 0)).ToList();
+        for (int i = 0; i < c.Modes.Count; i++)
+        {
+            double sum = 0;
+            var bars = new List<Bar>();
+            foreach (string phase in used)
+            {
+                double v = value(c.Modes[i].Run.Breakdown!.Phases[phase]);
+                if (v <= 0) continue;
+                bars.Add(Column(i, sum, sum + v, PhaseColor[phase], 0.6));
+                sum += v;
+            }
+            if (bars.Count > 0) bars[^1].Label = total(sum);
+            else bars.Add(new Bar { Position = i, Value = 0, Label = total(0), Size = 0.6 });
+            AddBars(plot, bars.ToArray());
+        }
+        // The legend lists phases top of the stack first, as they appear in the columns.
+        return used.AsEnumerable().Reverse().Select(p => Item(p, PhaseColor[p])).ToList();
+    }
+
+    private static Plot NewPlot(ComparisonResult c, string title, string yLabel)
+    {
+        var plot = new Plot();
+        bool shared = c.Modes.Any(m => m.Run.Breakdown!.Shared);
+        plot.Title(shared ? title + "\n(replicas share one physical device)" : title, size: 18);
+        plot.YLabel(yLabel, size: 15);
+        plot.XLabel("mode (devices)", size: 15);
+        plot.Axes.Bottom.TickLabelStyle.FontSize = 15;
+        plot.Axes.Left.TickLabelStyle.FontSize = 13;
+        plot.Axes.Bottom.MajorTickStyle.Length = 0;
+        plot.Grid.XAxisStyle.MajorLineStyle.Width = 0;
+        return plot;
+    }
+
+    private static Bar Column(double position, double from, double to, Color color, double width) => new()
+    {
+        Position = position,
+        ValueBase = from,
+        Value = to,
+        FillColor = color,
+        LineColor = Colors.Black.WithAlpha(0.5),
+        LineWidth = 1,
+        Size = width,
+    };
+
+    private static void AddBars(Plot plot, params Bar[] bars)
+    {
+        var bp = plot.Add.Bars(bars);
+        bp.ValueLabelStyle.FontSize = 14;
+        bp.ValueLabelStyle.Bold = true;
+    }
+
+    private static LegendItem Item(string label, Color color) => new()
+    {
+        LabelText = label,
+        FillColor = color,
+        LineColor = Colors.Black.WithAlpha(0.5),
+        LineWidth = 1,
+    };
+
+    private static void SetModeTicks(Plot plot, IReadOnlyList<ModeResult> modes)
+    {
+        double[] positions = Enumerable.Range(0, modes.Count).Select(i => (double)i).ToArray();
+        string[] labels = modes.Select(ReportText.ModeHeader).ToArray();
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(positions, labels);
+    }
+
+    /// <summary>Mode names under the columns, the y axis from zero with room above the tallest column for its label and the legend.</summary>
+    /// <param name="legend">Where inside the axes the legend goes; null puts it outside, right of the axes (for long phase lists).</param>
+    private static void Finish(Plot plot, ComparisonResult c, double top, List<LegendItem> items, Alignment? legend, bool ticks = true)
+    {
+        if (ticks) SetModeTicks(plot, c.Modes);
+        int count = ticks ? c.Modes.Count : Math.Max(1, c.Modes.Count(m => m.Devices > 1));
+        plot.Axes.SetLimitsX(-0.6, count - 0.4);
+        double room = legend is null ? 1.12 : 1.18 + 0.07 * items.Count;
+        plot.Axes.SetLimitsY(0, top > 0 ? top * room : 1);
+        plot.Legend.ManualItems.Clear();
+        plot.Legend.ManualItems.AddRange(items);
+        plot.Legend.FontSize = 13;
+        if (legend is Alignment inside)
+        {
+            plot.Legend.IsVisible = true;
+            plot.Legend.Alignment = inside;
+        }
+        else
+        {
+            plot.ShowLegend(Edge.Right);
+        }
+    }
+}
