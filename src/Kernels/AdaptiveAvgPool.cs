@@ -39,6 +39,7 @@ public static class AdaptiveAvgPool
     /// <summary>y[i] = mean of x[i*hw .. i*hw+hw) for i &lt; nc.</summary>
     public static void Forward(Device dev, ArrayView<float> x, ArrayView<float> y, int nc, int hw)
     {
+        using var profile = dev.Profile("avgpool_fwd", OpCost.AvgPool(nc, hw));
         CheckShape("AdaptiveAvgPool.Forward", nc, hw);
         Check.AtLeast("AdaptiveAvgPool.Forward", "x", x, (long)nc * hw);
         Check.AtLeast("AdaptiveAvgPool.Forward", "y", y, nc);
@@ -51,6 +52,7 @@ public static class AdaptiveAvgPool
     /// <summary>dx[i*hw + j] = dy[i] / hw (overwrites dx).</summary>
     public static void Backward(Device dev, ArrayView<float> dy, ArrayView<float> dx, int nc, int hw)
     {
+        using var profile = dev.Profile("avgpool_bwd", OpCost.AvgPool(nc, hw));
         CheckShape("AdaptiveAvgPool.Backward", nc, hw);
         Check.AtLeast("AdaptiveAvgPool.Backward", "dy", dy, nc);
         Check.AtLeast("AdaptiveAvgPool.Backward", "dx", dx, (long)nc * hw);

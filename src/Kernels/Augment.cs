@@ -52,6 +52,7 @@ public static class Augment
     public static void Apply(Device dev, ArrayView<byte> images, ArrayView<int> crops, ArrayView<int> flips, ArrayView<float> output,
         ArrayView<float> mean, ArrayView<float> std, int n, int c, int h, int w, int pad)
     {
+        using var profile = dev.Profile("augment", OpCost.Augment((long)n * c * h * w));
         ArgumentNullException.ThrowIfNull(dev);
         if (n <= 0 || c <= 0 || h <= 0 || w <= 0 || pad < 0)
         {

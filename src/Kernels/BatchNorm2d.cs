@@ -233,6 +233,7 @@ public static class BatchNorm2d
         ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> runningMean, ArrayView<float> runningVar,
         int n, int c, int hw, float momentum = 0.1f, float eps = 1e-5f)
     {
+        using var profile = dev.Profile("batchnorm_fwd_train", OpCost.BatchNormTrain((long)n * c * hw));
         const string op = "BatchNorm2d.ForwardTrain";
         int m = CheckShape(op, n, c, hw, training: true);
         long total = (long)n * c * hw;
@@ -259,6 +260,7 @@ public static class BatchNorm2d
     public static void ForwardEval(Device dev, ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta,
         ArrayView<float> runningMean, ArrayView<float> runningVar, ArrayView<float> y, int n, int c, int hw, float eps = 1e-5f)
     {
+        using var profile = dev.Profile("batchnorm_fwd_eval", OpCost.BatchNormEval((long)n * c * hw));
         const string op = "BatchNorm2d.ForwardEval";
         CheckShape(op, n, c, hw, training: false);
         long total = (long)n * c * hw;
@@ -280,6 +282,7 @@ public static class BatchNorm2d
         ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> dx, ArrayView<float> dgamma, ArrayView<float> dbeta,
         int n, int c, int hw)
     {
+        using var profile = dev.Profile("batchnorm_bwd", OpCost.BatchNormBackward((long)n * c * hw));
         const string op = "BatchNorm2d.Backward";
         int m = CheckShape(op, n, c, hw, training: true);
         long total = (long)n * c * hw;

@@ -440,6 +440,7 @@ public static class Conv2d
     /// <summary>Forward with an explicit tuning (tests run the CUDA-style thread mappings on the CPU with it).</summary>
     internal static void Forward(Device dev, ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, in Conv2dShape s, KernelTuning tuning)
     {
+        using var profile = dev.Profile("conv2d_fwd", OpCost.Conv2d(s));
         const string op = "Conv2d.Forward";
         s.Validate();
         ExpectLength(op, "x", x, s.InputLength, s);
@@ -460,6 +461,7 @@ public static class Conv2d
     /// <summary>Backward-data with an explicit tuning.</summary>
     internal static void BackwardData(Device dev, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, in Conv2dShape s, KernelTuning tuning)
     {
+        using var profile = dev.Profile("conv2d_bwd_data", OpCost.Conv2d(s));
         const string op = "Conv2d.BackwardData";
         s.Validate();
         ExpectLength(op, "dy", dy, s.OutputLength, s);
@@ -488,6 +490,7 @@ public static class Conv2d
     /// <summary>Backward-weight with an explicit split count and tuning.</summary>
     internal static void BackwardWeight(Device dev, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dw, in Conv2dShape s, int splits, KernelTuning tuning)
     {
+        using var profile = dev.Profile("conv2d_bwd_weight", OpCost.Conv2d(s));
         const string op = "Conv2d.BackwardWeight";
         s.Validate();
         ExpectLength(op, "x", x, s.InputLength, s);

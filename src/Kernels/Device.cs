@@ -178,6 +178,12 @@ public sealed class Device : IDisposable
 
     public void Synchronize() => Stream.Synchronize();
 
+    /// <summary>When set, every launcher's time is recorded here (<c>--profile kernels</c>).</summary>
+    public KernelProfiler? Profiler { get; set; }
+
+    /// <summary>Times the launch that follows, until the scope is disposed, when profiling; a no-op otherwise.</summary>
+    public KernelProfiler.Scope Profile(string name, Cost cost) => Profiler?.Measure(this, name, cost) ?? default;
+
     public override string ToString() => $"{Spec} ({Name})";
 
     public void Dispose()

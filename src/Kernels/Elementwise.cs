@@ -54,6 +54,7 @@ public static class Elementwise
     /// <summary>y = a + b over <c>y.Length</c> elements (y may alias a or b).</summary>
     public static void Add(Device dev, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y)
     {
+        using var profile = dev.Profile("add_fwd", OpCost.Binary(y.Length));
         Check.SameLength(nameof(Add), a, b, y);
         if (y.Length == 0) return;
         int count = checked((int)y.Length), threads = dev.GridStrideThreads(count);
@@ -64,6 +65,7 @@ public static class Elementwise
     /// <summary>y[i] = value.</summary>
     public static void Fill(Device dev, ArrayView<float> y, float value)
     {
+        using var profile = dev.Profile("fill", OpCost.Unary(y.Length, reads: 0));
         if (y.Length == 0) return;
         int count = checked((int)y.Length), threads = dev.GridStrideThreads(count);
         dev.Kernel("fill", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, float, int, int>(FillKernel))
@@ -73,6 +75,7 @@ public static class Elementwise
     /// <summary>y *= alpha.</summary>
     public static void Scale(Device dev, ArrayView<float> y, float alpha)
     {
+        using var profile = dev.Profile("scale", OpCost.Unary(y.Length, reads: 1));
         if (y.Length == 0) return;
         int count = checked((int)y.Length), threads = dev.GridStrideThreads(count);
         dev.Kernel("scale", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, float, int, int>(ScaleKernel))
@@ -82,6 +85,7 @@ public static class Elementwise
     /// <summary>y += x.</summary>
     public static void Accumulate(Device dev, ArrayView<float> y, ArrayView<float> x)
     {
+        using var profile = dev.Profile("accumulate", OpCost.Binary(y.Length));
         Check.SameLength(nameof(Accumulate), y, x);
         if (y.Length == 0) return;
         int count = checked((int)y.Length), threads = dev.GridStrideThreads(count);

@@ -138,6 +138,7 @@ public static class Linear
     /// <summary>y = x w^T + b for x [n, inF], w [outF, inF], b [outF], y [n, outF] (views may be longer than the shape).</summary>
     public static void Forward(Device dev, ArrayView<float> x, ArrayView<float> w, ArrayView<float> b, ArrayView<float> y, int n, int inF, int outF)
     {
+        using var profile = dev.Profile("linear_fwd", OpCost.LinearForward(n, inF, outF));
         int tile = ValidateShape(dev, nameof(Forward), n, inF, outF);
         Check.AtLeast("Linear.Forward", "x", x, (long)n * inF);
         Check.AtLeast("Linear.Forward", "w", w, (long)outF * inF);
@@ -155,6 +156,7 @@ public static class Linear
     public static void Backward(Device dev, ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy,
         ArrayView<float> dx, ArrayView<float> dw, ArrayView<float> db, int n, int inF, int outF)
     {
+        using var profile = dev.Profile("linear_bwd", OpCost.LinearBackward(n, inF, outF));
         int tile = ValidateShape(dev, nameof(Backward), n, inF, outF);
         Check.AtLeast("Linear.Backward", "x", x, (long)n * inF);
         Check.AtLeast("Linear.Backward", "w", w, (long)outF * inF);

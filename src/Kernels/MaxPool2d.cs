@@ -93,6 +93,7 @@ public static class MaxPool2d
     /// <summary>y = max over each window; argmax = flat index (h*W + w within the plane) of the first maximum.</summary>
     public static void Forward(Device dev, ArrayView<float> x, ArrayView<float> y, ArrayView<int> argmax, in Pool2dShape s)
     {
+        using var profile = dev.Profile("maxpool_fwd", OpCost.MaxPoolForward(s));
         s.Validate();
         Check.AtLeast("MaxPool2d.Forward", "x", x, s.InputLength);
         Check.AtLeast("MaxPool2d.Forward", "y", y, s.OutputLength);
@@ -105,6 +106,7 @@ public static class MaxPool2d
     /// <summary>dx (every element overwritten) = sum of dy over the windows whose argmax is that element.</summary>
     public static void Backward(Device dev, ArrayView<float> dy, ArrayView<int> argmax, ArrayView<float> dx, in Pool2dShape s)
     {
+        using var profile = dev.Profile("maxpool_bwd", OpCost.MaxPoolBackward(s));
         s.Validate();
         Check.AtLeast("MaxPool2d.Backward", "dy", dy, s.OutputLength);
         Check.AtLeast("MaxPool2d.Backward", "argmax", argmax, s.OutputLength);

@@ -33,6 +33,7 @@ public static class Relu
     /// <summary>y = max(x, 0); y may alias x.</summary>
     public static void Forward(Device dev, ArrayView<float> x, ArrayView<float> y)
     {
+        using var profile = dev.Profile("relu_fwd", OpCost.ReluForward(x.Length));
         Check.SameLength("Relu.Forward", x, y);
         if (y.Length == 0) return;
         int count = checked((int)y.Length), threads = dev.GridStrideThreads(count);
@@ -43,6 +44,7 @@ public static class Relu
     /// <summary>dx = y &gt; 0 ? dy : 0, with y the forward output; dx may alias dy.</summary>
     public static void Backward(Device dev, ArrayView<float> y, ArrayView<float> dy, ArrayView<float> dx)
     {
+        using var profile = dev.Profile("relu_bwd", OpCost.ReluBackward(y.Length));
         Check.SameLength("Relu.Backward", y, dy, dx);
         if (dx.Length == 0) return;
         int count = checked((int)dx.Length), threads = dev.GridStrideThreads(count);

@@ -41,6 +41,7 @@ public static class Sgd
     public static void Step(Device dev, ArrayView<float> param, ArrayView<float> grad, ArrayView<float> momentumBuffer,
         float lr, float momentum, float weightDecay, bool firstStep)
     {
+        using var profile = dev.Profile("sgd_step", OpCost.Sgd(param.Length));
         ArgumentNullException.ThrowIfNull(dev);
         Check.SameLength("Sgd.Step", param, grad, momentumBuffer);
         if (!float.IsFinite(lr) || !float.IsFinite(momentum) || !float.IsFinite(weightDecay) || lr < 0 || momentum < 0 || weightDecay < 0)

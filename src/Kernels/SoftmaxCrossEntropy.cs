@@ -121,6 +121,7 @@ public static class SoftmaxCrossEntropy
     public static void Forward(Device dev, ArrayView<float> logits, ArrayView<int> labels, ArrayView<float> probs,
         ArrayView<float> loss, ArrayView<int> correct, int n, int classes)
     {
+        using var profile = dev.Profile("softmax_xent_fwd", OpCost.SoftmaxCrossEntropy(n, classes));
         ValidateShape(dev, nameof(Forward), n, classes);
         Check.AtLeast("SoftmaxCrossEntropy.Forward", "logits", logits, (long)n * classes);
         Check.AtLeast("SoftmaxCrossEntropy.Forward", "labels", labels, n);
@@ -139,6 +140,7 @@ public static class SoftmaxCrossEntropy
     /// </summary>
     public static void Backward(Device dev, ArrayView<float> probs, ArrayView<int> labels, ArrayView<float> dlogits, int n, int classes, float scale)
     {
+        using var profile = dev.Profile("softmax_xent_bwd", OpCost.SoftmaxCrossEntropy(n, classes));
         ValidateShape(dev, nameof(Backward), n, classes);
         Check.AtLeast("SoftmaxCrossEntropy.Backward", "probs", probs, (long)n * classes);
         Check.AtLeast("SoftmaxCrossEntropy.Backward", "labels", labels, n);

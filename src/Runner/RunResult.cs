@@ -24,6 +24,10 @@ public sealed record RunResult(
     [JsonPropertyName("breakdown")]
     public Training.Breakdown? Breakdown { get; init; }
 
+    /// <summary>With --profile kernels: every kernel's calls, seconds, FLOPs and bytes over the timed steps.</summary>
+    [JsonPropertyName("kernel_profile")]
+    public IReadOnlyList<Engine.Kernels.KernelStat>? KernelProfile { get; init; }
+
     /// <summary>Mean over all epochs, as the seed computes it.</summary>
     [JsonPropertyName("mean_epoch_seconds")]
     public double MeanEpochSeconds => Epochs.Count == 0 ? 0 : Epochs.Average(e => e.Seconds);

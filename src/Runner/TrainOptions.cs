@@ -39,6 +39,9 @@ public sealed record TrainOptions
     /// <summary>Chrome-trace JSON of every step's phases, per-device work and all-reduce buckets.</summary>
     public string? Trace { get; init; }
 
+    /// <summary>"kernels": time every kernel launch and print a per-kernel table (calls, total, mean, share, GFLOP/s or GB/s).</summary>
+    public string? Profile { get; init; }
+
     public string[] DeviceList() => (Devices ?? Device).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
     /// <summary>
@@ -88,6 +91,7 @@ public sealed record TrainOptions
         Opt("--resume", Resume);
         Opt("--output", Output);
         Opt("--trace", Trace);
+        Opt("--profile", Profile);
         if (Mode == "dp") Opt("--devices", Devices);
         if (DpSerialDispatch) a.Add("--dp-serial-dispatch");
         if (NoOverlap) a.Add("--no-overlap");
@@ -102,6 +106,7 @@ public sealed record TrainOptions
         if (Mode == "dp" && DeviceList().Length < 1) throw new ArgumentException("--devices lists no device.");
         if (Backend is not ("auto" or "host" or "nccl")) throw new ArgumentException($"--backend must be auto, host or nccl, got '{Backend}'.");
         if (!(BucketMb > 0)) throw new ArgumentException($"--bucket-mb must be positive, got {BucketMb}.");
+        if (Profile is not (null or "kernels")) throw new ArgumentException($"--profile must be 'kernels', got '{Profile}'.");
         if (Timeout < 1) throw new ArgumentException($"--timeout must be at least 1 second, got {Timeout}.");
         if (Epochs < 1) throw new ArgumentException($"--epochs must be at least 1, got {Epochs}.");
         if (BatchSize < 1) throw new ArgumentException($"--batch-size must be at least 1, got {BatchSize}.");

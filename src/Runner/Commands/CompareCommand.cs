@@ -23,9 +23,11 @@ internal static class CompareCommand
             "Without options: a quick CPU-sized comparison (resnet18 width 4, 256 images, 2 epochs, batch 32); pass the seed's settings explicitly for the full benchmark.");
         var binder = new TrainCommand.Binder(QuickDefaults);
         binder.AddTo(command);
+        var report = new Option<string?>("--report") { Description = "write DIR/report.md with the table, breakdowns, explanation, PNG charts and each mode's trace" };
+        command.Options.Add(report);
         command.SetAction(r => CliErrors.Run(() =>
         {
-            Comparison.Run(binder.Bind(r), Console.Out, Console.Error);
+            Comparison.Run(binder.Bind(r), Console.Out, Console.Error, r.GetValue(report));
             return 0;
         }));
         return command;

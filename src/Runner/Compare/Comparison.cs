@@ -29,19 +29,28 @@ public sealed record ComparisonResult(
 /// </summary>
 public static class Comparison
 {
-    public static ComparisonResult Run(TrainOptions baseOptions, TextWriter stdout, TextWriter progress)
+    /// <param name="reportDir">With a folder: each mode also writes a trace, and report.md with charts goes there.</param>
+    public static ComparisonResult Run(TrainOptions baseOptions, TextWriter stdout, TextWriter progress, string? reportDir = null)
     {
+        string? traceDir = null;
+        if (reportDir is not null)
+        {
+            Directory.CreateDirectory(reportDir);
+            traceDir = Path.Combine(Path.GetTempPath(), $"engine-compare-traces-{Environment.ProcessId}-{Guid.NewGuid():N}");
+            Directory.CreateDirectory(traceDir);
+        }
+        string? TraceFor(string mode) => traceDir is null ? null : Path.Combine(traceDir, $"trace_{mode}.json");
         TrainOptions dpOptions = (baseOptions with { Mode = "dp" }).ResolveDevices();
         string[] replicas = dpOptions.DeviceList();
         int n = replicas.Length;
         var runs = new List<RunResult>();
 
         progress.WriteLine("== compare: single");
-        runs.Add(RunInProcess(baseOptions with { Mode = "single", Devices = null, Output = null, Save = null }, progress));
+        runs.Add(RunInProcess(baseOptions with { Mode = "single", Devices = null, Output = null, Save = null, Trace = TraceFor("single") }, progress));
         progress.WriteLine($"== compare: dp over {string.Join(",", replicas)}");
-        runs.Add(RunInProcess(dpOptions with { Output = null, Save = null }, progress));
+        runs.Add(RunInProcess(dpOptions with { Output = null, Save = null, Trace = TraceFor("dp") }, progress));
         progress.WriteLine($"== compare: ddp, {n} ranks through engine launch");
-        runs.Add(RunDdp(baseOptions with { Mode = "ddp", Devices = null, Save = null, Device = DdpDevice(baseOptions, replicas) }, n, progress));
+        runs.Add(RunDdp(baseOptions with { Mode = "ddp", Devices = null, Save = null, Device = DdpDevice(baseOptions, replicas), Trace = TraceFor("ddp") }, n, progress));
 
         double single = runs[0].MeanEpochSeconds;
         var modes = runs.Select((r, i) => new ModeResult(r.Breakdown!.Mode, i == 0 ? 1 : n, r.MeanEpochSeconds,
@@ -52,6 +61,13 @@ public static class Comparison
         if (baseOptions.Output is not null)
         {
             AtomicFile.WriteAllText(baseOptions.Output, JsonSerializer.Serialize(result, RunResult.Json));
+        }
+        if (reportDir is not null)
+        {
+            var traces = new[] { "single", "dp", "ddp" }.Select(TraceFor).OfType<string>().Where(File.Exists).ToList();
+            var written = Report.ReportWriter.Write(result, reportDir, traces);
+            progress.WriteLine($"report: {Path.Combine(reportDir, Report.ReportWriter.Markdown)} ({written.Count} files)");
+            Directory.Delete(traceDir!, recursive: true);
         }
         return result;
     }

@@ -81,10 +81,13 @@ public sealed class BatchSource : IDisposable
         ArrayView<int> labels = ((ArrayView<int>)_labels.View).SubView(0, n);
         ArrayView<int> crops = ((ArrayView<int>)_crops.View).SubView(0, 2L * n);
         ArrayView<int> flips = ((ArrayView<int>)_flips.View).SubView(0, n);
-        images.CopyFromCPU(_device.Stream, _hostImages.AsSpan(0, n * _imageBytes));
-        labels.CopyFromCPU(_device.Stream, _hostLabels.AsSpan(0, n));
-        crops.CopyFromCPU(_device.Stream, _hostCrops.AsSpan(0, 2 * n));
-        flips.CopyFromCPU(_device.Stream, _hostFlips.AsSpan(0, n));
+        using (_device.Profile("memcpy_htod", new Cost(0, BytesPerBatch(n))))
+        {
+            images.CopyFromCPU(_device.Stream, _hostImages.AsSpan(0, n * _imageBytes));
+            labels.CopyFromCPU(_device.Stream, _hostLabels.AsSpan(0, n));
+            crops.CopyFromCPU(_device.Stream, _hostCrops.AsSpan(0, 2 * n));
+            flips.CopyFromCPU(_device.Stream, _hostFlips.AsSpan(0, n));
+        }
         var x = new Tensor(((ArrayView<float>)_x.View).SubView(0, (long)n * _imageBytes), new[] { n, _data.Channels, _data.Height, _data.Width });
         Augment.Apply(_device, images, crops, flips, x.View, _mean.View, _std.View, n, _data.Channels, _data.Height, _data.Width, augment ? CropPadding : 0);
         clock?.Mark("h2d", BytesPerBatch(n));

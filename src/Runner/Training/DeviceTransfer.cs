@@ -17,16 +17,24 @@ public sealed class DeviceTransfer
     {
         if (source.Length != target.Length) throw new ArgumentException($"Transfer of {source.Length} elements into {target.Length}.");
         if (source.Length == 0) return;
+        var cost = new Engine.Kernels.Cost(0, source.Length * sizeof(float));
         if (ReferenceEquals(from, to))
         {
+            using var profile = to.Profile("memcpy_dtod", cost);
             source.CopyTo(to.Stream, target);
             return;
         }
         if (_staging.Length < source.Length) _staging = new float[source.Length];
         Span<float> host = _staging.AsSpan(0, (int)source.Length);
-        source.CopyToCPU(from.Stream, host);
+        using (from.Profile("memcpy_dtoh", cost))
+        {
+            source.CopyToCPU(from.Stream, host);
+        }
         from.Synchronize();
-        target.CopyFromCPU(to.Stream, host);
+        using (to.Profile("memcpy_htod", cost))
+        {
+            target.CopyFromCPU(to.Stream, host);
+        }
         to.Synchronize();
     }
 

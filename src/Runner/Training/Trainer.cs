@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Engine.Kernels;
 using Engine.Nn;
 using Engine.Nn.Checkpoints;
 using Engine.Runner.Data;
@@ -134,6 +135,8 @@ public abstract class Trainer : IDisposable
         var trace = O.Trace is null ? null : new TraceRecorder(TraceProcessId, TraceProcessName);
         var clock = new PhaseClock(Devices, trace, TraceTrack);
         Clock = clock;
+        KernelProfiler? profiler = O.Profile == "kernels" ? new KernelProfiler() : null;
+        foreach (Device d in Devices) d.Profiler = profiler;
         for (int epoch = StartEpoch; epoch < O.Epochs; epoch++)
         {
             int[] order = OrderOverride?.Invoke(epoch, TrainData.Count)
@@ -163,7 +166,9 @@ public abstract class Trainer : IDisposable
             foreach (Device d in Devices) d.Synchronize();
             double seconds = watch.Elapsed.TotalSeconds;
             StepOutcome all = ReduceEpoch(sum);
+            foreach (Device d in Devices) d.Profiler = null;
             double? testAccuracy = TestData.Count == 0 ? null : Evaluate();
+            foreach (Device d in Devices) d.Profiler = profiler;
             var result = new EpochResult(epoch + 1, seconds, all.LossSum / all.Samples, (double)all.Correct / all.Samples, testAccuracy, steps,
                 all.Samples / seconds);
             epochs.Add(result);
@@ -173,10 +178,20 @@ public abstract class Trainer : IDisposable
                 if (O.Save is not null) Save(epoch + 1);
             }
         }
+        // Evaluation launches kernels too; the table covers the training steps only.
+        foreach (Device d in Devices) d.Profiler = null;
+        IReadOnlyList<KernelStat>? kernels = profiler?.Stats();
         var run = new RunResult(O, string.Join(", ", Devices.Select(d => d.ToString())), TrainData.Name, Model.Store.ParameterCount, epochs)
         {
             Breakdown = clock.ToBreakdown(ModeName, Devices.Count, Shared),
+            KernelProfile = kernels,
         };
+        if (IsLeader && kernels is not null)
+        {
+            Out.WriteLine();
+            Out.WriteLine($"kernel profile ({ModeName}, {Devices.Count} device(s){(Devices.Count > 1 ? ", all devices summed" : "")}):");
+            Out.Write(KernelProfiler.Table(kernels, clock.StepSeconds, clock.Steps));
+        }
         if (trace is not null) WriteTrace(trace, O.Trace!);
         if (IsLeader)
         {
