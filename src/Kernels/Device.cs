@@ -91,7 +91,7 @@ public sealed class Device : IDisposable
                 _ when s.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(s.AsSpan(5), out int i) && i >= 0
                     => CreateCuda(context, i, owns),
                 _ => throw new ArgumentException(
-                    $"Unknown device '{spec}': expected auto, cpu, cuda or cuda:N.", nameof(spec)),
+                    $"Unknown device '{spec}': expected auto, cpu, cuda or cuda:N."),
             };
         }
         catch when (owns)

@@ -29,7 +29,10 @@ public class CliTests
     [InlineData("--init", "/no/such.safetensors", "/no/such.safetensors")]
     public void Bad_option_values_exit_2_with_a_one_line_error(string option, string value, string mentioned)
     {
-        var (code, _, err) = Run("train", "--device", "cpu", option, value, "--epochs", "1");
+        string[] args = option == "--device"
+            ? new[] { "train", option, value, "--epochs", "1" }
+            : new[] { "train", "--device", "cpu", option, value, "--epochs", "1" };
+        var (code, _, err) = Run(args);
         Assert.Equal(2, code);
         Assert.StartsWith("error: ", err);
         Assert.Contains(mentioned, err);
