@@ -36,12 +36,17 @@ step() {
 step gpu nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
 step devices "$engine" devices
 step kernels "$engine" check kernels --device cuda --large --seed 1234
-if "$engine" --help 2>/dev/null | grep -q comm-check; then
-  step nccl "$engine" comm-check --device cuda
-fi
+# One-rank NCCL all-reduce on ILGPU buffers (the bench runs NCCL's self-check first and fails if it fails).
+step nccl "$engine" bench allreduce --backend nccl --nproc 1 --sizes 4K,1M,64M
 # ResNet-34, batch 512: 3 epochs of 20 steps; the first epoch pays for kernel compilation.
 step engine-step "$engine" train --device cuda --model resnet34 --batch-size 512 --train-limit 10240 --test-limit 0 \
   --epochs 3 --output "$out/engine-train.json"
+# Where the engine's step goes, kernel by kernel (CUDA events through ILGPU profiling markers).
+step engine-profile "$engine" train --device cuda --model resnet34 --batch-size 512 --train-limit 3072 --test-limit 0 \
+  --epochs 2 --profile kernels --trace "$out/engine-trace.json"
+if "$engine" bench --help 2>/dev/null | grep -q kernels; then
+  step bench-kernels "$engine" bench kernels --device cuda --model resnet34 --batch-size 512 --json "$out/bench-kernels.json"
+fi
 step pytorch-step python3 bench/seed_train.py --model resnet34 --batch-size 512 --steps 20 --warmup 5 --json "$out/pytorch.json"
 
 echo

@@ -108,6 +108,13 @@ public sealed record TrainOptions
         if (!(BucketMb > 0)) throw new ArgumentException($"--bucket-mb must be positive, got {BucketMb}.");
         if (Profile is not (null or "kernels")) throw new ArgumentException($"--profile must be 'kernels', got '{Profile}'.");
         if (Timeout < 1) throw new ArgumentException($"--timeout must be at least 1 second, got {Timeout}.");
+        foreach (string spec in DeviceList())
+        {
+            if (!System.Text.RegularExpressions.Regex.IsMatch(spec, "^(auto|cpu|cuda|cuda:[0-9]+)$"))
+            {
+                throw new ArgumentException($"Unknown device '{spec}': expected auto, cpu, cuda or cuda:N.");
+            }
+        }
         if (Epochs < 1) throw new ArgumentException($"--epochs must be at least 1, got {Epochs}.");
         if (BatchSize < 1) throw new ArgumentException($"--batch-size must be at least 1, got {BatchSize}.");
         if (TrainLimit is < 1) throw new ArgumentException($"--train-limit must be at least 1, got {TrainLimit}.");
