@@ -89,8 +89,9 @@ public static class ScalingModel
             end = Math.Max(end, readyAt) + seconds;
             busy += seconds;
         }
+        if (!overlap) return (busy, 0);
         double exposed = Math.Max(0, end - backwardSeconds);
-        return (exposed, busy - exposed);
+        return (exposed, Math.Max(0, busy - exposed));
     }
 
     public static ScalingPrediction Predict(SingleStep single, ModelState model, ScalingSettings s, Link link)
