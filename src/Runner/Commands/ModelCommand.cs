@@ -18,6 +18,7 @@ internal static class ModelCommand
         var from = new Option<string?>("--from") { Description = "A comparison's JSON (engine compare --output): its single run's phases are the input; prints predicted vs measured per phase for dp and ddp." };
         var link = new Option<string>("--link") { Description = "pcie3 | pcie4 | pcie5 | nvlink (effective 12 / 24 / 48 / 300 GB/s).", DefaultValueFactory = _ => "pcie4" };
         var bandwidth = new Option<double?>("--bandwidth-gbs") { Description = "Effective link bandwidth per direction, GB/s (overrides the preset's)." };
+        var hostBandwidth = new Option<double?>("--host-bandwidth-gbs") { Description = "Host-to-device bandwidth, GB/s (default: the link's; nvlink: 24, PCIe 4.0 x16)." };
         var latency = new Option<double?>("--latency-us") { Description = "Latency per transfer or ring step, microseconds (overrides the preset's)." };
         var p2p = new Option<bool?>("--p2p") { Description = "true | false: devices copy to each other directly; false: through host memory (PCIe presets: false, nvlink: true)." };
         var devices = new Option<int>("--devices") { Description = "N devices (dp) or ranks (ddp).", DefaultValueFactory = _ => defaults.Devices };
@@ -36,7 +37,7 @@ internal static class ModelCommand
 
         var command = new Command("model", "Predict single, DP and DDP step and epoch times on N devices from a single-device time, the model's bytes and the link; every assumption is printed.")
         {
-            seedCheck, from, link, bandwidth, latency, p2p, devices, epoch, batch, model, stem, width, images, bucket, noOverlap, dispatch, kernels, launchUs, memory,
+            seedCheck, from, link, bandwidth, hostBandwidth, latency, p2p, devices, epoch, batch, model, stem, width, images, bucket, noOverlap, dispatch, kernels, launchUs, memory,
         };
         command.SetAction(r => CliErrors.Run(() =>
         {
@@ -44,6 +45,7 @@ internal static class ModelCommand
             Link l = preset with
             {
                 BandwidthGBs = r.GetValue(bandwidth) ?? preset.BandwidthGBs,
+                HostBandwidthGBs = r.GetValue(hostBandwidth) ?? preset.HostBandwidthGBs,
                 LatencyUs = r.GetValue(latency) ?? preset.LatencyUs,
                 PeerToPeer = r.GetValue(p2p) ?? preset.PeerToPeer,
             };

@@ -70,7 +70,7 @@ public static class ScalingModel
 
     /// <summary>Seconds of one ring all-reduce of <paramref name="bytes"/>: 2(N-1) steps, each paying latency, moving 2(N-1)/N of the bytes per rank.</summary>
     public static double RingSeconds(int n, double bytes, Link link)
-        => n <= 1 ? 0 : link.Crossings * (2 * (n - 1) * link.LatencyUs * 1e-6 + RingBytesPerRank(n, bytes) / (link.BandwidthGBs * 1e9));
+        => n <= 1 ? 0 : link.Crossings * (2 * (n - 1) * link.LatencyUs * 1e-6 + RingBytesPerRank(n, bytes) / (link.PathGBs * 1e9));
 
     /// <summary>
     /// DDP's exposed and hidden all-reduce time. Bucket k becomes ready when backward has produced the
@@ -148,7 +148,7 @@ public static class ScalingModel
         double backward = single["backward"] * shared;
         var (exposed, hidden) = DdpSync(buckets, backward, n, link, s.Overlap);
         long broadcast = DdpBroadcastBytes(n, model);
-        double broadcastSeconds = n <= 1 ? 0 : link.Crossings * ((n - 1) * link.LatencyUs * 1e-6 + broadcast / (link.BandwidthGBs * 1e9));
+        double broadcastSeconds = n <= 1 ? 0 : link.Crossings * ((n - 1) * link.LatencyUs * 1e-6 + broadcast / (link.PathGBs * 1e9));
         long ring = (long)RingBytesPerRank(n, model.ParameterBytes);
         var ddp = new Dictionary<string, PhaseStat>
         {

@@ -75,15 +75,27 @@ public static class SeedCheck
             100 * dpError, 1000 * dpMeasuredStep, 1000 * dpMoved, 1000 * dpWithoutDispatch, 1000 * gap, link.Name,
             s.KernelsPerStep, s.KernelsPerStep > 0 ? 1e6 * gap / (s.KernelsPerStep * (n - 1)) : double.NaN, s.LaunchUs, 1000 * gap));
 
-        double? dpBandwidth = BandwidthFor(bw => Predict(single, model, s with { DpSerialDispatch = false }, link with { BandwidthGBs = bw }).Dp.EpochSeconds, DpEpochSeconds);
-        double? ddpBandwidth = BandwidthFor(bw => Predict(single, model, s, link with { BandwidthGBs = bw }).Ddp.EpochSeconds, DdpEpochSeconds);
+        double compute = p.Dp["forward"] + p.Dp["backward"];
+        double serialCompute = dpWithoutDispatch + (n - 1) * compute;
+        lines.Add(string.Format(inv,
+            "Even if the {0} replicas' forward and backward ran one after another instead of in parallel (+{1:F1} ms), DP's step would be {2:F1} ms ({3:+0;-0}% on the epoch): {4}",
+            n, 1000 * (n - 1) * compute, 1000 * serialCompute, 100 * (serialCompute * p.Dp.Steps / DpEpochSeconds - 1),
+            serialCompute < dpMeasuredStep
+                ? "the seed's DP loses more than a whole device's compute per step to host-side serial work."
+                : "replicas that do not overlap on the GPUs could explain it."));
+
+        double? dpBandwidth = BandwidthFor(bw => Predict(single, model, s with { DpSerialDispatch = false }, WithPath(link, bw)).Dp.EpochSeconds, DpEpochSeconds);
+        double? ddpBandwidth = BandwidthFor(bw => Predict(single, model, s, WithPath(link, bw)).Ddp.EpochSeconds, DdpEpochSeconds);
         string dpBw = dpBandwidth is double a ? string.Format(inv, "{0:F2} GB/s", a) : "no bandwidth (compute alone exceeds it)";
         string ddpBw = ddpBandwidth is double c ? string.Format(inv, "{0:F2} GB/s", c) : "no bandwidth (compute alone exceeds it)";
         lines.Add(string.Format(inv,
             "Bytes alone: DP's 12.460 s would need an effective link of {0}{1}; DDP's 3.282 s is matched at {2}. " +
-            "One link cannot be both{3}: DP's slowdown is host-side serialisation (one Python thread replicating, dispatching and gathering for every device each step), not transfer volume.",
+            "{3}",
             dpBw, link.PeerToPeer ? "" : " (per crossing, through the host)", ddpBw,
-            dpBandwidth is double x && ddpBandwidth is double y ? string.Format(inv, " ({0:F1}x apart)", y / x) : ""));
+            dpBandwidth is double x && ddpBandwidth is double y && y / x < 1.5
+                ? "The two agree within 1.5x: one slow link could explain both."
+                : string.Format(inv, "One link cannot be both{0}: DP's slowdown is host-side serialisation (one Python thread replicating, dispatching and gathering for every device each step), not transfer volume.",
+                    dpBandwidth is double x2 && ddpBandwidth is double y2 ? string.Format(inv, " ({0:F1}x apart)", y2 / x2) : "")));
 
         double ddpError = p.Ddp.EpochSeconds / DdpEpochSeconds - 1;
         double ddpMeasuredStep = DdpEpochSeconds / p.Ddp.Steps;
@@ -100,6 +112,9 @@ public static class SeedCheck
                     : "The model is pessimistic: real buckets are ready earlier than uniform-in-bytes (ResNet's layer4 holds most parameters and computes first in backward), or the host staging is pipelined (one crossing's time, not two)."));
         return lines;
     }
+
+    /// <summary>The link with its device-to-device path (peer link, or host link without peer-to-peer) at <paramref name="gbs"/>.</summary>
+    private static Link WithPath(Link link, double gbs) => link.PeerToPeer ? link with { BandwidthGBs = gbs } : link with { BandwidthGBs = gbs, HostBandwidthGBs = gbs };
 
     private static ScalingPrediction Predict(SingleStep single, ModelState model, ScalingSettings s, Link link) => ScalingModel.Predict(single, model, s, link);
 

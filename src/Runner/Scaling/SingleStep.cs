@@ -34,7 +34,7 @@ public sealed record SingleStep(IReadOnlyDictionary<string, double> Phases, IRea
         var inv = CultureInfo.InvariantCulture;
         int steps = s.SingleSteps;
         double step = epochSeconds / steps;
-        double h2d = link.Crossing((double)s.BatchSize * s.InputBytesPerImage);
+        double h2d = link.HostToDevice((double)s.BatchSize * s.InputBytesPerImage);
         double optimizer = OptimizerPasses * (double)model.ParameterBytes / (s.MemoryGBs * 1e9);
         double compute = step - h2d - optimizer;
         if (compute <= 0) throw new ArgumentException($"A single step of {1000 * step:F3} ms is shorter than its h2d and optimizer alone ({1000 * (h2d + optimizer):F3} ms).");
@@ -47,7 +47,7 @@ public sealed record SingleStep(IReadOnlyDictionary<string, double> Phases, IRea
         {
             string.Format(inv, "Single step = epoch / steps = {0:F3} s / {1} = {2:F2} ms (steps = floor({3:N0} / {4}), drop_last).", epochSeconds, steps, 1000 * step, s.TrainImages, s.BatchSize),
             "Single step split by assumption (no measured phases): host data loading is hidden behind compute (0 ms; DataLoader workers prefetch); loss 0 ms.",
-            string.Format(inv, "h2d = the batch's fp32 input ({0:F2} MB) crossing the link once = {1:F2} ms.", s.BatchSize * (double)s.InputBytesPerImage / 1e6, 1000 * h2d),
+            string.Format(inv, "h2d = the batch's fp32 input ({0:F2} MB) crossing the host link once = {1:F2} ms.", s.BatchSize * (double)s.InputBytesPerImage / 1e6, 1000 * h2d),
             string.Format(inv, "optimizer = SGD (momentum, weight decay), {0} fused passes over {1:F1} MB at {2:G4} GB/s device memory bandwidth = {3:F2} ms.", OptimizerPasses, model.ParameterBytes / 1e6, s.MemoryGBs, 1000 * optimizer),
             string.Format(inv, "The remaining {0:F2} ms are compute: forward 1/3 = {1:F2} ms, backward 2/3 = {2:F2} ms (backward = backward-data + backward-weight, twice forward's FLOPs).", 1000 * compute, 1000 * compute / 3, 2000 * compute / 3),
         };
