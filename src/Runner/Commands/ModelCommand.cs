@@ -42,8 +42,10 @@ internal static class ModelCommand
         command.SetAction(r => CliErrors.Run(() =>
         {
             Link preset = Link.Preset(r.GetValue(link)!);
+            bool overridden = r.GetValue(bandwidth) is not null || r.GetValue(hostBandwidth) is not null || r.GetValue(latency) is not null || r.GetValue(p2p) is not null;
             Link l = preset with
             {
+                Name = overridden ? $"custom link (from {preset.Name})" : preset.Name,
                 BandwidthGBs = r.GetValue(bandwidth) ?? preset.BandwidthGBs,
                 HostBandwidthGBs = r.GetValue(hostBandwidth) ?? preset.HostBandwidthGBs,
                 LatencyUs = r.GetValue(latency) ?? preset.LatencyUs,

@@ -102,14 +102,14 @@ public static class ScalingModel
         int n = s.Devices, b = s.BatchSize;
         var assumptions = new List<string>(single.Assumptions)
         {
-            string.Format(inv, "Model: {0}, {1:N0} parameters ({2:F1} MB fp32 gradients), {3:N0} BN buffer floats ({4:F1} KB).", model.Name, model.ParameterCount, model.ParameterBytes / 1e6, model.BufferCount, model.BufferBytes / 1e3),
+            string.Format(inv, "Model: {0}, {1:N0} parameters ({2} of fp32 gradients), {3:N0} BN buffer floats ({4}).", model.Name, model.ParameterCount, Bytes(model.ParameterBytes), model.BufferCount, Bytes(model.BufferBytes)),
             "Link: " + link.Describe() + ".",
             string.Format(inv, "Epoch = steps x step; single: floor({0:N0} / {1}) = {2} steps; dp and ddp: floor({0:N0} / ({1} x {3})) = {4} steps (batch {1} per device, drop_last).", s.TrainImages, b, s.SingleSteps, n, s.ParallelSteps),
         };
         if (s.SharedDevice) assumptions.Add("Shared device: all replicas and ranks run on ONE physical device, so their device compute adds up (x N) instead of running in parallel.");
         double shared = s.SharedDevice ? n : 1;
 
-        var singlePhases = PhaseClock.Phases.ToDictionary(p => p, p => new PhaseStat(single[p], 0));
+        var singlePhases = PhaseClock.Phases.ToDictionary(p => p, p => new PhaseStat(single[p], p == "h2d" ? single.H2dBytes : 0));
         singlePhases["dispatch"] = new PhaseStat(0, 0);
         var singlePrediction = new ModePrediction("single", 1, s.SingleSteps, singlePhases, 0);
 
@@ -122,7 +122,7 @@ public static class ScalingModel
         var dp = new Dictionary<string, PhaseStat>
         {
             ["data"] = new(single["data"] * n, 0),
-            ["h2d"] = new(single["h2d"] * n, 0),
+            ["h2d"] = new(single["h2d"] * n, single.H2dBytes * n),
             ["scatter"] = new(copies * (link.DeviceToDevice(inputScatter / Math.Max(1.0, copies)) + link.DeviceToDevice(outputs / Math.Max(1.0, copies))), inputScatter + outputs),
             ["replicate"] = new(copies * link.DeviceToDevice(replicate / Math.Max(1.0, copies)), replicate),
             ["forward"] = new(single["forward"] * shared, 0),
@@ -153,7 +153,7 @@ public static class ScalingModel
         var ddp = new Dictionary<string, PhaseStat>
         {
             ["data"] = new(single["data"], 0),
-            ["h2d"] = new(single["h2d"] * shared, 0),
+            ["h2d"] = new(single["h2d"] * shared, single.H2dBytes),
             ["scatter"] = new(0, 0),
             ["replicate"] = new(broadcastSeconds, broadcast),
             ["forward"] = new(single["forward"] * shared, 0),
@@ -168,7 +168,7 @@ public static class ScalingModel
         assumptions.Add(string.Format(inv, "DDP: broadcast_buffers sends rank 0's {0} of BN buffers before every forward: (N-1) latencies + bytes / bandwidth, pipelined, not overlapped.", Bytes(broadcast)));
         assumptions.Add(string.Format(inv, "DDP: ring all-reduce, 2(N-1) = {0} steps per bucket, each paying the link latency, moving 2(N-1)/N x gradient bytes = {1} per rank at the link's bandwidth{2}; all-reduce kernels do not slow compute.",
             2 * (n - 1), Bytes(ring), link.PeerToPeer ? "" : ", through the host (time doubled)"));
-        assumptions.Add(string.Format(inv, "DDP: {0} buckets ({1}), the first capped at 1 MiB, the rest at {2:G3} MiB, filled with whole parameters in reverse forward order; {3}",
+        assumptions.Add(string.Format(inv, "DDP: {0} bucket(s) ({1}), the first capped at 1 MiB, the rest at {2:G3} MiB, filled with whole parameters in reverse forward order; {3}",
             buckets.Count, string.Join(", ", buckets.Select(x => Bytes(x))), s.BucketMb,
             s.Overlap
                 ? "a bucket is ready when backward has produced its gradients, uniformly in bytes over backward's time; buckets go one after another on one stream; only what runs past the end of backward is exposed. (ResNet's late layers hold most parameters but little compute, so real readiness is earlier: this is pessimistic.)"

@@ -132,10 +132,9 @@ public static class ScalingReport
         sb.AppendLine(string.Format(Inv, "| {0,-11} | {1,12:F3} | {2,11:F3} | {3,6} | {4,15} | {5,14} |", "step", 1000 * predicted.StepSeconds, 1000 * b.StepSeconds, Error(predicted.StepSeconds, b.StepSeconds), "", ""));
         sb.AppendLine(string.Format(Inv, "| {0,-11} | {1,12:F3} | {2,11:F3} | {3,6} | {4,15} | {5,14} |", "hidden sync", 1000 * predicted.HiddenSeconds, 1000 * b.GradSyncHiddenSecondsPerStep, Error(predicted.HiddenSeconds, b.GradSyncHiddenSecondsPerStep), "", ""));
         int steps = measuredMode.Run.Epochs.Count > 0 ? measuredMode.Run.Epochs[0].Steps : predicted.Steps;
-        double epoch = measuredMode.Run.MeanEpochSecondsExcludingFirst ?? measuredMode.MeanEpochSeconds;
-        sb.AppendLine(string.Format(Inv, "Epoch: predicted {0} steps x {1:F3} ms = {2:F3} s; measured {3:F3} s (mean{4}), error {5}. The measured epoch also holds the host time between steps that no phase is charged with.",
-            steps, 1000 * predicted.StepSeconds, steps * predicted.StepSeconds, epoch, measuredMode.Run.MeanEpochSecondsExcludingFirst is null ? "" : " without the first epoch",
-            Error(steps * predicted.StepSeconds, epoch)));
+        double epoch = measuredMode.MeanEpochSeconds;
+        sb.AppendLine(string.Format(Inv, "Epoch: predicted {0} steps x {1:F3} ms = {2:F3} s; measured {3:F3} s (mean over all epochs, like the breakdown's steps), error {4}. The measured epoch also holds the host time between steps that no phase is charged with.",
+            steps, 1000 * predicted.StepSeconds, steps * predicted.StepSeconds, epoch, Error(steps * predicted.StepSeconds, epoch)));
         return sb.ToString();
     }
 }

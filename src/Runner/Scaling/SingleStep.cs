@@ -7,7 +7,8 @@ namespace Engine.Runner.Scaling;
 /// One single-device step split into the engine's phases (seconds): measured by a run's
 /// <see cref="Breakdown"/>, or split from a given epoch time by stated assumptions.
 /// </summary>
-public sealed record SingleStep(IReadOnlyDictionary<string, double> Phases, IReadOnlyList<string> Assumptions)
+/// <param name="H2dBytes">Bytes the batch's upload moves per step.</param>
+public sealed record SingleStep(IReadOnlyDictionary<string, double> Phases, long H2dBytes, IReadOnlyList<string> Assumptions)
 {
     public double Seconds => Phases.Values.Sum();
     public double this[string phase] => Phases.TryGetValue(phase, out double s) ? s : 0;
@@ -19,7 +20,8 @@ public sealed record SingleStep(IReadOnlyDictionary<string, double> Phases, IRea
     {
         if (b.Mode != "single") throw new ArgumentException($"Expected a single-device breakdown, got mode '{b.Mode}'.");
         var phases = PhaseClock.Phases.ToDictionary(p => p, p => b.Phases.TryGetValue(p, out PhaseStat? s) ? s.SecondsPerStep : 0);
-        return new SingleStep(phases, new[] { $"Single step: measured, {b.Steps} steps, phases as the engine's phase clock charged them." });
+        long h2dBytes = b.Phases.TryGetValue("h2d", out PhaseStat? h) ? h.BytesPerStep : 0;
+        return new SingleStep(phases, h2dBytes, new[] { $"Single step: measured, {b.Steps} steps, phases as the engine's phase clock charged them." });
     }
 
     /// <summary>
@@ -34,7 +36,8 @@ public sealed record SingleStep(IReadOnlyDictionary<string, double> Phases, IRea
         var inv = CultureInfo.InvariantCulture;
         int steps = s.SingleSteps;
         double step = epochSeconds / steps;
-        double h2d = link.HostToDevice((double)s.BatchSize * s.InputBytesPerImage);
+        long h2dBytes = (long)s.BatchSize * s.InputBytesPerImage;
+        double h2d = link.HostToDevice(h2dBytes);
         double optimizer = OptimizerPasses * (double)model.ParameterBytes / (s.MemoryGBs * 1e9);
         double compute = step - h2d - optimizer;
         if (compute <= 0) throw new ArgumentException($"A single step of {1000 * step:F3} ms is shorter than its h2d and optimizer alone ({1000 * (h2d + optimizer):F3} ms).");
@@ -51,6 +54,6 @@ public sealed record SingleStep(IReadOnlyDictionary<string, double> Phases, IRea
             string.Format(inv, "optimizer = SGD (momentum, weight decay), {0} fused passes over {1:F1} MB at {2:G4} GB/s device memory bandwidth = {3:F2} ms.", OptimizerPasses, model.ParameterBytes / 1e6, s.MemoryGBs, 1000 * optimizer),
             string.Format(inv, "The remaining {0:F2} ms are compute: forward 1/3 = {1:F2} ms, backward 2/3 = {2:F2} ms (backward = backward-data + backward-weight, twice forward's FLOPs).", 1000 * compute, 1000 * compute / 3, 2000 * compute / 3),
         };
-        return new SingleStep(phases, assumptions);
+        return new SingleStep(phases, h2dBytes, assumptions);
     }
 }
