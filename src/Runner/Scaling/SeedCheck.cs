@@ -37,7 +37,6 @@ public static class SeedCheck
     /// <summary>The check's table, then where the error is large, which assumption fails and by how much.</summary>
     public static string Render(Link link, ScalingSettings tuning)
     {
-        var inv = CultureInfo.InvariantCulture;
         ScalingPrediction p = Predict(link, tuning);
         ScalingSettings s = Settings(tuning);
         var sb = new StringBuilder();
