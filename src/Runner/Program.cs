@@ -23,6 +23,7 @@ public static class Program
         yield return CheckCommand.Create();
         yield return CompareCommand.Create();
         yield return LaunchCommand.Create();
+        yield return ModelCommand.Create();
         var bench = new Command("bench", "Benchmarks (all-reduce bandwidth).");
         bench.Subcommands.Add(BenchAllReduceCommand.Create());
         yield return bench;
