@@ -9,6 +9,9 @@ namespace Engine.Nn;
 /// <param name="Width">Base channels (64 in torchvision); smaller for quick CPU runs.</param>
 public sealed record ResNetConfig(int Depth = 34, string Stem = "imagenet", int Width = 64, int Classes = 10, int InChannels = 3)
 {
+    /// <summary>Train with every BatchNorm in eval mode (running statistics, not updated); see <see cref="Layers.BatchNorm2dLayer.Frozen"/>.</summary>
+    public bool FreezeBatchNorm { get; init; }
+
     public static ResNetConfig Parse(string model, string stem, int width, int classes = 10)
     {
         int depth = model.ToLowerInvariant() switch
@@ -72,6 +75,10 @@ public sealed class ResNet : Module
         _forwardOrder.Add(new LinearLayer(device, Store, "fc", inPlanes, config.Classes));
         foreach (Module m in _forwardOrder) Adopt(m);
         Store.Build(device);
+        if (config.FreezeBatchNorm)
+        {
+            foreach (BatchNorm2dLayer bn in BatchNorms()) bn.Frozen = true;
+        }
     }
 
     public ResNetConfig Config { get; }
@@ -79,6 +86,15 @@ public sealed class ResNet : Module
     public IReadOnlyList<Module> Modules => _forwardOrder;
 
     public void Initialize(int seed) => Store.Initialize(Device, seed);
+
+    public IEnumerable<BatchNorm2dLayer> BatchNorms()
+    {
+        foreach (Module m in _forwardOrder)
+        {
+            if (m is BatchNorm2dLayer bn) yield return bn;
+            if (m is BasicBlock b) foreach (Module c in b.Children()) if (c is BatchNorm2dLayer cb) yield return cb;
+        }
+    }
 
     public override long ForwardFlops => _forwardOrder.Sum(m => m.ForwardFlops);
 

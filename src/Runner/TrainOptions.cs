@@ -42,6 +42,9 @@ public sealed record TrainOptions
     /// <summary>"kernels": time every kernel launch and print a per-kernel table (calls, total, mean, share, GFLOP/s or GB/s).</summary>
     public string? Profile { get; init; }
 
+    /// <summary>"train" (batch statistics, PyTorch's default) or "eval" (BN layers in eval mode while training: running statistics, frozen).</summary>
+    public string BnMode { get; init; } = "train";
+
     public string[] DeviceList() => (Devices ?? Device).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
     /// <summary>
@@ -92,6 +95,7 @@ public sealed record TrainOptions
         Opt("--output", Output);
         Opt("--trace", Trace);
         Opt("--profile", Profile);
+        if (BnMode != "train") Opt("--bn-mode", BnMode);
         if (Mode == "dp") Opt("--devices", Devices);
         if (DpSerialDispatch) a.Add("--dp-serial-dispatch");
         if (NoOverlap) a.Add("--no-overlap");
@@ -106,6 +110,7 @@ public sealed record TrainOptions
         if (Mode == "dp" && DeviceList().Length < 1) throw new ArgumentException("--devices lists no device.");
         if (Backend is not ("auto" or "host" or "nccl")) throw new ArgumentException($"--backend must be auto, host or nccl, got '{Backend}'.");
         if (!(BucketMb > 0)) throw new ArgumentException($"--bucket-mb must be positive, got {BucketMb}.");
+        if (BnMode is not ("train" or "eval")) throw new ArgumentException($"--bn-mode must be train or eval, got '{BnMode}'.");
         if (Profile is not (null or "kernels")) throw new ArgumentException($"--profile must be 'kernels', got '{Profile}'.");
         if (Timeout < 1) throw new ArgumentException($"--timeout must be at least 1 second, got {Timeout}.");
         foreach (string spec in DeviceList())

@@ -102,6 +102,22 @@ public class ParallelModesTests
     }
 
     [Fact]
+    public void With_bn_in_eval_mode_dp_and_ddp_equal_single_device_training_with_the_global_batch()
+    {
+        TrainOptions Frozen(string mode) => Options(mode) with { BnMode = "eval" };
+        float[] single;
+        using (var t = new SingleTrainer(Frozen("single") with { BatchSize = PerDevice * Replicas }, TextWriter.Null, TextWriter.Null))
+        {
+            t.Run();
+            single = t.Model.Store.DownloadValues(t.Model.Device);
+        }
+        float[] dp = RunDp(Frozen("dp"));
+        var (ddp, _, _) = RunDdp(Frozen("ddp"), (_, count) => DdpOrderMatchingDp(count));
+        AssertClose(single, dp, 1e-4, "single (batch 2B) vs dp (2 x B)");
+        AssertClose(single, ddp[0], 1e-4, "single (batch 2B) vs ddp (2 ranks x B)");
+    }
+
+    [Fact]
     public void Bucket_size_and_overlap_do_not_change_ddp_results()
     {
         var (a, _, ra) = RunDdp(Options("ddp") with { BucketMb = 0.001 }, null);

@@ -1,4 +1,6 @@
 using Engine.Kernels;
+using ILGPU;
+using ILGPU.Runtime;
 using Device = Engine.Kernels.Device;
 
 namespace Engine.Nn.Layers;
@@ -9,8 +11,9 @@ public sealed class BatchNorm2dLayer : Module
     public const float Momentum = 0.1f;
     public const float Eps = 1e-5f;
 
-    private readonly Scratch<float> _y = new(), _dx = new(), _mean = new(), _invStd = new();
+    private readonly Scratch<float> _y = new(), _dx = new(), _mean = new(), _invStd = new(), _discard = new(), _zeros = new();
     private Tensor _x;
+    private bool _frozenStep;
 
     public BatchNorm2dLayer(Device device, ParameterStore store, string name, int channels) : base(device, name)
     {
@@ -23,6 +26,13 @@ public sealed class BatchNorm2dLayer : Module
     }
 
     public int Channels { get; }
+
+    /// <summary>
+    /// Train with BN in eval mode (PyTorch: the BN modules put in .eval() while the model trains): the
+    /// running statistics normalise and are not updated, so each sample's output no longer depends on
+    /// the rest of its batch. Makes DP and DDP equal to single-device training with their global batch.
+    /// </summary>
+    public bool Frozen { get; set; }
     public Parameter Weight { get; }
     public Parameter Bias { get; }
     public Parameter RunningMean { get; }
@@ -35,7 +45,8 @@ public sealed class BatchNorm2dLayer : Module
         _x = x;
         int n = x[0], hw = x[2] * x[3];
         Tensor y = _y.Tensor(Device, x.Shape);
-        if (training)
+        _frozenStep = training && Frozen;
+        if (training && !Frozen)
         {
             BatchNorm2d.ForwardTrain(Device, x.View, Weight.Value, Bias.Value, y.View, _mean.Get(Device, Channels), _invStd.Get(Device, Channels),
                 RunningMean.Value, RunningVar.Value, n, Channels, hw, Momentum, Eps);
@@ -50,6 +61,7 @@ public sealed class BatchNorm2dLayer : Module
 
     public override Tensor Backward(Tensor dy)
     {
+        if (_frozenStep) return BackwardFrozen(dy);
         Tensor dx = _dx.Tensor(Device, _x.Shape);
         BatchNorm2d.Backward(Device, _x.View, dy.View, Weight.Value, _mean.Get(Device, Channels), _invStd.Get(Device, Channels),
             dx.View, Weight.Grad, Bias.Grad, _x[0], Channels, _x[2] * _x[3]);
@@ -58,8 +70,33 @@ public sealed class BatchNorm2dLayer : Module
         return dx;
     }
 
+    /// <summary>
+    /// Backward of y = (x - rm)·g/sqrt(rv + eps) + b with fixed running statistics: dbeta = Σdy and
+    /// dgamma = Σdy·x̂ come from the training backward's reductions given the running mean and
+    /// 1/sqrt(rv + eps) (its dx, which assumes batch statistics, is discarded); dx = dy·g/sqrt(rv + eps) is
+    /// the eval forward applied to dy with zero mean and bias.
+    /// </summary>
+    private Tensor BackwardFrozen(Tensor dy)
+    {
+        float[] var = Device.Download(RunningVar.Value);
+        float[] inv = Array.ConvertAll(var, v => (float)(1.0 / Math.Sqrt(v + (double)Eps)));
+        var invStd = _invStd.Get(Device, Channels);
+        invStd.CopyFromCPU(Device.Stream, inv);
+        int n = _x[0], hw = _x[2] * _x[3];
+        BatchNorm2d.Backward(Device, _x.View, dy.View, Weight.Value, RunningMean.Value, invStd, _discard.Get(Device, _x.Length), Weight.Grad, Bias.Grad, n, Channels, hw);
+        RaiseGradientReady(Bias);
+        RaiseGradientReady(Weight);
+        var zeros = _zeros.Get(Device, Channels);
+        Elementwise.Fill(Device, zeros, 0f);
+        Tensor dx = _dx.Tensor(Device, _x.Shape);
+        BatchNorm2d.ForwardEval(Device, dy.View, Weight.Value, zeros, zeros, RunningVar.Value, dx.View, n, Channels, hw, Eps);
+        return dx;
+    }
+
     public override void Dispose()
     {
+        _discard.Dispose();
+        _zeros.Dispose();
         _y.Dispose();
         _dx.Dispose();
         _mean.Dispose();

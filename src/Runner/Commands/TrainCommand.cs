@@ -40,11 +40,12 @@ internal static class TrainCommand
         public readonly Option<int> Timeout = new("--timeout") { Description = "ddp: bound in seconds on every collective wait", DefaultValueFactory = _ => D.Timeout };
         public readonly Option<string?> Trace = new("--trace") { Description = "write a Chrome-trace JSON (Perfetto, chrome://tracing): phases per device, per-replica work, all-reduce buckets" };
         public readonly Option<string?> Profile = new("--profile") { Description = "kernels: time every kernel launch and print a per-kernel table (like torch.profiler's key_averages)" };
+        public readonly Option<string> BnMode = new("--bn-mode") { Description = "train (batch statistics) | eval (BN frozen in eval mode while training)", DefaultValueFactory = _ => D.BnMode };
         public readonly Option<bool> VerifyReplicas = new("--verify-replicas") { Description = "ddp: check after every step that all ranks hold bit-identical parameters" };
 
         public void AddTo(Command c)
         {
-            foreach (Option o in new Option[] { Mode, Device, Model, Stem, Width, Dataset, Data, TrainLimit, TestLimit, Epochs, BatchSize, Lr, Momentum, WeightDecay, Augment, Shuffle, Seed, Init, Save, Resume, Output, DevicesOpt, DpSerialDispatch, Backend, BucketMb, NoOverlap, Timeout, VerifyReplicas, Trace, Profile })
+            foreach (Option o in new Option[] { Mode, Device, Model, Stem, Width, Dataset, Data, TrainLimit, TestLimit, Epochs, BatchSize, Lr, Momentum, WeightDecay, Augment, Shuffle, Seed, Init, Save, Resume, Output, DevicesOpt, DpSerialDispatch, Backend, BucketMb, NoOverlap, Timeout, VerifyReplicas, Trace, Profile, BnMode })
             {
                 c.Options.Add(o);
             }
@@ -90,6 +91,7 @@ internal static class TrainCommand
                 VerifyReplicas = r.GetValue(VerifyReplicas),
                 Trace = r.GetValue(Trace),
                 Profile = r.GetValue(Profile),
+                BnMode = r.GetValue(BnMode)!.ToLowerInvariant(),
             };
         }
     }

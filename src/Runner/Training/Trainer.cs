@@ -25,7 +25,7 @@ public abstract class Trainer : IDisposable
         Out = stdout;
         Progress = progress;
         IsLeader = isLeader;
-        Config = ResNetConfig.Parse(options.Model, options.Stem, options.Width);
+        Config = ResNetConfig.Parse(options.Model, options.Stem, options.Width) with { FreezeBatchNorm = options.BnMode == "eval" };
         (TrainData, TestData) = LoadData(options, isLeader ? progress : TextWriter.Null);
     }
 
