@@ -4,23 +4,7 @@ namespace Engine.Runner.Tests;
 [Collection("console")]
 public class CliTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        TextWriter oldOut = Console.Out, oldErr = Console.Error;
-        var o = new StringWriter();
-        var e = new StringWriter();
-        Console.SetOut(o);
-        Console.SetError(e);
-        try
-        {
-            return (Program.Main(args), o.ToString(), e.ToString());
-        }
-        finally
-        {
-            Console.SetOut(oldOut);
-            Console.SetError(oldErr);
-        }
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => Cli.Run(args);
 
     [Theory]
     [InlineData("--model", "resnet50", "resnet50")]

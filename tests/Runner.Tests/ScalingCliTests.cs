@@ -7,23 +7,7 @@ namespace Engine.Runner.Tests;
 [Collection("console")]
 public class ScalingCliTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        TextWriter oldOut = Console.Out, oldErr = Console.Error;
-        var o = new StringWriter();
-        var e = new StringWriter();
-        Console.SetOut(o);
-        Console.SetError(e);
-        try
-        {
-            return (Program.Main(args), o.ToString(), e.ToString());
-        }
-        finally
-        {
-            Console.SetOut(oldOut);
-            Console.SetError(oldErr);
-        }
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => Cli.Run(args);
 
     private static string[] Rows(string stdout, string mode) => stdout.Split('\n').Where(l => l.StartsWith($"| {mode} ", StringComparison.Ordinal)).ToArray();
 
