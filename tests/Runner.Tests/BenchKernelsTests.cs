@@ -154,9 +154,13 @@ public class BenchKernelsTests
         Assert.Contains("not validated", KernelBench.Table(report));
     }
 
-    /// <summary>The FMA ceiling kernel is what it claims on a GPU: 32 fp32 FMAs per loop iteration, no local memory, Nsight name bench_fma.</summary>
+    /// <summary>
+    /// The FMA ceiling kernel is what it claims on a GPU: 32 multiply-adds per loop iteration in
+    /// registers (no local memory, no loads, no calls), as unrounded mul.f32 + add.f32 pairs that
+    /// ptxas may contract into FFMA (a .rn modifier would forbid it); Nsight name bench_fma.
+    /// </summary>
     [Fact]
-    public void Fma_kernel_compiles_to_fma_instructions_in_registers()
+    public void Fma_kernel_compiles_to_contractible_multiply_adds_in_registers()
     {
         var method = typeof(DeviceCeilings).GetMethod(nameof(DeviceCeilings.FmaKernel))!;
         using var context = Context.Create(b => b.Optimize(OptimizationLevel.O1).AllAccelerators().EnableAlgorithms());
@@ -164,10 +168,9 @@ public class BenchKernelsTests
         var kernel = (PTXCompiledKernel)backend.Compile(EntryPointDescription.FromImplicitlyGroupedKernel(method), KernelSpecialization.Empty);
         string ptx = kernel.PTXAssembly;
         Assert.Matches(new Regex(@"\.entry\s+Kernel_bench_fma\b"), ptx);
-        Assert.DoesNotMatch(new Regex(@"\.local\b"), ptx);
-        int fmas = Regex.Matches(ptx, @"\bfma\.rn\.f32\b").Count;
-        Assert.True(fmas >= DeviceCeilings.FmasPerIteration, $"{fmas} fma.rn.f32 in the PTX:\n{ptx}");
-        Assert.DoesNotMatch(new Regex(@"\bld\.global"), ptx);
+        Assert.DoesNotMatch(new Regex(@"\.local\b|\bld\.global|\bcall\b|\b(mul|add|fma)\.r[nzmp]\.f32"), ptx);
+        int muls = Regex.Matches(ptx, @"\bmul\.f32\b").Count, adds = Regex.Matches(ptx, @"\badd\.f32\b").Count;
+        Assert.True(muls >= DeviceCeilings.FmasPerIteration && adds >= DeviceCeilings.FmasPerIteration, $"{muls} mul.f32, {adds} add.f32 in the PTX:\n{ptx}");
     }
 }
 

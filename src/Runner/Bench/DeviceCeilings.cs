@@ -20,7 +20,10 @@ public sealed record DeviceCeilings(long CopyBytes, double CopyMs, double CopyGB
     /// Every thread keeps 8 independent accumulators (enough in-flight FMAs to hide the pipeline
     /// latency) and advances each 4 times per iteration with a = a*m + c: no memory traffic in the
     /// loop, one store at the end so the compiler cannot drop the work. m &lt; 1 keeps every value
-    /// finite (a converges to c/(1 - m)).
+    /// finite (a converges to c/(1 - m)). Written as a*m + c, as the GEMM kernels write theirs: ILGPU
+    /// emits mul.f32 + add.f32 without rounding modifiers, which ptxas contracts into one FFMA (PTX
+    /// allows it for unrounded mul/add), so this is the rate the engine's own kernels can reach.
+    /// MathF.FusedMultiplyAdd would not help: ILGPU 1.5.3 compiles it to a function call.
     /// </summary>
     [KernelName("bench_fma")]
     public static void FmaKernel(Index1D i, ArrayView<float> output, int iterations, float m)
@@ -28,14 +31,14 @@ public sealed record DeviceCeilings(long CopyBytes, double CopyMs, double CopyGB
         float a0 = i * 1e-7f, a1 = a0 + 0.1f, a2 = a0 + 0.2f, a3 = a0 + 0.3f, a4 = a0 + 0.4f, a5 = a0 + 0.5f, a6 = a0 + 0.6f, a7 = a0 + 0.7f;
         for (int k = 0; k < iterations; k++)
         {
-            a0 = MathF.FusedMultiplyAdd(a0, m, 0.01f); a1 = MathF.FusedMultiplyAdd(a1, m, 0.02f); a2 = MathF.FusedMultiplyAdd(a2, m, 0.03f); a3 = MathF.FusedMultiplyAdd(a3, m, 0.04f);
-            a4 = MathF.FusedMultiplyAdd(a4, m, 0.05f); a5 = MathF.FusedMultiplyAdd(a5, m, 0.06f); a6 = MathF.FusedMultiplyAdd(a6, m, 0.07f); a7 = MathF.FusedMultiplyAdd(a7, m, 0.08f);
-            a0 = MathF.FusedMultiplyAdd(a0, m, 0.01f); a1 = MathF.FusedMultiplyAdd(a1, m, 0.02f); a2 = MathF.FusedMultiplyAdd(a2, m, 0.03f); a3 = MathF.FusedMultiplyAdd(a3, m, 0.04f);
-            a4 = MathF.FusedMultiplyAdd(a4, m, 0.05f); a5 = MathF.FusedMultiplyAdd(a5, m, 0.06f); a6 = MathF.FusedMultiplyAdd(a6, m, 0.07f); a7 = MathF.FusedMultiplyAdd(a7, m, 0.08f);
-            a0 = MathF.FusedMultiplyAdd(a0, m, 0.01f); a1 = MathF.FusedMultiplyAdd(a1, m, 0.02f); a2 = MathF.FusedMultiplyAdd(a2, m, 0.03f); a3 = MathF.FusedMultiplyAdd(a3, m, 0.04f);
-            a4 = MathF.FusedMultiplyAdd(a4, m, 0.05f); a5 = MathF.FusedMultiplyAdd(a5, m, 0.06f); a6 = MathF.FusedMultiplyAdd(a6, m, 0.07f); a7 = MathF.FusedMultiplyAdd(a7, m, 0.08f);
-            a0 = MathF.FusedMultiplyAdd(a0, m, 0.01f); a1 = MathF.FusedMultiplyAdd(a1, m, 0.02f); a2 = MathF.FusedMultiplyAdd(a2, m, 0.03f); a3 = MathF.FusedMultiplyAdd(a3, m, 0.04f);
-            a4 = MathF.FusedMultiplyAdd(a4, m, 0.05f); a5 = MathF.FusedMultiplyAdd(a5, m, 0.06f); a6 = MathF.FusedMultiplyAdd(a6, m, 0.07f); a7 = MathF.FusedMultiplyAdd(a7, m, 0.08f);
+            a0 = a0 * m + 0.01f; a1 = a1 * m + 0.02f; a2 = a2 * m + 0.03f; a3 = a3 * m + 0.04f;
+            a4 = a4 * m + 0.05f; a5 = a5 * m + 0.06f; a6 = a6 * m + 0.07f; a7 = a7 * m + 0.08f;
+            a0 = a0 * m + 0.01f; a1 = a1 * m + 0.02f; a2 = a2 * m + 0.03f; a3 = a3 * m + 0.04f;
+            a4 = a4 * m + 0.05f; a5 = a5 * m + 0.06f; a6 = a6 * m + 0.07f; a7 = a7 * m + 0.08f;
+            a0 = a0 * m + 0.01f; a1 = a1 * m + 0.02f; a2 = a2 * m + 0.03f; a3 = a3 * m + 0.04f;
+            a4 = a4 * m + 0.05f; a5 = a5 * m + 0.06f; a6 = a6 * m + 0.07f; a7 = a7 * m + 0.08f;
+            a0 = a0 * m + 0.01f; a1 = a1 * m + 0.02f; a2 = a2 * m + 0.03f; a3 = a3 * m + 0.04f;
+            a4 = a4 * m + 0.05f; a5 = a5 * m + 0.06f; a6 = a6 * m + 0.07f; a7 = a7 * m + 0.08f;
         }
         output[i] = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
     }

@@ -74,7 +74,10 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
         {
             Conv2dShape c = u.Shape;
             Measure((b, s) => new OpCases.Conv(dev, _rng, c with { N = b }, OpCases.ConvPass.Forward, s), n, v.ConvForward, u.PerStep);
-            if (u.BackwardData) Measure((b, s) => new OpCases.Conv(dev, _rng, c with { N = b }, OpCases.ConvPass.BackwardData, s), n, v.ConvBackwardData, u.PerStep);
+            if (u.BackwardDataPerStep > 0)
+            {
+                Measure((b, s) => new OpCases.Conv(dev, _rng, c with { N = b }, OpCases.ConvPass.BackwardData, s), n, v.ConvBackwardData, u.BackwardDataPerStep);
+            }
             Measure((b, s) => new OpCases.Conv(dev, _rng, c with { N = b }, OpCases.ConvPass.BackwardWeight, s), n, v.ConvBackwardWeight, u.PerStep);
         }
         foreach (var (bn, count) in m.BatchNorms)

@@ -13,8 +13,11 @@ public readonly record struct BatchNormShape(int N, int C, int HW)
     public override string ToString() => $"n={N} c={C} hw={HW}";
 }
 
-/// <summary>A conv shape of the model, and whether its input gradient is computed (not for the stem).</summary>
-public readonly record struct ConvUse(Conv2dShape Shape, int PerStep, bool BackwardData);
+/// <summary>
+/// A conv shape of the model: forward and backward-weight launches per step, and backward-data
+/// launches (fewer when the stem has this shape: its input gradient is never computed).
+/// </summary>
+public readonly record struct ConvUse(Conv2dShape Shape, int PerStep, int BackwardDataPerStep);
 
 /// <summary>The linear layer and loss geometry: n rows, inF features in, outF out (classes).</summary>
 public readonly record struct LinearShape(int N, int InF, int OutF)
@@ -72,7 +75,7 @@ public sealed record ModelShapes(
         {
             var s = new Conv2dShape(n, inC, edge, edge, outC, k, k, stride, pad);
             s.Validate();
-            Add(convs, s, backwardData);
+            AddConv(convs, s, backwardData);
             Add(bns, new BatchNormShape(n, outC, s.OutH * s.OutW));
             parameters += s.WeightLength + 2L * outC;
             return s.OutH;
@@ -103,7 +106,8 @@ public sealed record ModelShapes(
                 Add(relus, outLength);
                 ConvBn(planes, planes, 3, 1, 1, outEdge, backwardData: true);
                 if (stride != 1 || inPlanes != planes) ConvBn(inPlanes, planes, 1, stride, 0, hw, backwardData: true);
-                Add(adds, outLength, 2); // the residual sum, and the sum of the two input gradients in backward
+                Add(adds, outLength); // the residual sum
+                Add(adds, (long)n * inPlanes * hw * hw); // backward: the main and identity branches' input gradients
                 Add(relus, outLength);
                 hw = outEdge;
                 inPlanes = planes;
@@ -122,11 +126,12 @@ public sealed record ModelShapes(
         else list[i] = list[i] with { PerStep = list[i].PerStep + times };
     }
 
-    private static void Add(List<ConvUse> list, Conv2dShape shape, bool backwardData)
+    private static void AddConv(List<ConvUse> list, Conv2dShape shape, bool backwardData)
     {
-        int i = list.FindIndex(e => e.Shape == shape && e.BackwardData == backwardData);
-        if (i < 0) list.Add(new ConvUse(shape, 1, backwardData));
-        else list[i] = list[i] with { PerStep = list[i].PerStep + 1 };
+        int i = list.FindIndex(e => e.Shape == shape);
+        int data = backwardData ? 1 : 0;
+        if (i < 0) list.Add(new ConvUse(shape, 1, data));
+        else list[i] = list[i] with { PerStep = list[i].PerStep + 1, BackwardDataPerStep = list[i].BackwardDataPerStep + data };
     }
 
     public string Describe => $"{Config.ModelName} stem {Config.Stem} width {Config.Width}, batch {Batch}, {ImageSize}x{ImageSize} images, {Parameters:N0} parameters";
@@ -138,7 +143,7 @@ public sealed record ModelShapes(
         foreach (ConvUse u in Convs)
         {
             yield return new("conv2d_fwd", u.Shape.ToString(), u.PerStep, OpCost.Conv2d(u.Shape));
-            if (u.BackwardData) yield return new("conv2d_bwd_data", u.Shape.ToString(), u.PerStep, OpCost.Conv2d(u.Shape));
+            if (u.BackwardDataPerStep > 0) yield return new("conv2d_bwd_data", u.Shape.ToString(), u.BackwardDataPerStep, OpCost.Conv2d(u.Shape));
             yield return new("conv2d_bwd_weight", u.Shape.ToString(), u.PerStep, OpCost.Conv2d(u.Shape));
         }
         foreach (var b in BatchNorms)
