@@ -15,7 +15,8 @@ namespace Engine.Runner.Bench;
 /// multiply-adds (GEMM-shaped) or elements (the rest); larger ones are checked at a smaller batch of the
 /// same layer. A GPU always checks the real shape.
 /// </param>
-public sealed record BenchSettings(int Runs = 30, int Warmup = 5, bool Validate = true, int Seed = 1, long CpuCheckWork = 20_000_000);
+/// <param name="Lookahead">Jobs prepared ahead of the one being timed (null: several on a GPU, none on the CPU accelerator).</param>
+public sealed record BenchSettings(int Runs = 30, int Warmup = 5, bool Validate = true, int Seed = 1, long CpuCheckWork = 20_000_000, int? Lookahead = null);
 
 /// <summary>One variant of one op at one shape: its check and its median time, judged against the device's ceilings.</summary>
 public sealed record BenchRow(
@@ -54,19 +55,25 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
 {
     private readonly Random _rng = new(settings.Seed);
     private readonly List<BenchRow> _rows = new();
+    private readonly List<IJob> _jobs = new();
+
+    private Device Dev => dev;
+    private BenchSettings Settings => settings;
+    private TextWriter Progress => progress;
 
     public static BenchReport Run(Device dev, ModelShapes shapes, KernelVariants variants, BenchSettings settings, string command, TextWriter progress)
     {
         progress.WriteLine($"measuring ceilings on {dev} ...");
         DeviceCeilings ceilings = DeviceCeilings.Measure(dev, Math.Max(3, Math.Min(settings.Runs, 10)));
         var bench = new KernelBench(dev, settings, progress);
-        bench.All(shapes, variants);
+        bench.Queue(shapes, variants);
+        bench.RunJobs();
         var rows = MarkFastest(bench._rows);
         return new BenchReport(DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture), command, dev.ToString(),
             Machine(), shapes, settings, ceilings, rows);
     }
 
-    private void All(ModelShapes m, KernelVariants v)
+    private void Queue(ModelShapes m, KernelVariants v)
     {
         int n = m.Batch;
         Measure((b, s) => new OpCases.Augment(dev, _rng, m.Augment with { N = b }, s), n, v.Augment);
@@ -112,44 +119,91 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
     }
 
     /// <summary>
-    /// Validates then times every variant of one op at one shape. <paramref name="make"/> builds the
-    /// op's case at a batch size with a number of operand sets; a smaller batch serves for the check
-    /// when the real one is too slow for the reference on the CPU accelerator.
+    /// Queues every variant of one op at one shape. <paramref name="make"/> builds the op's case at a
+    /// batch size with a number of operand sets; a smaller batch serves for the check when the real
+    /// one is too slow for the reference on the CPU accelerator.
     /// </summary>
     private void Measure<TL>(Func<int, int, OpCase<TL>> make, int batch, IReadOnlyList<Variant<TL>> variants, int perStep = 1) where TL : Delegate
     {
-        if (variants.Count == 0) return;
-        OpCase<TL> timed = make(batch, 2);
-        OpCase<TL>? check = null;
+        if (variants.Count > 0) _jobs.Add(new Job<TL>(this, make, batch, variants, perStep));
+    }
+
+    /// <summary>
+    /// Runs the queued jobs in order. On a GPU the next few jobs are prepared ahead (operands uploaded,
+    /// float64 references started on worker threads), so the references of real-size layers, which
+    /// take seconds each, overlap each other and the timing. On the CPU accelerator, whose kernels run
+    /// on the same cores, they run one at a time so that no reference competes with a timed run.
+    /// </summary>
+    private void RunJobs()
+    {
+        int ahead = settings.Lookahead ?? (dev.IsCpu ? 0 : Math.Clamp(Environment.ProcessorCount / 2, 1, 8));
         try
         {
-            int sets = Sets(timed.Cost.Bytes);
-            if (sets != timed.Sets)
+            for (int i = 0; i < _jobs.Count; i++)
             {
-                timed.Dispose();
-                timed = make(batch, sets);
-            }
-            string? checkedAt = null;
-            if (settings.Validate)
-            {
-                int checkBatch = CheckBatch(timed, batch);
-                check = checkBatch == batch ? timed : make(checkBatch, 1);
-                check.StartReference();
-                checkedAt = checkBatch == batch ? "real shape" : check.Shape;
-            }
-            foreach (Variant<TL> variant in variants)
-            {
-                progress.WriteLine($"  {timed.Op,-20} {variant.Label,-40} {timed.Shape}");
-                double? error = check?.Check(variant.Launch);
-                double[] ms = Timing.Runs(dev, i => timed.Launch(variant.Launch, i % timed.Sets), settings.Warmup, settings.Runs);
-                _rows.Add(new BenchRow(timed.Op, timed.Shape, perStep, variant.Name, variant.Version, timed.Gemm, timed.Cost.Flops, timed.Cost.Bytes,
-                    Timing.Median(ms), ms.Min(), checkedAt, error, Fastest: false));
+                for (int j = i; j <= Math.Min(i + ahead, _jobs.Count - 1); j++) _jobs[j].Prepare();
+                _jobs[i].Run();
+                _jobs[i].Dispose();
             }
         }
         finally
         {
-            if (check is not null && !ReferenceEquals(check, timed)) check.Dispose();
-            timed.Dispose();
+            foreach (IJob job in _jobs) job.Dispose();
+            _jobs.Clear();
+        }
+    }
+
+    private interface IJob : IDisposable
+    {
+        void Prepare();
+        void Run();
+    }
+
+    /// <summary>Validates then times every variant of one op at one shape.</summary>
+    private sealed class Job<TL>(KernelBench b, Func<int, int, OpCase<TL>> make, int batch, IReadOnlyList<Variant<TL>> variants, int perStep) : IJob
+        where TL : Delegate
+    {
+        private OpCase<TL>? _timed, _check;
+        private string? _checkedAt;
+
+        public void Prepare()
+        {
+            if (_timed is not null) return;
+            _timed = make(batch, 2);
+            int sets = b.Sets(_timed.Cost.Bytes);
+            if (sets != _timed.Sets)
+            {
+                _timed.Dispose();
+                _timed = make(batch, sets);
+            }
+            if (b.Settings.Validate)
+            {
+                int checkBatch = b.CheckBatch(_timed, batch);
+                _check = checkBatch == batch ? _timed : make(checkBatch, 1);
+                _check.StartReference();
+                _checkedAt = checkBatch == batch ? "real shape" : _check.Shape;
+            }
+        }
+
+        public void Run()
+        {
+            Prepare();
+            OpCase<TL> timed = _timed!;
+            foreach (Variant<TL> variant in variants)
+            {
+                b.Progress.WriteLine($"  {timed.Op,-20} {variant.Label,-40} {timed.Shape}");
+                double? error = _check?.Check(variant.Launch);
+                double[] ms = Timing.Runs(b.Dev, i => timed.Launch(variant.Launch, i % timed.Sets), b.Settings.Warmup, b.Settings.Runs);
+                b._rows.Add(new BenchRow(timed.Op, timed.Shape, perStep, variant.Name, variant.Version, timed.Gemm, timed.Cost.Flops, timed.Cost.Bytes,
+                    Timing.Median(ms), ms.Min(), _checkedAt, error, Fastest: false));
+            }
+        }
+
+        public void Dispose()
+        {
+            if (_check is not null && !ReferenceEquals(_check, _timed)) _check.Dispose();
+            _timed?.Dispose();
+            _check = _timed = null;
         }
     }
 
