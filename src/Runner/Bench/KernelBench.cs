@@ -283,7 +283,7 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
             sb.AppendLine(string.Format(inv, "{0,-20} {1,-50} {2,6}  {3,-42} {4,10:F4} {5,16} {6,6:F1}%  {7}",
                 row.Op, row.Shape, row.PerStep, (row.Fastest ? "* " : "  ") + $"v{row.Version} {row.Variant}", row.MedianMs, rate, row.PercentOf(c), check));
         }
-        sb.AppendLine("* fastest correct variant of its op and shape; x/step: launches per training step; % ceil: of the FMA rate (TFLOP/s rows) or the copy bandwidth (GB/s rows).");
+        sb.AppendLine("* fastest correct variant of its op and shape; x/step: launches per training step; % ceil: of the FMA rate (FLOP/s rows) or the copy bandwidth (GB/s rows).");
         sb.AppendLine();
         double step = r.StepMs;
         sb.AppendLine(string.Format(inv, "kernel time of one training step (fastest variants x launches per step): {0:F3} ms", step));
