@@ -26,6 +26,7 @@ public static class Program
         yield return ModelCommand.Create();
         var bench = new Command("bench", "Benchmarks (all-reduce bandwidth).");
         bench.Subcommands.Add(BenchAllReduceCommand.Create());
+        bench.Subcommands.Add(BenchKernelsCommand.Create());
         yield return bench;
     }
 }

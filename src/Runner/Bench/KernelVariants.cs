@@ -1,0 +1,82 @@
+using Engine.Kernels;
+using ILGPU;
+using Device = Engine.Kernels.Device;
+
+namespace Engine.Runner.Bench;
+
+// Launcher signatures, one per op family: a variant of an op is any method with the op's signature.
+// The engine's own launchers convert to them as method groups (Conv2d.Forward is a ConvLauncher).
+
+/// <summary>Conv forward (x, w -> y), backward-data (dy, w -> dx) and backward-weight (x, dy -> dw).</summary>
+public delegate void ConvLauncher(Device dev, ArrayView<float> a, ArrayView<float> b, ArrayView<float> output, in Conv2dShape s);
+
+public delegate void BatchNormForwardLauncher(Device dev, ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> y,
+    ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> runningMean, ArrayView<float> runningVar,
+    int n, int c, int hw, float momentum, float eps);
+
+public delegate void BatchNormBackwardLauncher(Device dev, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> gamma,
+    ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> dx, ArrayView<float> dgamma, ArrayView<float> dbeta, int n, int c, int hw);
+
+/// <summary>ReLU forward (x -> y).</summary>
+public delegate void UnaryLauncher(Device dev, ArrayView<float> x, ArrayView<float> y);
+
+/// <summary>ReLU backward (y, dy -> dx) and the residual add (a, b -> y).</summary>
+public delegate void BinaryLauncher(Device dev, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y);
+
+public delegate void MaxPoolForwardLauncher(Device dev, ArrayView<float> x, ArrayView<float> y, ArrayView<int> argmax, in Pool2dShape s);
+
+public delegate void MaxPoolBackwardLauncher(Device dev, ArrayView<float> dy, ArrayView<int> argmax, ArrayView<float> dx, in Pool2dShape s);
+
+/// <summary>Adaptive average pool to 1x1, forward (x [nc, hw] -> y [nc]) and backward (dy [nc] -> dx [nc, hw]).</summary>
+public delegate void AvgPoolLauncher(Device dev, ArrayView<float> input, ArrayView<float> output, int nc, int hw);
+
+public delegate void LinearForwardLauncher(Device dev, ArrayView<float> x, ArrayView<float> w, ArrayView<float> b, ArrayView<float> y, int n, int inF, int outF);
+
+public delegate void LinearBackwardLauncher(Device dev, ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy,
+    ArrayView<float> dx, ArrayView<float> dw, ArrayView<float> db, int n, int inF, int outF);
+
+public delegate void LossForwardLauncher(Device dev, ArrayView<float> logits, ArrayView<int> labels, ArrayView<float> probs,
+    ArrayView<float> loss, ArrayView<int> correct, int n, int classes);
+
+public delegate void LossBackwardLauncher(Device dev, ArrayView<float> probs, ArrayView<int> labels, ArrayView<float> dlogits, int n, int classes, float scale);
+
+public delegate void SgdLauncher(Device dev, ArrayView<float> param, ArrayView<float> grad, ArrayView<float> momentumBuffer,
+    float lr, float momentum, float weightDecay, bool firstStep);
+
+public delegate void AugmentLauncher(Device dev, ArrayView<byte> images, ArrayView<int> crops, ArrayView<int> flips, ArrayView<float> output,
+    ArrayView<float> mean, ArrayView<float> std, int n, int c, int h, int w, int pad);
+
+/// <summary>One numbered version of an op's kernel: what it is, its number (v1, v2, ...) and its launcher.</summary>
+public sealed record Variant<TLauncher>(string Name, int Version, TLauncher Launch) where TLauncher : Delegate
+{
+    public string Label => $"v{Version} {Name}";
+}
+
+/// <summary>
+/// Every op of a training step and the versions of its kernel, kept side by side (llm.c's dev/cuda):
+/// the bench validates and times each entry at the model's shapes and marks the fastest correct one
+/// per op and shape. To try a new kernel, write it with the op's launcher signature and add it here
+/// (or to a table built in a test) as the next version; the engine's layers call only the one wired
+/// into src/Kernels.
+/// </summary>
+public sealed class KernelVariants
+{
+    public List<Variant<ConvLauncher>> ConvForward { get; } = [new("implicit GEMM, shared-memory tiles", 1, Conv2d.Forward)];
+    public List<Variant<ConvLauncher>> ConvBackwardData { get; } = [new("gather GEMM, shared-memory tiles", 1, Conv2d.BackwardData)];
+    public List<Variant<ConvLauncher>> ConvBackwardWeight { get; } = [new("split-K GEMM + ordered sum", 1, Conv2d.BackwardWeight)];
+    public List<Variant<BatchNormForwardLauncher>> BatchNormForward { get; } = [new("partial stats, finalize, normalize", 1, BatchNorm2d.ForwardTrain)];
+    public List<Variant<BatchNormBackwardLauncher>> BatchNormBackward { get; } = [new("partial sums, finalize, dx", 1, BatchNorm2d.Backward)];
+    public List<Variant<UnaryLauncher>> ReluForward { get; } = [new("grid-stride", 1, Relu.Forward)];
+    public List<Variant<BinaryLauncher>> ReluBackward { get; } = [new("grid-stride", 1, Relu.Backward)];
+    public List<Variant<BinaryLauncher>> Add { get; } = [new("grid-stride", 1, Elementwise.Add)];
+    public List<Variant<MaxPoolForwardLauncher>> MaxPoolForward { get; } = [new("grid-stride over outputs", 1, MaxPool2d.Forward)];
+    public List<Variant<MaxPoolBackwardLauncher>> MaxPoolBackward { get; } = [new("grid-stride over inputs, gather", 1, MaxPool2d.Backward)];
+    public List<Variant<AvgPoolLauncher>> AvgPoolForward { get; } = [new("grid-stride over planes", 1, AdaptiveAvgPool.Forward)];
+    public List<Variant<AvgPoolLauncher>> AvgPoolBackward { get; } = [new("grid-stride", 1, AdaptiveAvgPool.Backward)];
+    public List<Variant<LinearForwardLauncher>> LinearForward { get; } = [new("tiled GEMM", 1, Linear.Forward)];
+    public List<Variant<LinearBackwardLauncher>> LinearBackward { get; } = [new("tiled GEMMs + column sums", 1, Linear.Backward)];
+    public List<Variant<LossForwardLauncher>> LossForward { get; } = [new("one group", 1, SoftmaxCrossEntropy.Forward)];
+    public List<Variant<LossBackwardLauncher>> LossBackward { get; } = [new("grid-stride", 1, SoftmaxCrossEntropy.Backward)];
+    public List<Variant<SgdLauncher>> Sgd { get; } = [new("grid-stride", 1, Engine.Kernels.Sgd.Step)];
+    public List<Variant<AugmentLauncher>> Augment { get; } = [new("grid-stride crop, flip, normalize", 1, Engine.Kernels.Augment.Apply)];
+}

@@ -1,0 +1,155 @@
+using Engine.Kernels;
+using ILGPU;
+using ILGPU.Runtime;
+using Device = Engine.Kernels.Device;
+
+namespace Engine.Runner.Bench;
+
+/// <summary>
+/// One op at one shape on a device: <see cref="Sets"/> sets of random operands (timed runs rotate
+/// through them, so a run does not find its inputs in cache from the run before), and the float64
+/// reference outputs of set 0, computed on a worker thread while the device is busy. Any variant of
+/// the op (<typeparamref name="TLauncher"/>) can be launched on any set, or checked on set 0:
+/// in-place operands restored, outputs poisoned with NaN, one launch, compared with the reference.
+/// </summary>
+public abstract class OpCase<TLauncher> : IDisposable where TLauncher : Delegate
+{
+    private readonly List<IDisposable> _buffers = new();
+    private Task? _reference;
+
+    protected OpCase(Device dev, Random rng, string op, string shape, Cost cost, bool gemm, int sets)
+    {
+        if (sets < 1) throw new ArgumentException($"{op}: at least one operand set is needed, got {sets}.");
+        Dev = dev;
+        Rng = rng;
+        Op = op;
+        Shape = shape;
+        Cost = cost;
+        Gemm = gemm;
+        Sets = sets;
+    }
+
+    protected Device Dev { get; }
+    protected Random Rng { get; }
+
+    /// <summary>The op's name as the kernel profiler shows it (conv2d_fwd).</summary>
+    public string Op { get; }
+    public string Shape { get; }
+    public Cost Cost { get; }
+
+    /// <summary>GEMM-shaped (judged by FLOP/s against the FMA ceiling) rather than memory-bound (GB/s against the copy ceiling).</summary>
+    public bool Gemm { get; }
+    public int Sets { get; }
+
+    /// <summary>Launches <paramref name="launcher"/> on operand set <paramref name="set"/> (asynchronously on the device's stream).</summary>
+    public abstract void Launch(TLauncher launcher, int set);
+
+    /// <summary>Restores set 0's in-place operands to their host values and fills its outputs with NaN.</summary>
+    protected abstract void Reset();
+
+    /// <summary>Fills the expected outputs of set 0 from its host operands (runs on a worker thread).</summary>
+    protected abstract void ComputeReference();
+
+    /// <summary>The worst error of set 0's outputs against the expected ones; at most 1 passes.</summary>
+    protected abstract double Compare();
+
+    /// <summary>Starts the float64 reference on a worker thread (idempotent).</summary>
+    public void StartReference() => _reference ??= Task.Run(ComputeReference);
+
+    /// <summary>One launch of <paramref name="launcher"/> on fresh outputs, compared with the reference: the worst error (at most 1 passes).</summary>
+    public double Check(TLauncher launcher)
+    {
+        StartReference();
+        Reset();
+        Launch(launcher, 0);
+        Dev.Synchronize();
+        _reference!.GetAwaiter().GetResult();
+        return Compare();
+    }
+
+    /// <summary>
+    /// max |actual - expected| / (atol + rtol |expected|), infinite for a non-finite output: llm.c's
+    /// check written as a ratio, so that at most 1 passes and the margin is visible.
+    /// </summary>
+    public static double Error(double[] expected, float[] actual, double rtol = 1e-4, double atol = 1e-5)
+    {
+        if (expected.Length != actual.Length) return double.PositiveInfinity;
+        double worst = 0;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            if (!float.IsFinite(actual[i])) return double.PositiveInfinity;
+            worst = Math.Max(worst, Math.Abs(actual[i] - expected[i]) / (atol + rtol * Math.Abs(expected[i])));
+        }
+        return worst;
+    }
+
+    protected double Error(double[] expected, ArrayView<float> actual, double rtol = 1e-4, double atol = 1e-5)
+        => Error(expected, Dev.Download(actual), rtol, atol);
+
+    protected float[] Rand(long n, float lo = -1, float hi = 1)
+    {
+        var a = new float[n];
+        for (long i = 0; i < n; i++) a[i] = lo + (hi - lo) * (float)Rng.NextDouble();
+        return a;
+    }
+
+    protected static double[] D(float[] a) => Array.ConvertAll(a, v => (double)v);
+
+    /// <summary>A device copy of <paramref name="data"/>, freed with the case.</summary>
+    protected ArrayView<T> Upload<T>(T[] data) where T : unmanaged
+    {
+        var b = Dev.Upload<T>(data);
+        _buffers.Add(b);
+        return b.View;
+    }
+
+    /// <summary>A device buffer of <paramref name="n"/> elements, freed with the case.</summary>
+    protected ArrayView<T> Allocate<T>(long n) where T : unmanaged
+    {
+        var b = Dev.Allocate<T>(Math.Max(1, n));
+        _buffers.Add(b);
+        return b.View.SubView(0, n);
+    }
+
+    /// <summary>One view per set: set 0 holds <paramref name="first"/>, the others fresh values from <paramref name="make"/>.</summary>
+    protected ArrayView<T>[] PerSet<T>(T[] first, Func<T[]> make) where T : unmanaged
+    {
+        var views = new ArrayView<T>[Sets];
+        views[0] = Upload(first);
+        for (int s = 1; s < Sets; s++) views[s] = Upload(make());
+        return views;
+    }
+
+    /// <summary>One output buffer of <paramref name="n"/> elements per set.</summary>
+    protected ArrayView<T>[] Outputs<T>(long n) where T : unmanaged
+        => Enumerable.Range(0, Sets).Select(_ => Allocate<T>(n)).ToArray();
+
+    protected void Poison(params ArrayView<float>[] views)
+    {
+        foreach (var v in views)
+        {
+            if (v.Length > 0) Elementwise.Fill(Dev, v, float.NaN);
+        }
+    }
+
+    protected void Restore(ArrayView<float> view, float[] values)
+    {
+        if (values.Length > 0) view.CopyFromCPU(Dev.Stream, values);
+    }
+
+    public void Dispose()
+    {
+        Dev.Synchronize();
+        try
+        {
+            _reference?.GetAwaiter().GetResult();
+        }
+        catch (Exception)
+        {
+            // A failed reference already surfaced through Check; disposing must still free the buffers.
+        }
+        foreach (var b in _buffers) b.Dispose();
+        _buffers.Clear();
+        GC.SuppressFinalize(this);
+    }
+}

@@ -1,0 +1,215 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Engine.Kernels;
+using Engine.Nn;
+using Engine.Nn.Layers;
+using Engine.Runner.Bench;
+using Engine.Tests;
+using ILGPU;
+using ILGPU.Backends.EntryPoints;
+using ILGPU.Backends.PTX;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+using Device = Engine.Kernels.Device;
+
+namespace Engine.Runner.Tests;
+
+/// <summary>engine bench kernels: the model's shapes, validation before timing, the fastest-correct mark, the ceilings. No timing value is asserted.</summary>
+public class BenchKernelsTests
+{
+    private static readonly string[] StepOpNames =
+    [
+        "augment", "conv2d_fwd", "conv2d_bwd_data", "conv2d_bwd_weight", "batchnorm_fwd_train", "batchnorm_bwd", "relu_fwd", "relu_bwd",
+        "add_fwd", "maxpool_fwd", "maxpool_bwd", "avgpool_fwd", "avgpool_bwd", "linear_fwd", "linear_bwd", "softmax_xent_fwd", "softmax_xent_bwd", "sgd_step",
+    ];
+
+    /// <summary>
+    /// One real training step of a narrow ResNet under the kernel profiler: its conv layers' shapes, its
+    /// parameter count, and every kernel's launch count, FLOPs and bytes equal what ModelShapes predicts.
+    /// </summary>
+    [Theory]
+    [InlineData("resnet18", "imagenet", 2, 2)]
+    [InlineData("resnet18", "cifar", 3, 3)]
+    [InlineData("resnet34", "imagenet", 1, 2)]
+    public void Shapes_equal_the_layer_shapes_and_kernel_counts_of_a_real_step(string model, string stem, int width, int batch)
+    {
+        ResNetConfig config = ResNetConfig.Parse(model, stem, width);
+        ModelShapes shapes = ModelShapes.FromConfig(config, batch);
+        TestDevice.Use(dev =>
+        {
+            using var net = new ResNet(dev, config);
+            net.Initialize(seed: 5);
+            using var sgd = new SgdOptimizer(dev, net.Store, 0.1f, 0.9f, 5e-4f);
+            using var loss = new CrossEntropyLoss(dev);
+            var rng = new Random(3);
+            var images = new byte[batch * 3 * 32 * 32];
+            rng.NextBytes(images);
+            using var dImages = dev.Upload<byte>(images);
+            using var crops = dev.Upload<int>(Enumerable.Range(0, 2 * batch).Select(_ => rng.Next(9)).ToArray());
+            using var flips = dev.Upload<int>(Enumerable.Range(0, batch).Select(_ => rng.Next(2)).ToArray());
+            using var mean = dev.Upload<float>([0.49f, 0.48f, 0.45f]);
+            using var std = dev.Upload<float>([0.25f, 0.24f, 0.26f]);
+            using var labels = dev.Upload<int>(Enumerable.Range(0, batch).Select(_ => rng.Next(10)).ToArray());
+            using var x = dev.Allocate<float>(images.Length);
+            dev.Synchronize();
+
+            var profiler = new KernelProfiler();
+            dev.Profiler = profiler;
+            try
+            {
+                Augment.Apply(dev, dImages.View, crops.View, flips.View, x.View, mean.View, std.View, batch, 3, 32, 32, 4);
+                Tensor logits = net.Forward(new Tensor(x.View, [batch, 3, 32, 32]), training: true);
+                loss.Forward(logits, labels.View);
+                net.Backward(loss.Backward());
+                sgd.Step();
+                dev.Synchronize();
+            }
+            finally
+            {
+                dev.Profiler = null;
+            }
+
+            Assert.Equal(net.Store.ParameterCount, shapes.Parameters);
+            var layerConvs = ConvLayers(net).Select(c => c.Shape).GroupBy(s => s).ToDictionary(g => g.Key, g => g.Count());
+            Assert.Equal(layerConvs.OrderBy(k => k.Key.ToString()), shapes.Convs.ToDictionary(u => u.Shape, u => u.PerStep).OrderBy(k => k.Key.ToString()));
+
+            var expected = shapes.StepOps().GroupBy(o => o.Op).ToDictionary(g => g.Key,
+                g => (Calls: g.Sum(o => o.PerStep), Flops: g.Sum(o => o.PerStep * o.Cost.Flops), Bytes: g.Sum(o => o.PerStep * o.Cost.Bytes)));
+            var actual = profiler.Stats().ToDictionary(s => s.Name, s => (s.Calls, s.Flops, s.Bytes));
+            Assert.Equal(expected.OrderBy(k => k.Key), actual.OrderBy(k => k.Key));
+            Assert.Equal(stem == "imagenet" ? StepOpNames.Order() : StepOpNames.Where(n => !n.StartsWith("maxpool", StringComparison.Ordinal)).Order(),
+                expected.Keys.Order());
+        });
+    }
+
+    private static IEnumerable<Conv2dLayer> ConvLayers(ResNet net)
+    {
+        foreach (Module m in net.Modules)
+        {
+            if (m is Conv2dLayer c) yield return c;
+            if (m is BasicBlock b)
+            {
+                foreach (Conv2dLayer bc in b.Children().OfType<Conv2dLayer>()) yield return bc;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The whole harness on the CPU accelerator at a tiny model, with two deliberately wrong variants
+    /// in the table: a no-op ReLU (leaves its NaN-poisoned output, and is the quickest thing there is)
+    /// and an add that is off by 0.1% (ten times the tolerance).
+    /// </summary>
+    [Fact]
+    public void Harness_validates_every_op_of_the_step_and_never_marks_a_wrong_variant_fastest()
+    {
+        ModelShapes shapes = ModelShapes.FromConfig(ResNetConfig.Parse("resnet18", "imagenet", 2), 2);
+        var table = new KernelVariants();
+        table.ReluForward.Add(new("no-op (wrong on purpose)", 2, (d, x, y) => { }));
+        table.Add.Add(new("add then scale by 1.001 (wrong on purpose)", 2, (d, a, b, y) =>
+        {
+            Elementwise.Add(d, a, b, y);
+            Elementwise.Scale(d, y, 1.001f);
+        }));
+        // A tiny reference budget, so the larger shapes are checked at a smaller batch as on a big CPU run;
+        // jobs prepared ahead with their references running in the background, as on a GPU.
+        var settings = new BenchSettings(Runs: 3, Warmup: 1, Validate: true, Seed: 7, CpuCheckWork: 4000, Lookahead: 3);
+        BenchReport report = TestDevice.Use(dev => KernelBench.Run(dev, shapes, table, settings, "test", TextWriter.Null));
+
+        Assert.True(report.Ceilings.CopyGBps > 0 && double.IsFinite(report.Ceilings.CopyGBps));
+        Assert.True(report.Ceilings.FmaGflops > 0 && double.IsFinite(report.Ceilings.FmaGflops));
+        Assert.Equal(StepOpNames.Order(), report.Rows.Select(r => r.Op).Distinct().Order());
+        Assert.Equal(shapes.StepOps().Select(o => (o.Op, o.Shape, o.PerStep)).Order(),
+            report.Rows.Where(r => r.Version == 1).Select(r => (r.Op, r.Shape, r.PerStep)).Order());
+
+        foreach (BenchRow r in report.Rows.Where(r => r.Version == 1))
+        {
+            Assert.True(r.Passed == true, $"{r.Op} {r.Shape}: error {r.Error} at {r.CheckedAt}");
+            Assert.True(r.MedianMs >= 0 && double.IsFinite(r.MedianMs), $"{r.Op} {r.Shape}: median {r.MedianMs}");
+        }
+        Assert.Contains(report.Rows, r => r.CheckedAt != "real shape" && r.CheckedAt!.StartsWith("N=1 ", StringComparison.Ordinal));
+        Assert.Contains(report.Rows, r => r.CheckedAt == "real shape");
+
+        var wrong = report.Rows.Where(r => r.Version == 2).ToList();
+        Assert.Equal(shapes.Relus.Count + shapes.Adds.Count, wrong.Count);
+        Assert.All(wrong, r => Assert.False(r.Passed));
+        Assert.All(wrong, r => Assert.False(r.Fastest));
+        Assert.All(report.Rows.GroupBy(r => (r.Op, r.Shape)), g => Assert.Single(g, r => r.Fastest));
+
+        string text = KernelBench.Table(report);
+        Assert.Contains("FAIL", text);
+        Assert.Contains("no-op (wrong on purpose)", text);
+
+        using JsonDocument json = JsonDocument.Parse(KernelBench.Json(report));
+        Assert.Equal(report.Rows.Count, json.RootElement.GetProperty("rows").GetArrayLength());
+        Assert.True(json.RootElement.GetProperty("ceilings").GetProperty("copy_gb_per_second").GetDouble() > 0);
+    }
+
+    /// <summary>With --validate false nothing is checked, and the fastest variant is still marked (as unvalidated).</summary>
+    [Fact]
+    public void Without_validation_rows_are_unchecked()
+    {
+        ModelShapes shapes = ModelShapes.FromConfig(ResNetConfig.Parse("resnet18", "cifar", 1), 1);
+        BenchReport report = TestDevice.Use(dev => KernelBench.Run(dev, shapes, new KernelVariants(), new BenchSettings(Runs: 1, Warmup: 0, Validate: false), "test", TextWriter.Null));
+        Assert.All(report.Rows, r => Assert.Null(r.Passed));
+        Assert.All(report.Rows, r => Assert.True(r.Fastest));
+        Assert.Contains("not validated", KernelBench.Table(report));
+    }
+
+    /// <summary>
+    /// The FMA ceiling kernel is what it claims on a GPU: 32 multiply-adds per loop iteration in
+    /// registers (no local memory, no loads, no calls), as unrounded mul.f32 + add.f32 pairs that
+    /// ptxas may contract into FFMA (a .rn modifier would forbid it); Nsight name bench_fma.
+    /// </summary>
+    [Fact]
+    public void Fma_kernel_compiles_to_contractible_multiply_adds_in_registers()
+    {
+        var method = typeof(DeviceCeilings).GetMethod(nameof(DeviceCeilings.FmaKernel))!;
+        using var context = Context.Create(b => b.Optimize(OptimizationLevel.O1).AllAccelerators().EnableAlgorithms());
+        using var backend = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_90), CudaArchitecture.SM_90, CudaInstructionSet.ISA_88, null);
+        var kernel = (PTXCompiledKernel)backend.Compile(EntryPointDescription.FromImplicitlyGroupedKernel(method), KernelSpecialization.Empty);
+        string ptx = kernel.PTXAssembly;
+        Assert.Matches(new Regex(@"\.entry\s+Kernel_bench_fma\b"), ptx);
+        Assert.DoesNotMatch(new Regex(@"\.local\b|\bld\.global|\bcall\b|\b(mul|add|fma)\.r[nzmp]\.f32"), ptx);
+        int muls = Regex.Matches(ptx, @"\bmul\.f32\b").Count, adds = Regex.Matches(ptx, @"\badd\.f32\b").Count;
+        Assert.True(muls >= DeviceCeilings.FmasPerIteration && adds >= DeviceCeilings.FmasPerIteration, $"{muls} mul.f32, {adds} add.f32 in the PTX:\n{ptx}");
+    }
+}
+
+/// <summary>The command itself: runs, writes JSON that parses, exits 0 when every variant validates.</summary>
+[Collection("console")]
+public class BenchKernelsCommandTests
+{
+    [Fact]
+    public void Command_prints_the_table_and_writes_json()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"bench-kernels-{Guid.NewGuid():N}.json");
+        TextWriter oldOut = Console.Out, oldErr = Console.Error;
+        var o = new StringWriter();
+        Console.SetOut(o);
+        Console.SetError(TextWriter.Null);
+        int code;
+        try
+        {
+            code = Program.Main(["bench", "kernels", "--device", "cpu", "--model", "resnet18", "--width", "2", "--batch-size", "2",
+                "--runs", "2", "--warmup", "0", "--validate", "true", "--json", path]);
+        }
+        finally
+        {
+            Console.SetOut(oldOut);
+            Console.SetError(oldErr);
+        }
+        try
+        {
+            Assert.True(code == 0, o.ToString());
+            Assert.Contains("conv2d_bwd_weight", o.ToString());
+            Assert.Contains("ceilings: copy", o.ToString());
+            using JsonDocument json = JsonDocument.Parse(File.ReadAllText(path));
+            Assert.Equal("resnet18", json.RootElement.GetProperty("model").GetProperty("model_name").GetString());
+            Assert.True(json.RootElement.GetProperty("rows").GetArrayLength() > 20);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+}
