@@ -24,7 +24,7 @@ public static class Program
         yield return CompareCommand.Create();
         yield return LaunchCommand.Create();
         yield return ModelCommand.Create();
-        var bench = new Command("bench", "Benchmarks (all-reduce bandwidth).");
+        var bench = new Command("bench", "Benchmarks: kernels at the model's layer shapes, all-reduce bandwidth.");
         bench.Subcommands.Add(BenchAllReduceCommand.Create());
         bench.Subcommands.Add(BenchKernelsCommand.Create());
         yield return bench;
