@@ -15,8 +15,8 @@ internal static class ReportText
     /// <summary>What each phase of a step holds, in the order <see cref="PhaseClock.Phases"/> lists them.</summary>
     public static readonly IReadOnlyDictionary<string, string> PhaseMeaning = new Dictionary<string, string>
     {
-        ["data"] = "reading and augmenting the batch on the host",
-        ["h2d"] = "copying the batch from host memory to the device",
+        ["data"] = "gathering the batch's uint8 images and labels on the host and drawing its crops and flips",
+        ["h2d"] = "copying the batch from host memory to the device, and the crop / flip / normalise kernel",
         ["scatter"] = "DP: splitting the batch from device 0 to the other replicas, and the loss gradient back out to them",
         ["replicate"] = "DP: copying every parameter and buffer from device 0 to the other replicas; DDP: broadcasting rank 0's batch-norm buffers",
         ["forward"] = "the model's forward pass",
