@@ -53,7 +53,7 @@ public sealed class CommWork
     /// <exception cref="CommException">The operation failed, or did not finish in time.</exception>
     public void Wait(TimeSpan timeout)
     {
-        TimeSpan limit = timeout == Timeout.InfiniteTimeSpan ? timeout : timeout + TimeSpan.FromSeconds(2);
+        TimeSpan limit = timeout == Timeout.InfiniteTimeSpan ? timeout : timeout + TimeSpan.FromSeconds(5);
         bool finished;
         try
         {

@@ -772,6 +772,30 @@ public sealed class HostRingCommunicator : ICommunicator
     /// Turns a local failure into the job-level story: close the ring (so neighbours fail now, not at
     /// their timeout), then ask the store which rank was lost first, so that every survivor names it.
     /// </summary>
+    /// <summary>
+    /// Publishes "this rank waits on <paramref name="peer"/>" and follows the other ranks' such records
+    /// (each given a short grace to appear, as their timeouts fire at about the same moment) to the rank
+    /// that waits on nobody: the one that stalled. A cycle means no rank can be singled out; then the peer.
+    /// </summary>
+    private int FollowWaits(int peer)
+    {
+        _store!.Set($"comm/waits/{Rank}", peer.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        var seen = new HashSet<int> { Rank };
+        int r = peer;
+        while (seen.Add(r))
+        {
+            try
+            {
+                r = int.Parse(_store.GetString($"comm/waits/{r}", TimeSpan.FromSeconds(1)), System.Globalization.CultureInfo.InvariantCulture);
+            }
+            catch (CommTimeoutException)
+            {
+                return r;
+            }
+        }
+        return peer;
+    }
+
     private CommException Diagnose(string op, Exception e, Stopwatch clock)
     {
         CommException local = e as CommException
@@ -787,9 +811,14 @@ public sealed class HostRingCommunicator : ICommunicator
         {
             try
             {
-                if (local is CommTimeoutException && local.PeerRank is int hung)
+                if (local is CommTimeoutException && local.PeerRank is int hung
+                    && _store.TryGetFailure(TimeSpan.FromMilliseconds(200)) is null)
                 {
-                    _store.ReportFailure(hung, $"rank {hung} stopped responding during {op} (rank {Rank} timed out waiting on it)");
+                    // The peer this rank timed out on may itself be waiting on another rank: blame the end of the wait chain.
+                    int culprit = FollowWaits(hung);
+                    _store.ReportFailure(culprit, culprit == hung
+                        ? $"rank {hung} stopped responding during {op} (rank {Rank} timed out waiting on it)"
+                        : $"rank {culprit} stopped responding during {op} (rank {Rank} timed out waiting on rank {hung}, which was waiting on it in turn)");
                 }
                 // A dead process's store connection drops at once, so the store usually knows who died.
                 if (_store.TryGetFailure(TimeSpan.FromSeconds(2)) is { } f)
