@@ -153,6 +153,7 @@ public abstract class Trainer : IDisposable
                 clock.BeginStep();
                 StepOutcome s = Step(epoch, step, indices.AsSpan(step * batch, batch), clock);
                 clock.EndStep();
+                profiler?.Flush(); // resolve this step's markers now, so a long run holds no more than one step's events
                 double meanLoss = s.LossSum / Math.Max(1, s.Samples);
                 if (!double.IsFinite(meanLoss)) throw new TrainingDivergedException(epoch + 1, step + 1, (float)meanLoss);
                 sum = new StepOutcome(sum.LossSum + s.LossSum, sum.Correct + s.Correct, sum.Samples + s.Samples);
