@@ -20,7 +20,31 @@ public sealed record KernelStat(string Name, int Calls, double Seconds, long Flo
 /// </summary>
 public sealed class KernelProfiler
 {
-    private readonly List<(string Name, ProfilingMarker Start, ProfilingMarker End, Cost Cost)> _pending = new();
+    private readonly List<(string Name, Device Device, ProfilingMarker Start, ProfilingMarker End, Cost Cost)> _pending = new();
+    private readonly Dictionary<Device, (ProfilingMarker Marker, long HostTimestamp)> _bases = new();
+
+    /// <summary>
+    /// Receives every launch as a slice (kernel name, device, start and end as <see cref="System.Diagnostics.Stopwatch"/>
+    /// timestamps, cost) when <see cref="Flush"/> resolves it; used to draw kernels in the trace.
+    /// </summary>
+    public Action<string, Device, long, long, Cost>? SliceSink { get; set; }
+
+    /// <summary>
+    /// Anchors the device's markers to host time: call with the device idle (just synchronised); later
+    /// launches are placed at this host time plus their marker distance from this point.
+    /// </summary>
+    public void Anchor(Device dev)
+    {
+        if (SliceSink is null) return;
+        ProfilingMarker marker = dev.Stream.AddProfilingMarker();
+        marker.Synchronize();
+        long host = System.Diagnostics.Stopwatch.GetTimestamp();
+        lock (_gate)
+        {
+            if (_bases.TryGetValue(dev, out var old) && !_pending.Any(p => p.Device == dev)) old.Marker.Dispose();
+            _bases[dev] = (marker, host);
+        }
+    }
     private readonly Dictionary<string, (int Calls, double Seconds, long Flops, long Bytes)> _totals = new();
     private readonly object _gate = new();
 
@@ -48,7 +72,7 @@ public sealed class KernelProfiler
         {
             if (_owner is null) return;
             ProfilingMarker end = _device!.Stream.AddProfilingMarker();
-            lock (_owner._gate) _owner._pending.Add((_name!, _start!, end, _cost));
+            lock (_owner._gate) _owner._pending.Add((_name!, _device, _start!, end, _cost));
         }
     }
 
@@ -57,10 +81,15 @@ public sealed class KernelProfiler
     {
         lock (_gate)
         {
-            foreach (var (name, start, end, cost) in _pending)
+            foreach (var (name, device, start, end, cost) in _pending)
             {
                 end.Synchronize();
                 double seconds = (end - start).TotalSeconds;
+                if (SliceSink is not null && _bases.TryGetValue(device, out var anchor))
+                {
+                    long from = anchor.HostTimestamp + (long)((start - anchor.Marker).TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
+                    SliceSink(name, device, from, from + (long)(seconds * System.Diagnostics.Stopwatch.Frequency), cost);
+                }
                 _totals.TryGetValue(name, out var t);
                 _totals[name] = (t.Calls + 1, t.Seconds + seconds, t.Flops + cost.Flops, t.Bytes + cost.Bytes);
                 start.Dispose();

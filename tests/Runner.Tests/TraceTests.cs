@@ -59,7 +59,7 @@ public class TraceTests
         string path = Path.Combine(Path.GetTempPath(), $"engine-dp-{Guid.NewGuid():N}.json");
         try
         {
-            using (var t = new DataParallelTrainer(Options("dp", path), TextWriter.Null, TextWriter.Null)) t.Run();
+            using (var t = new DataParallelTrainer(Options("dp", path) with { Profile = "kernels" }, TextWriter.Null, TextWriter.Null)) t.Run();
             var slices = Read(path);
             foreach (string phase in new[] { "scatter", "replicate", "forward", "gather", "loss", "backward", "grad_sync", "optimizer" })
             {
@@ -67,6 +67,12 @@ public class TraceTests
             }
             Assert.Contains(slices, s => s.Name == "forward replica 1" && s.Track == "device 1");
             Assert.Contains(slices, s => s.Name == "backward replica 0" && s.Track == "device 0");
+            // With --profile kernels, every launch is a slice on its device's kernel track, inside the run's steps.
+            var kernels = slices.Where(s => s.Name.StartsWith("Kernel_", StringComparison.Ordinal)).ToList();
+            Assert.Contains(kernels, s => s.Name == "Kernel_conv2d_fwd" && s.Track == "device 0 kernels (cpu)");
+            Assert.Contains(kernels, s => s.Name == "Kernel_conv2d_bwd_weight" && s.Track == "device 1 kernels (cpu)");
+            double first = slices.Where(s => s.Name == "data").Min(s => s.Start), last = slices.Where(s => s.Name == "optimizer").Max(s => s.End);
+            Assert.All(kernels, k => Assert.InRange(k.Start, first - 1000, last + 1000));
         }
         finally
         {

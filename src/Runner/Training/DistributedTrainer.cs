@@ -148,6 +148,7 @@ public sealed class DistributedTrainer : Trainer
     }
 
     protected override int TraceProcessId => _env.Rank;
+    protected override string KernelTrackPrefix => $"rank {_env.Rank} ";
     protected override string TraceProcessName => $"ddp rank {_env.Rank}";
     protected override string TraceTrack => $"rank {_env.Rank} {_device.Spec}";
 

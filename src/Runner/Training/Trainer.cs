@@ -136,6 +136,13 @@ public abstract class Trainer : IDisposable
         var clock = new PhaseClock(Devices, trace, TraceTrack);
         Clock = clock;
         KernelProfiler? profiler = O.Profile == "kernels" ? new KernelProfiler() : null;
+        if (profiler is not null && trace is not null)
+        {
+            // Kernels as slices on a track of their own per device, under the phases.
+            profiler.SliceSink = (name, device, start, end, cost) => trace.Slice(
+                name.StartsWith("memcpy", StringComparison.Ordinal) ? name : "Kernel_" + name, "kernel", $"{KernelTrackPrefix}device {IndexOf(device)} kernels ({device.Spec})", start, end, cost.Bytes,
+                cost.Flops > 0 ? $"{cost.Flops} FLOP" : null);
+        }
         foreach (Device d in Devices) d.Profiler = profiler;
         for (int epoch = StartEpoch; epoch < O.Epochs; epoch++)
         {
@@ -151,6 +158,7 @@ public abstract class Trainer : IDisposable
             for (int step = 0; step < steps; step++)
             {
                 clock.BeginStep();
+                if (profiler is not null) foreach (Device d in Devices) profiler.Anchor(d);
                 StepOutcome s = Step(epoch, step, indices.AsSpan(step * batch, batch), clock);
                 clock.EndStep();
                 profiler?.Flush(); // resolve this step's markers now, so a long run holds no more than one step's events
@@ -204,6 +212,15 @@ public abstract class Trainer : IDisposable
         }
         return run;
     }
+
+    private int IndexOf(Device device)
+    {
+        for (int i = 0; i < Devices.Count; i++) if (ReferenceEquals(Devices[i], device)) return i;
+        return -1;
+    }
+
+    /// <summary>Prefix of the kernel tracks (DDP: the rank), so that ranks sharing a device keep separate tracks.</summary>
+    protected virtual string KernelTrackPrefix => "";
 
     protected virtual int TraceProcessId => 0;
     protected virtual string TraceProcessName => $"{ModeName} (one process)";
