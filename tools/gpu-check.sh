@@ -8,6 +8,11 @@ cd "$(dirname "$0")/.."
 out=${1:-gpu-out}
 minutes=${2:-8}
 engine=${ENGINE:-./publish/engine}
+# DEVICE=cpu MODEL=resnet18 WIDTH=4 BATCH=16 rehearses the whole script without a GPU (nvidia-smi and NCCL steps then fail, as they must).
+device=${DEVICE:-cuda}
+model=${MODEL:-resnet34}
+width=${WIDTH:-64}
+batch=${BATCH:-512}
 mkdir -p "$out"
 deadline=$(( $(date +%s) + minutes * 60 ))
 summary="$out/summary.txt"
@@ -35,19 +40,21 @@ step() {
 
 step gpu nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
 step devices "$engine" devices
-step kernels "$engine" check kernels --device cuda --large --seed 1234
+large=--large
+[ "$device" = cpu ] && large=
+step kernels "$engine" check kernels --device "$device" $large --seed 1234
 # One-rank NCCL all-reduce on ILGPU buffers (the bench runs NCCL's self-check first and fails if it fails).
 step nccl "$engine" bench allreduce --backend nccl --nproc 1 --sizes 4K,1M,64M
 # ResNet-34, batch 512: 3 epochs of 20 steps; the first epoch pays for kernel compilation.
-step engine-step "$engine" train --device cuda --model resnet34 --batch-size 512 --train-limit 10240 --test-limit 0 \
+step engine-step "$engine" train --device "$device" --model "$model" --width "$width" --batch-size "$batch" --train-limit $((batch * 20)) --test-limit 0 \
   --epochs 3 --output "$out/engine-train.json"
 # Where the engine's step goes, kernel by kernel (CUDA events through ILGPU profiling markers).
-step engine-profile "$engine" train --device cuda --model resnet34 --batch-size 512 --train-limit 3072 --test-limit 0 \
+step engine-profile "$engine" train --device "$device" --model "$model" --width "$width" --batch-size "$batch" --train-limit $((batch * 6)) --test-limit 0 \
   --epochs 2 --profile kernels --trace "$out/engine-trace.json"
 if "$engine" bench --help 2>/dev/null | grep -q kernels; then
-  step bench-kernels "$engine" bench kernels --device cuda --model resnet34 --batch-size 512 --json "$out/bench-kernels.json"
+  step bench-kernels "$engine" bench kernels --device "$device" --model "$model" --width "$width" --batch-size "$batch" --json "$out/bench-kernels.json"
 fi
-step pytorch-step python3 bench/seed_train.py --model resnet34 --batch-size 512 --steps 20 --warmup 5 --json "$out/pytorch.json"
+step pytorch-step python3 bench/seed_train.py --model "$model" --width "$width" --batch-size "$batch" --steps 20 --warmup 5 --json "$out/pytorch.json"
 
 echo
 echo "== gpu-check summary ($(date -u +%Y-%m-%dT%H:%MZ))"

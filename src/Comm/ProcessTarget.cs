@@ -14,7 +14,10 @@ public sealed record ProcessTarget(string FileName, IReadOnlyList<string> Prefix
         string path = Environment.ProcessPath
             ?? throw new InvalidOperationException("cannot tell which executable this process runs (Environment.ProcessPath is null).");
         string name = Path.GetFileNameWithoutExtension(path);
+        // Empty in a single-file app, which is then the apphost case below: that is what we want.
+#pragma warning disable IL3000
         string? entry = Assembly.GetEntryAssembly()?.Location;
+#pragma warning restore IL3000
         if (string.Equals(name, "dotnet", StringComparison.OrdinalIgnoreCase) && !string.IsNullOrEmpty(entry))
         {
             return new ProcessTarget(path, [entry]);
