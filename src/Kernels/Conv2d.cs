@@ -11,7 +11,10 @@ namespace Engine.Kernels;
 /// <item>Forward: y[K x N·OutH·OutW] = w[K x C·R·S] · im2col(x)[C·R·S x N·OutH·OutW].</item>
 /// <item>Backward-data (gather form): dx[C x N·H·W] = wᵀ[C x K·R·S] · col(dy)[K·R·S x N·H·W], where
 /// col(dy) holds dy at the output pixel whose window puts tap (r, s) on input pixel (h, w), or 0.
-/// Every dx element is written exactly once, so no atomics and no prior clearing.</item>
+/// For stride > 1 it is split by stride phase: the dx pixels with (h + pad, w + pad) ≡ (ph, pw) mod
+/// stride are reached only by the taps r ≡ ph, s ≡ pw, so each phase is its own dense GEMM over those
+/// taps (one launch per phase) and the multiply-adds equal the forward's. Every dx element is written
+/// exactly once, so no atomics and no prior clearing.</item>
 /// <item>Backward-weight: dw[K x C·R·S] = dy[K x N·OutH·OutW] · im2col(x)ᵀ, the long N·OutH·OutW
 /// reduction split into chunks whose partial products a second kernel sums in a fixed order
 /// (reproducible, no float atomics).</item>
@@ -23,9 +26,9 @@ namespace Engine.Kernels;
 /// as ILGPU specialised values, so each device compiles the one kernel body with them as constants:
 /// CUDA runs 16x16 groups with 16-deep slices; the CPU emulator runs one-thread groups (its barriers
 /// cost OS-thread handshakes) that each compute a 4x4 block over 32-deep slices.
-/// <para>Known cost: for stride 2, backward-data visits every tap for every dx pixel although only the
-/// taps of matching parity contribute (the others gather zeros), about 4x the useful work on those
-/// layers; splitting dx by stride phase would remove it.</para>
+/// <para>Backward-data v1 (<see cref="BackwardDataGather(Device, ArrayView{float}, ArrayView{float}, ArrayView{float}, in Conv2dShape)"/>, one GEMM
+/// over all taps) stays for the kernel bench: for stride 2 it visits every tap for every dx pixel although
+/// only the taps of matching parity contribute (the others gather zeros), about 4x the useful work.</para>
 /// </summary>
 public static class Conv2d
 {
@@ -577,9 +580,9 @@ public static class Conv2d
     public static void BackwardData(Device dev, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, in Conv2dShape s)
         => BackwardData(dev, dy, w, dx, s, dev.Tuning);
 
-    /// <summary>Backward-data with an explicit tuning: the version the engine uses (v1, <see cref="BackwardDataGather(Device, ArrayView{float}, ArrayView{float}, ArrayView{float}, in Conv2dShape)"/>).</summary>
+    /// <summary>Backward-data with an explicit tuning: the version the engine uses (v2, <see cref="BackwardDataPhased(Device, ArrayView{float}, ArrayView{float}, ArrayView{float}, in Conv2dShape)"/>).</summary>
     internal static void BackwardData(Device dev, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, in Conv2dShape s, KernelTuning tuning)
-        => BackwardDataGather(dev, dy, w, dx, s, tuning);
+        => BackwardDataPhased(dev, dy, w, dx, s, tuning);
 
     /// <summary>
     /// Backward-data v1, the gather GEMM over all R·S taps for every dx pixel (for stride 2 about 3/4 of

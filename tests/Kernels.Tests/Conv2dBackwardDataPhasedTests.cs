@@ -3,7 +3,7 @@ using Engine.Tests;
 
 namespace Engine.Kernels.Tests;
 
-/// <summary>Backward-data v2 (one dense GEMM per stride phase) against the float64 reference and against v1.</summary>
+/// <summary>Backward-data v2 (one dense GEMM per stride phase, the engine's Conv2d.BackwardData) and v1 against the float64 reference and each other.</summary>
 public class Conv2dBackwardDataPhasedTests
 {
     /// <summary>
@@ -48,6 +48,22 @@ public class Conv2dBackwardDataPhasedTests
     [MemberData(nameof(Shapes))]
     public void Matches_reference_on_both_devices(int n, int c, int h, int w, int k, int r, int s, int stride, int pad)
         => WideGroupDevice.Both(dev => Check(dev, Shape(n, c, h, w, k, r, s, stride, pad), dev.Tuning, "device tuning"));
+
+    /// <summary>v1 (the gather GEMM over every tap) stays callable for the kernel bench, so it stays tested.</summary>
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void Gather_v1_matches_reference_on_both_devices(int n, int c, int h, int w, int k, int r, int s, int stride, int pad) => WideGroupDevice.Both(dev =>
+    {
+        var shape = Shape(n, c, h, w, k, r, s, stride, pad);
+        var rng = Numerics.NewRandom(out int seed);
+        float[] dy = Numerics.Uniform(rng, (int)shape.OutputLength), wt = Numerics.Uniform(rng, (int)shape.WeightLength);
+        using var dDy = dev.Upload<float>(dy);
+        using var dW = dev.Upload<float>(wt);
+        using var dDx = Numerics.Poisoned(dev, shape.InputLength);
+        Conv2d.BackwardDataGather(dev, dDy.View, dW.View, dDx.View, shape);
+        Numerics.AssertClose(Conv2d.Reference.BackwardData(Numerics.ToDouble(dy), Numerics.ToDouble(wt), shape), dev.Download<float>(dDx.View),
+            atol: Atol(shape), what: $"conv2d backward-data v1 {shape}", seed: seed);
+    });
 
     /// <summary>Random geometries: strides 1-3, kernels 1/3/7, pads 0/1/3, any image from 1x1 up that the kernel fits.</summary>
     [Fact]
