@@ -11,7 +11,10 @@ namespace Engine.Kernels;
 /// <item>Forward: y[K x N·OutH·OutW] = w[K x C·R·S] · im2col(x)[C·R·S x N·OutH·OutW].</item>
 /// <item>Backward-data (gather form): dx[C x N·H·W] = wᵀ[C x K·R·S] · col(dy)[K·R·S x N·H·W], where
 /// col(dy) holds dy at the output pixel whose window puts tap (r, s) on input pixel (h, w), or 0.
-/// Every dx element is written exactly once, so no atomics and no prior clearing.</item>
+/// For stride > 1 it is split by stride phase: the dx pixels with (h + pad, w + pad) ≡ (ph, pw) mod
+/// stride are reached only by the taps r ≡ ph, s ≡ pw, so each phase is its own dense GEMM over those
+/// taps (one launch per phase) and the multiply-adds equal the forward's. Every dx element is written
+/// exactly once, so no atomics and no prior clearing.</item>
 /// <item>Backward-weight: dw[K x C·R·S] = dy[K x N·OutH·OutW] · im2col(x)ᵀ, the long N·OutH·OutW
 /// reduction split into chunks whose partial products a second kernel sums in a fixed order
 /// (reproducible, no float atomics).</item>
@@ -23,9 +26,9 @@ namespace Engine.Kernels;
 /// as ILGPU specialised values, so each device compiles the one kernel body with them as constants:
 /// CUDA runs 16x16 groups with 16-deep slices; the CPU emulator runs one-thread groups (its barriers
 /// cost OS-thread handshakes) that each compute a 4x4 block over 32-deep slices.
-/// <para>Known cost: for stride 2, backward-data visits every tap for every dx pixel although only the
-/// taps of matching parity contribute (the others gather zeros), about 4x the useful work on those
-/// layers; splitting dx by stride phase would remove it.</para>
+/// <para>Backward-data v1 (<see cref="BackwardDataGather(Device, ArrayView{float}, ArrayView{float}, ArrayView{float}, in Conv2dShape)"/>, one GEMM
+/// over all taps) stays for the kernel bench: for stride 2 it visits every tap for every dx pixel although
+/// only the taps of matching parity contribute (the others gather zeros), about 4x the useful work.</para>
 /// </summary>
 public static class Conv2d
 {
@@ -63,6 +66,38 @@ public static class Conv2d
             DivS = new(S); DivRS = new(RS); DivStride = new(Stride);
             Chunk = chunk;
         }
+    }
+
+    /// <summary>
+    /// Geometry of one stride phase of backward-data (<see cref="BackwardDataPhaseKernel"/>): the dx pixels
+    /// (H0 + stride·i, W0 + stride·j), i &lt; Hp, j &lt; Wp, whose padded coordinates are ≡ (Ph, Pw) mod stride,
+    /// and their Rp x Sp taps (Ph + stride·i', Pw + stride·j'). Public for the same reason as <see cref="Args"/>.
+    /// </summary>
+    public struct PhaseArgs
+    {
+        public int N, C, H, W, K, S, Stride, OutH, OutW;
+        public int HW, OHW, RS;
+        public int Ph, Pw, Rp, Sp, RSp;
+        public int H0, W0, Hp, Wp, HWp, Qh0, Qw0;
+        public Conv2dDivisor DivSp, DivRSp, DivWp, DivHWp;
+
+        internal PhaseArgs(in Conv2dShape s, int ph, int pw)
+        {
+            N = s.N; C = s.C; H = s.H; W = s.W; K = s.K; S = s.S; Stride = s.Stride; OutH = s.OutH; OutW = s.OutW;
+            HW = H * W; OHW = OutH * OutW; RS = s.R * S;
+            Ph = ph; Pw = pw;
+            Rp = Count(s.R, ph, Stride); Sp = Count(S, pw, Stride); RSp = Rp * Sp;
+            H0 = First(ph, s.Pad, Stride); W0 = First(pw, s.Pad, Stride);
+            Hp = Count(H, H0, Stride); Wp = Count(W, W0, Stride); HWp = Hp * Wp;
+            Qh0 = (H0 + s.Pad) / Stride; Qw0 = (W0 + s.Pad) / Stride;
+            DivSp = new(Math.Max(1, Sp)); DivRSp = new(Math.Max(1, RSp)); DivWp = new(Math.Max(1, Wp)); DivHWp = new(Math.Max(1, HWp));
+        }
+
+        /// <summary>How many of 0..length−1 are ≡ first mod stride, first &lt; stride.</summary>
+        private static int Count(int length, int first, int stride) => first < length ? (length - 1 - first) / stride + 1 : 0;
+
+        /// <summary>The smallest h ≥ 0 with (h + pad) mod stride = phase.</summary>
+        private static int First(int phase, int pad, int stride) => ((phase - pad) % stride + stride) % stride;
     }
 
     /// <summary>A thread's 4x4 register accumulator (row i, column j). Fields, not an array, so it stays in registers.</summary>
@@ -222,6 +257,81 @@ public static class Conv2d
         int c1 = ImageColumn(col0 + tx + tile, 1, work, cols, a.DivHW, cHw);
         int c2 = ImageColumn(col0 + tx + 2 * tile, 2, work, cols, a.DivHW, cHw);
         int c3 = ImageColumn(col0 + tx + 3 * tile, 3, work, cols, a.DivHW, cHw);
+        StoreBlock(dx, acc, row0 + ty, tile, work, rows, a.HW, c0, c1, c2, c3);
+    }
+
+    /// <summary>
+    /// Backward-data of one stride phase (the v2 form): the dx pixels (h, w) with (h + pad) mod stride =
+    /// (Ph, Pw) meet only the taps r = Ph + stride·i, s = Pw + stride·j, each at output pixel
+    /// ((h + pad) / stride − i, (w + pad) / stride − j), so dx_phase[C x N·Hp·Wp] =
+    /// w_phaseᵀ[C x K·Rp·Sp] · col(dy)[K·Rp·Sp x N·Hp·Wp] is a dense GEMM with no parity-rejected taps.
+    /// A phase without taps (Rp or Sp 0, e.g. the odd phases of a 1x1/2) has depth 0 and writes zeros.
+    /// </summary>
+    [KernelName("conv2d_bwd_data_phase")]
+    internal static void BackwardDataPhaseKernel(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, PhaseArgs a,
+        SpecializedValue<int> tileSize, SpecializedValue<int> workSize, SpecializedValue<int> depthSize)
+    {
+        var tileA = SharedMemory.Allocate<float>(TileFloats);
+        var tileB = SharedMemory.Allocate<float>(TileFloats);
+        int tile = tileSize, work = workSize, slice = depthSize, block = tile * work, threads = tile * tile;
+        int tx = Group.IdxX, ty = Group.IdxY, tid = ty * tile + tx;
+        int row0 = Grid.IdxY * block, col0 = Grid.IdxX * block;
+        int rows = a.C, cols = a.N * a.HWp, depth = a.K * a.RSp;
+        int aStep = SlowStep(threads, slice), bStep = SlowStep(threads, block);
+
+        var acc = default(Acc4x4);
+        for (int k0 = 0; k0 < depth; k0 += slice)
+        {
+            // A = w_phaseᵀ [C x K·Rp·Sp]: A[c, (k,i,j)] = w[k, c, Ph + stride·i, Pw + stride·j], fast along the depth.
+            for (int kk = tid % slice; kk < slice; kk += threads)
+            {
+                int q = k0 + kk;
+                int qk = a.DivRSp.Divide(q), qrs = q - qk * a.RSp, qi = a.DivSp.Divide(qrs), qj = qrs - qi * a.Sp;
+                int wBase = qk * a.C * a.RS + (a.Ph + a.Stride * qi) * a.S + a.Pw + a.Stride * qj;
+                for (int m = tid / slice; m < block; m += aStep)
+                {
+                    int gc = row0 + m;
+                    float v = 0f;
+                    if (gc < rows && q < depth)
+                    {
+                        v = w[wBase + gc * a.RS];
+                    }
+                    tileA[kk * (block + 1) + m] = v;
+                }
+            }
+            // B = col(dy) [K·Rp·Sp x N·Hp·Wp], fast along the phase's dx pixels.
+            for (int col = tid % block; col < block; col += threads)
+            {
+                int p = col0 + col;
+                bool pInside = p < cols;
+                int pn = a.DivHWp.Divide(p), pRem = p - pn * a.HWp, pi = a.DivWp.Divide(pRem), pj = pRem - pi * a.Wp;
+                int qh = a.Qh0 + pi, qw = a.Qw0 + pj, dyImage = pn * a.K * a.OHW;
+                for (int kk = tid / block; kk < slice; kk += bStep)
+                {
+                    int jj = k0 + kk;
+                    float v = 0f;
+                    if (pInside && jj < depth)
+                    {
+                        int k = a.DivRSp.Divide(jj), rs = jj - k * a.RSp, i = a.DivSp.Divide(rs), j = rs - i * a.Sp;
+                        int oh = qh - i, ow = qw - j;
+                        if (oh >= 0 && oh < a.OutH && ow >= 0 && ow < a.OutW)
+                        {
+                            v = dy[dyImage + (k * a.OutH + oh) * a.OutW + ow];
+                        }
+                    }
+                    tileB[kk * block + col] = v;
+                }
+            }
+            Group.Barrier();
+            acc = MultiplyTiles(acc, tileA, tileB, tx, ty, tile, slice, block + 1, block);
+            Group.Barrier();
+        }
+
+        // Column p = (n, i·Wp + j) is dx pixel (H0 + stride·i, W0 + stride·j) of image n; row c adds c·HW.
+        int c0 = PhaseColumn(col0 + tx, 0, work, cols, a);
+        int c1 = PhaseColumn(col0 + tx + tile, 1, work, cols, a);
+        int c2 = PhaseColumn(col0 + tx + 2 * tile, 2, work, cols, a);
+        int c3 = PhaseColumn(col0 + tx + 3 * tile, 3, work, cols, a);
         StoreBlock(dx, acc, row0 + ty, tile, work, rows, a.HW, c0, c1, c2, c3);
     }
 
@@ -392,6 +502,18 @@ public static class Conv2d
     private static int WeightColumn(int col, int j, int work, int cols, int slice)
         => j >= work || col >= cols ? -1 : slice + col;
 
+    /// <summary>Offset in dx of stride-phase column <paramref name="col"/> = (n, i·Wp + j), or −1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int PhaseColumn(int col, int j, int work, int cols, PhaseArgs a)
+    {
+        if (j >= work || col >= cols)
+        {
+            return -1;
+        }
+        int n = a.DivHWp.Divide(col), rem = col - n * a.HWp, pi = a.DivWp.Divide(rem), pj = rem - pi * a.Wp;
+        return n * a.C * a.HW + (a.H0 + a.Stride * pi) * a.W + a.W0 + a.Stride * pj;
+    }
+
     /// <summary>Writes the used Work x Work part of the accumulator: rows row, row + Tile, ...; row i adds i·rowStride.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void StoreBlock(ArrayView<float> y, Acc4x4 c, int row, int tile, int work, int rows, int rowStride,
@@ -458,16 +580,74 @@ public static class Conv2d
     public static void BackwardData(Device dev, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, in Conv2dShape s)
         => BackwardData(dev, dy, w, dx, s, dev.Tuning);
 
-    /// <summary>Backward-data with an explicit tuning.</summary>
+    /// <summary>Backward-data with an explicit tuning: the version the engine uses (v2, <see cref="BackwardDataPhased(Device, ArrayView{float}, ArrayView{float}, ArrayView{float}, in Conv2dShape)"/>).</summary>
     internal static void BackwardData(Device dev, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, in Conv2dShape s, KernelTuning tuning)
+        => BackwardDataPhased(dev, dy, w, dx, s, tuning);
+
+    /// <summary>
+    /// Backward-data v1, the gather GEMM over all R·S taps for every dx pixel (for stride 2 about 3/4 of
+    /// them gather zeros). Kept for the kernel bench; stride 1 runs it in every version.
+    /// </summary>
+    /// <exception cref="ArgumentException">The shape is invalid or a buffer's length does not match it.</exception>
+    public static void BackwardDataGather(Device dev, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, in Conv2dShape s)
+        => BackwardDataGather(dev, dy, w, dx, s, dev.Tuning);
+
+    /// <summary>Backward-data v1 with an explicit tuning.</summary>
+    internal static void BackwardDataGather(Device dev, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, in Conv2dShape s, KernelTuning tuning)
     {
         using var profile = dev.Profile("conv2d_bwd_data", OpCost.Conv2d(s));
+        KernelTuning t = CheckedBackwardData(dev, dy, w, dx, s, tuning);
+        LaunchGather(dev, dy, w, dx, s, t);
+    }
+
+    /// <summary>
+    /// Backward-data v2: for stride > 1, one launch per stride phase (stride² of them) of
+    /// <see cref="BackwardDataPhaseKernel"/>, each a dense GEMM over only the taps that reach its pixels, so
+    /// the multiply-adds equal the forward's; stride 1 has a single phase with every tap and runs v1.
+    /// </summary>
+    /// <exception cref="ArgumentException">The shape is invalid or a buffer's length does not match it.</exception>
+    public static void BackwardDataPhased(Device dev, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, in Conv2dShape s)
+        => BackwardDataPhased(dev, dy, w, dx, s, dev.Tuning);
+
+    /// <summary>Backward-data v2 with an explicit tuning.</summary>
+    internal static void BackwardDataPhased(Device dev, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, in Conv2dShape s, KernelTuning tuning)
+    {
+        using var profile = dev.Profile("conv2d_bwd_data", OpCost.Conv2d(s));
+        KernelTuning t = CheckedBackwardData(dev, dy, w, dx, s, tuning);
+        if (s.Stride == 1)
+        {
+            LaunchGather(dev, dy, w, dx, s, t);
+            return;
+        }
+        var kernel = dev.Kernel("conv2d_bwd_data_phase", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, PhaseArgs,
+            SpecializedValue<int>, SpecializedValue<int>, SpecializedValue<int>>(BackwardDataPhaseKernel));
+        for (int ph = 0; ph < s.Stride; ph++)
+        {
+            for (int pw = 0; pw < s.Stride; pw++)
+            {
+                var a = new PhaseArgs(s, ph, pw);
+                if (a.HWp == 0)
+                {
+                    continue; // the image has no pixel of this phase
+                }
+                kernel(dev.Stream, Config(t, rows: s.C, cols: s.N * a.HWp, splits: 1), dy, w, dx, a,
+                    SpecializedValue.New(t.Tile), SpecializedValue.New(t.Work), SpecializedValue.New(t.Depth));
+            }
+        }
+    }
+
+    private static KernelTuning CheckedBackwardData(Device dev, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, in Conv2dShape s, KernelTuning tuning)
+    {
         const string op = "Conv2d.BackwardData";
         s.Validate();
         ExpectLength(op, "dy", dy, s.OutputLength, s);
         ExpectLength(op, "w", w, s.WeightLength, s);
         ExpectLength(op, "dx", dx, s.InputLength, s);
-        KernelTuning t = CheckedTuning(dev, tuning);
+        return CheckedTuning(dev, tuning);
+    }
+
+    private static void LaunchGather(Device dev, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, in Conv2dShape s, KernelTuning t)
+    {
         var kernel = dev.Kernel("conv2d_bwd_data", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, Args,
             SpecializedValue<int>, SpecializedValue<int>, SpecializedValue<int>>(BackwardDataKernel));
         kernel(dev.Stream, Config(t, rows: s.C, cols: s.N * s.H * s.W, splits: 1), dy, w, dx, new Args(s, 0),

@@ -62,7 +62,11 @@ public sealed record Variant<TLauncher>(string Name, int Version, TLauncher Laun
 public sealed class KernelVariants
 {
     public List<Variant<ConvLauncher>> ConvForward { get; } = [new("implicit GEMM, shared-memory tiles", 1, Conv2d.Forward)];
-    public List<Variant<ConvLauncher>> ConvBackwardData { get; } = [new("gather GEMM, shared-memory tiles", 1, Conv2d.BackwardData)];
+    public List<Variant<ConvLauncher>> ConvBackwardData { get; } =
+    [
+        new("gather GEMM, shared-memory tiles", 1, Conv2d.BackwardDataGather),
+        new("stride-phase GEMMs, one launch per phase", 2, Conv2d.BackwardDataPhased),
+    ];
     public List<Variant<ConvLauncher>> ConvBackwardWeight { get; } = [new("split-K GEMM + ordered sum", 1, Conv2d.BackwardWeight)];
     public List<Variant<BatchNormForwardLauncher>> BatchNormForward { get; } = [new("partial stats, finalize, normalize", 1, BatchNorm2d.ForwardTrain)];
     public List<Variant<BatchNormBackwardLauncher>> BatchNormBackward { get; } = [new("partial sums, finalize, dx", 1, BatchNorm2d.Backward)];
