@@ -54,26 +54,26 @@ step engine-profile "$engine" train --device "$device" --model "$model" --width 
 if "$engine" bench --help 2>/dev/null | grep -q kernels; then
   step bench-kernels "$engine" bench kernels --device "$device" --model "$model" --width "$width" --batch-size "$batch" --json "$out/bench-kernels.json"
 fi
-step pytorch-step python3 bench/seed_train.py --model "$model" --width "$width" --batch-size "$batch" --steps 20 --warmup 5 --json "$out/pytorch.json"
+step pytorch-step "${PYTHON:-python3}" bench/seed_train.py --model "$model" --width "$width" --batch-size "$batch" --steps 20 --warmup 5 --json "$out/pytorch.json"
 
 echo
 echo "== gpu-check summary ($(date -u +%Y-%m-%dT%H:%MZ))"
 cat "$summary"
-python3 - "$out" <<'PY'
+"${PYTHON:-python3}" - "$out" "$model" "$batch" <<'PY'
 import json, os, sys
-out = sys.argv[1]
+out, model, batch = sys.argv[1], sys.argv[2], sys.argv[3]
 try:
     e = json.load(open(os.path.join(out, "engine-train.json")))
     steps = e["epochs"][-1]["steps"]
     eng = (e["mean_epoch_seconds_excluding_first"] or e["mean_epoch_seconds"]) / steps
-    print(f"engine  resnet34 b512 step: {1000 * eng:8.2f} ms  (device {e['device']})")
+    print(f"engine  {model} b{batch} step: {1000 * eng:8.2f} ms  (device {e['device']})")
 except Exception as ex:
     eng = None
     print(f"engine step time unavailable: {ex}")
 try:
     p = json.load(open(os.path.join(out, "pytorch.json")))
     pt = p["median_step_seconds"]
-    print(f"pytorch resnet34 b512 step: {1000 * pt:8.2f} ms  (torch {p['torch']}, {p['device']}, tf32 conv {p['tf32_conv']})")
+    print(f"pytorch {model} b{batch} step: {1000 * pt:8.2f} ms  (torch {p['torch']}, {p['device']}, tf32 conv {p['tf32_conv']})")
 except Exception as ex:
     pt = None
     print(f"pytorch step time unavailable: {ex}")

@@ -25,7 +25,7 @@ internal static class BenchAllReduceCommand
         {
             backend, nproc, sizes, device, iters, timeout, sliceKb,
         };
-        command.SetAction((parse, cancel) => Task.Run(() =>
+        command.SetAction((parse, cancel) => Task.Run(() => CliErrors.Run(() =>
         {
             string b = parse.GetValue(backend)!;
             int n = parse.GetValue(nproc);
@@ -59,7 +59,7 @@ internal static class BenchAllReduceCommand
             }
             AllReduceBench.Run(comm, d, sizeList, Console.Out, parse.GetValue(iters));
             return 0;
-        }));
+        })));
         return command;
     }
 
