@@ -19,7 +19,7 @@ public class BenchKernelsTests
 {
     private static readonly string[] StepOpNames =
     [
-        "augment", "conv2d_fwd", "conv2d_bwd_data", "conv2d_bwd_weight", "batchnorm_fwd_train", "batchnorm_bwd", "relu_fwd", "relu_bwd",
+        "augment", "conv2d_fwd", "conv2d_bwd_data", "conv2d_bwd_weight", "batchnorm_fwd_train", "batchnorm_bwd", "batchnorm_relu_fwd_train", "batchnorm_relu_bwd", "relu_fwd", "relu_bwd",
         "add_fwd", "maxpool_fwd", "maxpool_bwd", "avgpool_fwd", "avgpool_bwd", "linear_fwd", "linear_bwd", "softmax_xent_fwd", "softmax_xent_bwd", "sgd_step",
     ];
 
@@ -129,11 +129,14 @@ public class BenchKernelsTests
         Assert.Contains(report.Rows, r => r.CheckedAt != "real shape" && r.CheckedAt!.StartsWith("N=1 ", StringComparison.Ordinal));
         Assert.Contains(report.Rows, r => r.CheckedAt == "real shape");
 
-        var wrong = report.Rows.Where(r => r.Version == 2).ToList();
+        var wrong = report.Rows.Where(r => r.Version == 2 && r.Op is "relu_fwd" or "add_fwd").ToList();
         Assert.Equal(shapes.Relus.Count + shapes.Adds.Count, wrong.Count);
         Assert.All(wrong, r => Assert.False(r.Passed));
         Assert.All(wrong, r => Assert.False(r.Fastest));
         Assert.All(report.Rows.GroupBy(r => (r.Op, r.Shape)), g => Assert.Single(g, r => r.Fastest));
+        var fused = report.Rows.Where(r => r.Op.StartsWith("batchnorm_relu", StringComparison.Ordinal)).ToList();
+        Assert.Equal(4 * shapes.BatchNormRelus.Count, fused.Count); // forward and backward, v1 (bn then relu) and v2 (fused)
+        Assert.All(fused, r => Assert.True(r.Passed == true, $"v{r.Version} {r.Op} {r.Shape}: error {r.Error}"));
 
         string text = KernelBench.Table(report);
         Assert.Contains("FAIL", text);
@@ -151,7 +154,7 @@ public class BenchKernelsTests
         ModelShapes shapes = ModelShapes.FromConfig(ResNetConfig.Parse("resnet18", "cifar", 1), 1);
         BenchReport report = TestDevice.Use(dev => KernelBench.Run(dev, shapes, new KernelVariants(), new BenchSettings(Runs: 1, Warmup: 0, Validate: false), "test", TextWriter.Null));
         Assert.All(report.Rows, r => Assert.Null(r.Passed));
-        Assert.All(report.Rows, r => Assert.True(r.Fastest));
+        Assert.All(report.Rows.GroupBy(r => (r.Op, r.Shape)), g => Assert.Single(g, r => r.Fastest));
         Assert.Contains("not validated", KernelBench.Table(report));
     }
 
