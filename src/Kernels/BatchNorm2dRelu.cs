@@ -66,12 +66,9 @@ public static partial class BatchNorm2d
         {
             int n = k / hw;
             int idx = (n * channels + channel) * hw + (k - n * hw);
-            if (y[idx] > 0f)
-            {
-                float d = dy[idx];
-                sumDy += d;
-                sumDyXc += d * (x[idx] - mean);
-            }
+            float d = y[idx] > 0f ? dy[idx] : 0f; // a select, not a branch: the mask is data-dependent
+            sumDy += d;
+            sumDyXc += d * (x[idx] - mean);
         }
         sDy[t] = sumDy;
         sDyXc[t] = sumDyXc;
