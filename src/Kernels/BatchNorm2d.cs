@@ -18,7 +18,7 @@ namespace Engine.Kernels;
 /// or dy. Everything is deterministic.
 /// </para>
 /// </summary>
-public static class BatchNorm2d
+public static partial class BatchNorm2d
 {
     /// <summary>Shared-memory size of the reduction kernels: the largest group they are launched with.</summary>
     private const int MaxGroup = 256;
@@ -353,7 +353,7 @@ public static class BatchNorm2d
 
     // ---- float64 references ----
 
-    public static class Reference
+    public static partial class Reference
     {
         public sealed record TrainResult(double[] Y, double[] SaveMean, double[] SaveInvStd, double[] RunningMean, double[] RunningVar);
 

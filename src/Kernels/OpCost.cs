@@ -23,6 +23,14 @@ public static class OpCost
     /// <summary>Sums pass reads x and dy; dx pass reads x and dy and writes dx.</summary>
     public static Cost BatchNormBackward(long elements) => new(0, F * 5 * elements);
 
+    /// <summary>BN + ReLU in one op: the same passes as <see cref="BatchNormTrain"/>; the ReLU rides on the normalise pass.</summary>
+    public static Cost BatchNormReluTrain(long elements) => new(0, F * 3 * elements);
+
+    public static Cost BatchNormReluEval(long elements) => new(0, F * 2 * elements);
+
+    /// <summary>Sums pass reads x, y and dy; dx pass reads x, y and dy and writes dx (the mask needs y in both).</summary>
+    public static Cost BatchNormReluBackward(long elements) => new(0, F * 7 * elements);
+
     public static Cost ReluForward(long elements) => new(0, F * 2 * elements);
 
     public static Cost ReluBackward(long elements) => new(0, F * 3 * elements);

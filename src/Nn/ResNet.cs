@@ -56,8 +56,7 @@ public sealed class ResNet : Module
             ? new Conv2dLayer(device, Store, "conv1", config.InChannels, w, 7, 2, 3)
             : new Conv2dLayer(device, Store, "conv1", config.InChannels, w, 3, 1, 1);
         _forwardOrder.Add(_conv1);
-        _forwardOrder.Add(new BatchNorm2dLayer(device, Store, "bn1", w));
-        _forwardOrder.Add(new ReluLayer(device, "relu"));
+        _forwardOrder.Add(new BatchNorm2dLayer(device, Store, "bn1", w) { FuseRelu = true }); // the stem's relu runs inside bn1
         if (imagenet) _forwardOrder.Add(new MaxPool2dLayer(device, "maxpool"));
         int inPlanes = w;
         int[] blocks = config.Blocks;

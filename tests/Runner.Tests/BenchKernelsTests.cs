@@ -19,7 +19,7 @@ public class BenchKernelsTests
 {
     private static readonly string[] StepOpNames =
     [
-        "augment", "conv2d_fwd", "conv2d_bwd_data", "conv2d_bwd_weight", "batchnorm_fwd_train", "batchnorm_bwd", "relu_fwd", "relu_bwd",
+        "augment", "conv2d_fwd", "conv2d_bwd_data", "conv2d_bwd_weight", "batchnorm_fwd_train", "batchnorm_bwd", "batchnorm_relu_fwd_train", "batchnorm_relu_bwd", "relu_fwd", "relu_bwd",
         "add_fwd", "maxpool_fwd", "maxpool_bwd", "avgpool_fwd", "avgpool_bwd", "linear_fwd", "linear_bwd", "softmax_xent_fwd", "softmax_xent_bwd", "sgd_step",
     ];
 
@@ -134,6 +134,9 @@ public class BenchKernelsTests
         Assert.All(wrong, r => Assert.False(r.Passed));
         Assert.All(wrong, r => Assert.False(r.Fastest));
         Assert.All(report.Rows.GroupBy(r => (r.Op, r.Shape)), g => Assert.Single(g, r => r.Fastest));
+        var fused = report.Rows.Where(r => r.Op.StartsWith("batchnorm_relu", StringComparison.Ordinal)).ToList();
+        Assert.Equal(4 * shapes.BatchNormRelus.Count, fused.Count); // forward and backward, v1 (bn then relu) and v2 (fused)
+        Assert.All(fused, r => Assert.True(r.Passed == true, $"v{r.Version} {r.Op} {r.Shape}: error {r.Error}"));
 
         string text = KernelBench.Table(report);
         Assert.Contains("FAIL", text);

@@ -5,19 +5,19 @@ namespace Engine.Nn.Layers;
 
 /// <summary>
 /// torchvision's BasicBlock: relu(bn2(conv2(relu(bn1(conv1(x))))) + identity), where identity is x or,
-/// when the shape changes, downsample = Sequential(conv1x1 stride s, BatchNorm2d).
+/// when the shape changes, downsample = Sequential(conv1x1 stride s, BatchNorm2d). The first ReLU runs
+/// inside bn1 (<see cref="BatchNorm2dLayer.FuseRelu"/>).
 /// </summary>
 public sealed class BasicBlock : Module
 {
     private readonly Scratch<float> _sum = new(), _dx = new();
-    private readonly ReluLayer _relu1, _relu2;
+    private readonly ReluLayer _relu2;
     private Tensor _x;
 
     public BasicBlock(Device device, ParameterStore store, string name, int inPlanes, int planes, int stride) : base(device, name)
     {
         Conv1 = new Conv2dLayer(device, store, Join(name, "conv1"), inPlanes, planes, 3, stride, 1);
-        Bn1 = new BatchNorm2dLayer(device, store, Join(name, "bn1"), planes);
-        _relu1 = new ReluLayer(device, Join(name, "relu"));
+        Bn1 = new BatchNorm2dLayer(device, store, Join(name, "bn1"), planes) { FuseRelu = true };
         Conv2 = new Conv2dLayer(device, store, Join(name, "conv2"), planes, planes, 3, 1, 1);
         Bn2 = new BatchNorm2dLayer(device, store, Join(name, "bn2"), planes);
         if (stride != 1 || inPlanes != planes)
@@ -51,7 +51,7 @@ public sealed class BasicBlock : Module
     public override Tensor Forward(Tensor x, bool training)
     {
         _x = x;
-        Tensor h = _relu1.Forward(Bn1.Forward(Conv1.Forward(x, training), training), training);
+        Tensor h = Bn1.Forward(Conv1.Forward(x, training), training); // relu(bn1(.)), fused
         h = Bn2.Forward(Conv2.Forward(h, training), training);
         Tensor identity = DownsampleBn is null ? x : DownsampleBn.Forward(DownsampleConv!.Forward(x, training), training);
         Tensor sum = _sum.Tensor(Device, h.Shape);
@@ -67,7 +67,7 @@ public sealed class BasicBlock : Module
     {
         Tensor d = _relu2.Backward(dy);
         Tensor? dIdentity = DownsampleBn is null ? null : DownsampleConv!.Backward(DownsampleBn.Backward(d));
-        Tensor dh = Conv1.Backward(Bn1.Backward(_relu1.Backward(Conv2.Backward(Bn2.Backward(d)))));
+        Tensor dh = Conv1.Backward(Bn1.Backward(Conv2.Backward(Bn2.Backward(d))));
         Tensor dx = _dx.Tensor(Device, _x.Shape);
         Elementwise.Add(Device, dh.View, (dIdentity ?? d).View, dx.View);
         return dx;

@@ -12,7 +12,7 @@ public sealed class BatchNorm2dLayer : Module
     public const float Eps = 1e-5f;
 
     private readonly Scratch<float> _y = new(), _dx = new(), _mean = new(), _invStd = new(), _discard = new(), _zeros = new();
-    private Tensor _x;
+    private Tensor _x, _y0;
     private bool _frozenStep;
 
     public BatchNorm2dLayer(Device device, ParameterStore store, string name, int channels) : base(device, name)
@@ -33,6 +33,13 @@ public sealed class BatchNorm2dLayer : Module
     /// the rest of its batch. Makes DP and DDP equal to single-device training with their global batch.
     /// </summary>
     public bool Frozen { get; set; }
+    /// <summary>
+    /// Apply the ReLU that follows this layer inside its own kernels (torchvision's bn1 -> relu pairs):
+    /// forward returns max(0, bn(x)) and backward takes the gradient of that output, masking it by the
+    /// output within batch norm's passes. The module graph then leaves out the separate ReLU.
+    /// </summary>
+    public bool FuseRelu { get; set; }
+
     public Parameter Weight { get; }
     public Parameter Bias { get; }
     public Parameter RunningMean { get; }
@@ -48,23 +55,47 @@ public sealed class BatchNorm2dLayer : Module
         _frozenStep = training && Frozen;
         if (training && !Frozen)
         {
-            BatchNorm2d.ForwardTrain(Device, x.View, Weight.Value, Bias.Value, y.View, _mean.Get(Device, Channels), _invStd.Get(Device, Channels),
+            var train = FuseRelu ? (BatchNormTrain)BatchNorm2d.ForwardTrainRelu : BatchNorm2d.ForwardTrain;
+            train(Device, x.View, Weight.Value, Bias.Value, y.View, _mean.Get(Device, Channels), _invStd.Get(Device, Channels),
                 RunningMean.Value, RunningVar.Value, n, Channels, hw, Momentum, Eps);
             NumBatchesTracked.Count++;
+        }
+        else if (FuseRelu)
+        {
+            BatchNorm2d.ForwardEvalRelu(Device, x.View, Weight.Value, Bias.Value, RunningMean.Value, RunningVar.Value, y.View, n, Channels, hw, Eps);
         }
         else
         {
             BatchNorm2d.ForwardEval(Device, x.View, Weight.Value, Bias.Value, RunningMean.Value, RunningVar.Value, y.View, n, Channels, hw, Eps);
         }
+        _y0 = y;
         return y;
     }
 
+    private delegate void BatchNormTrain(Device dev, ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> y,
+        ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> runningMean, ArrayView<float> runningVar,
+        int n, int c, int hw, float momentum, float eps);
+
+    /// <summary>With <see cref="FuseRelu"/>, <paramref name="dy"/> is the gradient of the ReLU's output.</summary>
     public override Tensor Backward(Tensor dy)
     {
-        if (_frozenStep) return BackwardFrozen(dy);
+        if (_frozenStep)
+        {
+            // Frozen layers keep the ReLU's backward as its own pass (in place, as the ReLU module did).
+            if (FuseRelu) Relu.Backward(Device, _y0.View, dy.View, dy.View);
+            return BackwardFrozen(dy);
+        }
         Tensor dx = _dx.Tensor(Device, _x.Shape);
-        BatchNorm2d.Backward(Device, _x.View, dy.View, Weight.Value, _mean.Get(Device, Channels), _invStd.Get(Device, Channels),
-            dx.View, Weight.Grad, Bias.Grad, _x[0], Channels, _x[2] * _x[3]);
+        if (FuseRelu)
+        {
+            BatchNorm2d.BackwardRelu(Device, _x.View, _y0.View, dy.View, Weight.Value, _mean.Get(Device, Channels), _invStd.Get(Device, Channels),
+                dx.View, Weight.Grad, Bias.Grad, _x[0], Channels, _x[2] * _x[3]);
+        }
+        else
+        {
+            BatchNorm2d.Backward(Device, _x.View, dy.View, Weight.Value, _mean.Get(Device, Channels), _invStd.Get(Device, Channels),
+                dx.View, Weight.Grad, Bias.Grad, _x[0], Channels, _x[2] * _x[3]);
+        }
         RaiseGradientReady(Bias);
         RaiseGradientReady(Weight);
         return dx;

@@ -92,6 +92,11 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
             Measure((b, s) => new OpCases.BatchNormForward(dev, _rng, bn with { N = b }, s), n, v.BatchNormForward, count);
             Measure((b, s) => new OpCases.BatchNormBackward(dev, _rng, bn with { N = b }, s), n, v.BatchNormBackward, count);
         }
+        foreach (var (bn, count) in m.BatchNormRelus)
+        {
+            Measure((b, s) => new OpCases.BatchNormForward(dev, _rng, bn with { N = b }, s, relu: true), n, v.BatchNormReluForward, count);
+            Measure((b, s) => new OpCases.BatchNormReluBackward(dev, _rng, bn with { N = b }, s), n, v.BatchNormReluBackward, count);
+        }
         foreach (var (len, count) in m.Relus)
         {
             long per = len / n;

@@ -17,6 +17,10 @@ public delegate void BatchNormForwardLauncher(Device dev, ArrayView<float> x, Ar
 public delegate void BatchNormBackwardLauncher(Device dev, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> gamma,
     ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> dx, ArrayView<float> dgamma, ArrayView<float> dbeta, int n, int c, int hw);
 
+/// <summary>Backward of a bn -> relu pair given the pair's output y (the ReLU mask) and dy, the gradient of y.</summary>
+public delegate void BatchNormReluBackwardLauncher(Device dev, ArrayView<float> x, ArrayView<float> y, ArrayView<float> dy, ArrayView<float> gamma,
+    ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> dx, ArrayView<float> dgamma, ArrayView<float> dbeta, int n, int c, int hw);
+
 /// <summary>ReLU forward (x -> y).</summary>
 public delegate void UnaryLauncher(Device dev, ArrayView<float> x, ArrayView<float> y);
 
@@ -70,6 +74,28 @@ public sealed class KernelVariants
     public List<Variant<ConvLauncher>> ConvBackwardWeight { get; } = [new("split-K GEMM + ordered sum", 1, Conv2d.BackwardWeight)];
     public List<Variant<BatchNormForwardLauncher>> BatchNormForward { get; } = [new("partial stats, finalize, normalize", 1, BatchNorm2d.ForwardTrain)];
     public List<Variant<BatchNormBackwardLauncher>> BatchNormBackward { get; } = [new("partial sums, finalize, dx", 1, BatchNorm2d.Backward)];
+    /// <summary>The bn -> relu pairs (stem and every block's bn1): v1 runs the two ops' own kernels, v2 the fused ones.</summary>
+    public List<Variant<BatchNormForwardLauncher>> BatchNormReluForward { get; } =
+    [
+        new("batchnorm_fwd_train then relu_fwd in place", 1, (dev, x, g, b, y, mean, inv, rm, rv, n, c, hw, momentum, eps) =>
+        {
+            BatchNorm2d.ForwardTrain(dev, x, g, b, y, mean, inv, rm, rv, n, c, hw, momentum, eps);
+            Relu.Forward(dev, y.SubView(0, (long)n * c * hw), y.SubView(0, (long)n * c * hw));
+        }),
+        new("fused: relu in the normalize pass", 2, BatchNorm2d.ForwardTrainRelu),
+    ];
+
+    public List<Variant<BatchNormReluBackwardLauncher>> BatchNormReluBackward { get; } =
+    [
+        new("relu_bwd in place then batchnorm_bwd", 1, (dev, x, y, dy, g, mean, inv, dx, dg, db, n, c, hw) =>
+        {
+            long len = (long)n * c * hw;
+            Relu.Backward(dev, y.SubView(0, len), dy.SubView(0, len), dy.SubView(0, len));
+            BatchNorm2d.Backward(dev, x, dy, g, mean, inv, dx, dg, db, n, c, hw);
+        }),
+        new("fused: dy masked by y inside the sums and dx passes", 2, BatchNorm2d.BackwardRelu),
+    ];
+
     public List<Variant<UnaryLauncher>> ReluForward { get; } = [new("grid-stride", 1, Relu.Forward)];
     public List<Variant<BinaryLauncher>> ReluBackward { get; } = [new("grid-stride", 1, Relu.Backward)];
     public List<Variant<BinaryLauncher>> Add { get; } = [new("grid-stride", 1, Elementwise.Add)];

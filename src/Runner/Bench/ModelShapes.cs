@@ -46,6 +46,7 @@ public sealed record ModelShapes(
     int Batch,
     IReadOnlyList<ConvUse> Convs,
     IReadOnlyList<Counted<BatchNormShape>> BatchNorms,
+    IReadOnlyList<Counted<BatchNormShape>> BatchNormRelus,
     IReadOnlyList<Counted<long>> Relus,
     IReadOnlyList<Counted<long>> Adds,
     Pool2dShape? MaxPool,
@@ -65,26 +66,27 @@ public sealed record ModelShapes(
         if (batch < 1) throw new ArgumentException($"--batch-size must be at least 1, got {batch}.");
         var convs = new List<ConvUse>();
         var bns = new List<Counted<BatchNormShape>>();
+        var bnRelus = new List<Counted<BatchNormShape>>(); // bn -> relu pairs, one fused op (BatchNorm2dLayer.FuseRelu)
         var relus = new List<Counted<long>>();
         var adds = new List<Counted<long>>();
         long parameters = 0;
         int n = batch, c = config.InChannels, hw = ImageSize;
 
-        // A conv followed by its batch norm (every conv of a ResNet is); returns the output edge.
-        int ConvBn(int inC, int outC, int k, int stride, int pad, int edge, bool backwardData)
+        // A conv followed by its batch norm (every conv of a ResNet is), with the ReLU fused into it when
+        // one follows; returns the output edge.
+        int ConvBn(int inC, int outC, int k, int stride, int pad, int edge, bool backwardData, bool relu = false)
         {
             var s = new Conv2dShape(n, inC, edge, edge, outC, k, k, stride, pad);
             s.Validate();
             AddConv(convs, s, backwardData);
-            Add(bns, new BatchNormShape(n, outC, s.OutH * s.OutW));
+            Add(relu ? bnRelus : bns, new BatchNormShape(n, outC, s.OutH * s.OutW));
             parameters += s.WeightLength + 2L * outC;
             return s.OutH;
         }
 
         bool imagenet = config.Stem == "imagenet";
         int w = config.Width;
-        hw = imagenet ? ConvBn(c, w, 7, 2, 3, hw, backwardData: false) : ConvBn(c, w, 3, 1, 1, hw, backwardData: false);
-        Add(relus, (long)n * w * hw * hw);
+        hw = imagenet ? ConvBn(c, w, 7, 2, 3, hw, backwardData: false, relu: true) : ConvBn(c, w, 3, 1, 1, hw, backwardData: false, relu: true);
         Pool2dShape? pool = null;
         if (imagenet)
         {
@@ -101,9 +103,8 @@ public sealed record ModelShapes(
             for (int b = 0; b < blocks[layer]; b++)
             {
                 int stride = layer > 0 && b == 0 ? 2 : 1;
-                int outEdge = ConvBn(inPlanes, planes, 3, stride, 1, hw, backwardData: true);
+                int outEdge = ConvBn(inPlanes, planes, 3, stride, 1, hw, backwardData: true, relu: true);
                 long outLength = (long)n * planes * outEdge * outEdge;
-                Add(relus, outLength);
                 ConvBn(planes, planes, 3, 1, 1, outEdge, backwardData: true);
                 if (stride != 1 || inPlanes != planes) ConvBn(inPlanes, planes, 1, stride, 0, hw, backwardData: true);
                 Add(adds, outLength); // the residual sum
@@ -115,7 +116,7 @@ public sealed record ModelShapes(
         }
         var linear = new LinearShape(n, inPlanes, config.Classes);
         parameters += (long)inPlanes * config.Classes + config.Classes;
-        return new ModelShapes(config, batch, convs, bns, relus, adds, pool, (n * inPlanes, hw * hw), linear, parameters,
+        return new ModelShapes(config, batch, convs, bns, bnRelus, relus, adds, pool, (n * inPlanes, hw * hw), linear, parameters,
             new AugmentShape(n, config.InChannels, ImageSize, ImageSize, CropPadding));
     }
 
@@ -150,6 +151,11 @@ public sealed record ModelShapes(
         {
             yield return new("batchnorm_fwd_train", b.Shape.ToString(), b.PerStep, OpCost.BatchNormTrain(b.Shape.Length));
             yield return new("batchnorm_bwd", b.Shape.ToString(), b.PerStep, OpCost.BatchNormBackward(b.Shape.Length));
+        }
+        foreach (var b in BatchNormRelus)
+        {
+            yield return new("batchnorm_relu_fwd_train", b.Shape.ToString(), b.PerStep, OpCost.BatchNormReluTrain(b.Shape.Length));
+            yield return new("batchnorm_relu_bwd", b.Shape.ToString(), b.PerStep, OpCost.BatchNormReluBackward(b.Shape.Length));
         }
         foreach (var r in Relus)
         {
