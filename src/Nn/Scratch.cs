@@ -23,14 +23,15 @@ internal sealed class Scratch<T> : IDisposable where T : unmanaged
         return ((ArrayView<T>)_buffer.View).SubView(0, length);
     }
 
-    public Tensor Tensor(Device dev, params int[] shape)
-        => typeof(T) == typeof(float)
-            ? new Tensor((ArrayView<float>)(object)Get(dev, Nn.Tensor.ShapeLength(shape)), shape)
-            : throw new InvalidOperationException("Only float scratch buffers hold tensors.");
-
     public void Dispose()
     {
         _buffer?.Dispose();
         _buffer = null;
     }
+}
+
+internal static class ScratchExtensions
+{
+    /// <summary>A tensor of <paramref name="shape"/> over the scratch buffer (grown if needed).</summary>
+    public static Tensor Tensor(this Scratch<float> scratch, Device dev, params int[] shape) => new(scratch.Get(dev, Nn.Tensor.ShapeLength(shape)), shape);
 }
