@@ -42,7 +42,7 @@ namespace Engine.Kernels;
 /// (2) results match <see cref="Reference.Forward"/> (the TF32-rounded float64 reference) within fp32
 /// accumulation noise, rtol 1e-4 and atol max(1e-5, 1e-6·C·R·S) — a swapped fragment layout shows as
 /// errors of O(1), not O(1e-3); (3) results match the exact <see cref="Conv2d.Reference.Forward"/> within
-/// <see cref="Tolerance"/> (rtol 1e-3, atol 1e-3·√(C·R·S) for inputs of magnitude ≤ 1); (4) shapes that
+/// <see cref="Tolerance(in Conv2dShape)"/> (rtol 1e-3, atol 1e-3·√(C·R·S) for inputs of magnitude ≤ 1); (4) shapes that
 /// are not multiples of 64 in K or N·OutH·OutW, nor of 16 in C·R·S; (5) the time against v1
 /// (<see cref="Conv2d.Forward(Device, ArrayView{float}, ArrayView{float}, ArrayView{float}, in Conv2dShape)"/>)
 /// in <c>engine bench kernels</c>, and SASS showing HMMA.1688.F32.TF32.</para>
@@ -198,7 +198,7 @@ public static class Conv2dTf32
 
     /// <summary>
     /// y = conv2d(x, w) in TF32 on the tensor cores: x [N,C,H,W], w [K,C,R,S], y [N,K,OutH,OutW] (overwritten).
-    /// Results differ from fp32 by TF32 input rounding; see <see cref="Tolerance"/>.
+    /// Results differ from fp32 by TF32 input rounding; see <see cref="Tolerance(in Conv2dShape)"/>.
     /// </summary>
     /// <exception cref="NotSupportedException">The device is not a CUDA GPU (mma.sync has no CPU emulation).</exception>
     /// <exception cref="ArgumentException">The shape is invalid or a buffer's length does not match it.</exception>
@@ -228,7 +228,10 @@ public static class Conv2dTf32
     /// inputs) the sum's error has a standard deviation near 1.3e-4·√(C·R·S), so atol 1e-3·√(C·R·S) is
     /// about 7 standard deviations, and rtol 1e-3 covers outputs that do not cancel.
     /// </summary>
-    public static (double Rtol, double Atol) Tolerance(in Conv2dShape s) => (1e-3, 1e-3 * Math.Sqrt((double)s.C * s.R * s.S));
+    public static (double Rtol, double Atol) Tolerance(in Conv2dShape s) => Tolerance((long)s.C * s.R * s.S);
+
+    /// <summary>The TF32 tolerance of a sum of <paramref name="terms"/> products of inputs of magnitude at most 1 (see <see cref="Tolerance(in Conv2dShape)"/>).</summary>
+    public static (double Rtol, double Atol) Tolerance(long terms) => (1e-3, 1e-3 * Math.Sqrt(Math.Max(1, terms)));
 
     private static void ExpectLength(string op, string name, ArrayView<float> view, long needed, in Conv2dShape s)
     {
