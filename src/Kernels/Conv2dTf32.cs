@@ -31,14 +31,14 @@ namespace Engine.Kernels;
 /// a newer ILGPU.</item>
 /// <item>Fragments, per the PTX ISA's layout for m16n8k8 .tf32 (groupID g = lane / 4, t = lane % 4):
 /// A a0 (g, t), a1 (g+8, t), a2 (g, t+4), a3 (g+8, t+4); B b0 (k t, n g), b1 (k t+4, n g);
-/// C/D c0 (g, 2t), c1 (g, 2t+1), c2 (g+8, 2t), c3 (g+8, 2t+1). The A layout was checked against the
-/// ISA text; the B and C/D layouts are the ISA's as commonly used (CUTLASS's SM80 16x8x8 TF32 atom) and
-/// are exactly what the first GPU run must confirm.</item>
+/// C/D c0 (g, 2t), c1 (g, 2t+1), c2 (g+8, 2t), c3 (g+8, 2t+1). The A layout was read in the ISA's
+/// fragment section, the B and C/D layouts in transcriptions of it; nothing has executed them yet, so
+/// the first GPU run must confirm all three (a wrong one gives O(1) errors, see below).</item>
 /// <item>Loads are plain global -> shared with one barrier pair per slice (no cp.async, no double
 /// buffering yet): this version is about correctness of the fragment logic first.</item>
 /// </list>
-/// <para><b>To verify on the first GPU run</b> (nothing below has run on a GPU yet): (1) ptxas accepts the
-/// PTX (the u32 registers ILGPU declares for the .b32 operands, the braces of the vector operands);
+/// <para><b>To verify on the first GPU run</b> (nothing below has run on a GPU yet): (1) the driver's JIT
+/// accepts the PTX (two mma in one inline statement, vector operands in braces, 64-bit shared addresses);
 /// (2) results match <see cref="Reference.Forward"/> (the TF32-rounded float64 reference) within fp32
 /// accumulation noise, rtol 1e-4 and atol max(1e-5, 1e-6·C·R·S) — a swapped fragment layout shows as
 /// errors of O(1), not O(1e-3); (3) results match the exact <see cref="Conv2d.Reference.Forward"/> within
