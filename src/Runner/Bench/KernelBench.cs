@@ -35,8 +35,9 @@ public sealed record BenchRow(
     public double PercentOf(DeviceCeilings c) => Gemm ? 100 * Rate * 1e3 / c.FmaGflops : 100 * Rate / c.CopyGBps;
 }
 
+/// <param name="Skipped">Variants not run on this device (a CUDA-only kernel on the CPU accelerator), one line each.</param>
 public sealed record BenchReport(string Date, string Command, string Device, string Machine, ModelShapes Shapes, BenchSettings Settings,
-    DeviceCeilings Ceilings, IReadOnlyList<BenchRow> Rows)
+    DeviceCeilings Ceilings, IReadOnlyList<BenchRow> Rows, IReadOnlyList<string>? Skipped = null)
 {
     /// <summary>The fastest correct variant of every (op, shape), in step order.</summary>
     public IEnumerable<BenchRow> Fastest => Rows.Where(r => r.Fastest);
@@ -55,6 +56,7 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
 {
     private readonly Random _rng = new(settings.Seed);
     private readonly List<BenchRow> _rows = new();
+    private readonly List<string> _skipped = new();
     private readonly List<IJob> _jobs = new();
 
     private Device Dev => dev;
@@ -70,7 +72,7 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
         bench.RunJobs();
         var rows = MarkFastest(bench._rows);
         return new BenchReport(DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture), command, dev.ToString(),
-            Machine(), shapes, settings, ceilings, rows);
+            Machine(), shapes, settings, ceilings, rows, bench._skipped);
     }
 
     private void Queue(ModelShapes m, KernelVariants v)
@@ -196,8 +198,15 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
             OpCase<TL> timed = _timed!;
             foreach (Variant<TL> variant in variants)
             {
+                if (variant.CudaOnly && !b.Dev.IsCuda)
+                {
+                    b.Progress.WriteLine($"  {timed.Op,-20} {variant.Label,-40} {timed.Shape}  skipped: CUDA only");
+                    string line = $"{timed.Op} {variant.Label}: skipped, CUDA only";
+                    if (!b._skipped.Contains(line)) b._skipped.Add(line);
+                    continue;
+                }
                 b.Progress.WriteLine($"  {timed.Op,-20} {variant.Label,-40} {timed.Shape}");
-                double? error = _check?.Check(variant.Launch);
+                double? error = _check?.Check(variant.Launch, variant.Precision);
                 double[] ms = Timing.Runs(b.Dev, i => timed.Launch(variant.Launch, i % timed.Sets), b.Settings.Warmup, b.Settings.Runs);
                 b._rows.Add(new BenchRow(timed.Op, timed.Shape, perStep, variant.Name, variant.Version, timed.Gemm, timed.Cost.Flops, timed.Cost.Bytes,
                     Timing.Median(ms), ms.Min(), _checkedAt, error, Fastest: false));
@@ -298,6 +307,7 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
         }
         int failed = r.Rows.Count(x => x.Passed == false);
         if (failed > 0) sb.AppendLine($"{failed} variant(s) FAILED validation (never marked fastest).");
+        foreach (string skipped in r.Skipped ?? []) sb.AppendLine(skipped);
         return sb.ToString();
     }
 
@@ -326,6 +336,7 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
                 r.Ceilings.CopyBytes, r.Ceilings.CopyMs, CopyGbPerSecond = r.Ceilings.CopyGBps, r.Ceilings.FmaFlops, r.Ceilings.FmaMs, FmaGflopPerSecond = r.Ceilings.FmaGflops,
             },
             StepMs = r.StepMs,
+            Skipped = r.Skipped ?? [],
             Rows = r.Rows.Select(x => new
             {
                 x.Op, x.Shape, x.PerStep, x.Variant, x.Version, x.Gemm, x.Flops, x.Bytes, x.MedianMs, x.MinMs,

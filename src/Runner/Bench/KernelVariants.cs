@@ -50,8 +50,22 @@ public delegate void SgdLauncher(Device dev, ArrayView<float> param, ArrayView<f
 public delegate void AugmentLauncher(Device dev, ArrayView<byte> images, ArrayView<int> crops, ArrayView<int> flips, ArrayView<float> output,
     ArrayView<float> mean, ArrayView<float> std, int n, int c, int h, int w, int pad);
 
-/// <summary>One numbered version of an op's kernel: what it is, its number (v1, v2, ...) and its launcher.</summary>
-public sealed record Variant<TLauncher>(string Name, int Version, TLauncher Launch) where TLauncher : Delegate
+/// <summary>The arithmetic a variant promises, which sets the tolerance of its check.</summary>
+public enum Precision
+{
+    /// <summary>fp32 products and sums: the op's usual tolerance.</summary>
+    Fp32,
+
+    /// <summary>Inputs rounded to TF32 (10-bit mantissa) on the tensor cores, fp32 sums: see <see cref="Conv2dTf32.Tolerance(long)"/>.</summary>
+    Tf32,
+}
+
+/// <summary>
+/// One numbered version of an op's kernel: what it is, its number (v1, v2, ...) and its launcher; a
+/// <c>CudaOnly</c> variant is listed as skipped on other devices instead of run.
+/// </summary>
+public sealed record Variant<TLauncher>(string Name, int Version, TLauncher Launch, Precision Precision = Precision.Fp32, bool CudaOnly = false)
+    where TLauncher : Delegate
 {
     public string Label => $"v{Version} {Name}";
 }
@@ -65,7 +79,11 @@ public sealed record Variant<TLauncher>(string Name, int Version, TLauncher Laun
 /// </summary>
 public sealed class KernelVariants
 {
-    public List<Variant<ConvLauncher>> ConvForward { get; } = [new("implicit GEMM, shared-memory tiles", 1, Conv2d.Forward)];
+    public List<Variant<ConvLauncher>> ConvForward { get; } =
+    [
+        new("implicit GEMM, shared-memory tiles", 1, Conv2d.Forward),
+        new("TF32 mma.sync implicit GEMM", 3, Conv2dTf32.Forward, Precision.Tf32, CudaOnly: true),
+    ];
     public List<Variant<ConvLauncher>> ConvBackwardData { get; } =
     [
         new("gather GEMM, shared-memory tiles", 1, Conv2d.BackwardDataGather),

@@ -56,9 +56,13 @@ public abstract class OpCase<TLauncher> : IDisposable where TLauncher : Delegate
     /// <summary>Starts the float64 reference on a worker thread (idempotent).</summary>
     public void StartReference() => _reference ??= Task.Run(ComputeReference);
 
+    /// <summary>The precision of the variant being checked: <see cref="Compare"/> picks its tolerance by it.</summary>
+    protected Precision CheckPrecision { get; private set; }
+
     /// <summary>One launch of <paramref name="launcher"/> on fresh outputs, compared with the reference: the worst error (at most 1 passes).</summary>
-    public double Check(TLauncher launcher)
+    public double Check(TLauncher launcher, Precision precision = Precision.Fp32)
     {
+        CheckPrecision = precision;
         StartReference();
         Reset();
         Launch(launcher, 0);

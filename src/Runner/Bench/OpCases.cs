@@ -59,13 +59,23 @@ public static class OpCases
             _ => Conv2d.Reference.BackwardWeight(D(_a0), D(_b0), _s),
         };
 
-        // Sums of C·R·S (K·R·S, N·OH·OW) fp32 terms: an absolute floor that grows with their count.
-        protected override double Compare() => Error(_expected, _out[0], atol: Math.Max(1e-5, 1e-6 * _pass switch
+        // Sums of C·R·S (K·R·S, N·OH·OW) fp32 terms: an absolute floor that grows with their count
+        // (for TF32 variants, with its square root: Conv2dTf32.Tolerance).
+        protected override double Compare()
         {
-            ConvPass.Forward => (double)_s.C * _s.R * _s.S,
-            ConvPass.BackwardData => (double)_s.K * _s.R * _s.S,
-            _ => (double)_s.N * _s.OutH * _s.OutW,
-        }));
+            long terms = _pass switch
+            {
+                ConvPass.Forward => (long)_s.C * _s.R * _s.S,
+                ConvPass.BackwardData => (long)_s.K * _s.R * _s.S,
+                _ => (long)_s.N * _s.OutH * _s.OutW,
+            };
+            if (CheckPrecision == Precision.Tf32)
+            {
+                var (rtol, atol) = Conv2dTf32.Tolerance(terms);
+                return Error(_expected, _out[0], rtol, atol);
+            }
+            return Error(_expected, _out[0], atol: Math.Max(1e-5, 1e-6 * terms));
+        }
     }
 
     /// <summary>

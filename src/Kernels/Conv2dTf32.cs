@@ -1,0 +1,305 @@
+using System.Runtime.CompilerServices;
+using ILGPU;
+using ILGPU.Backends.EntryPoints;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+
+namespace Engine.Kernels;
+
+/// <summary>
+/// Conv2d forward as an implicit GEMM on the tensor cores in TF32 (CUDA only, not the engine's default
+/// path; only the kernel bench's v3 and direct calls use it): y[K x N·OutH·OutW] = w[K x C·R·S] · im2col(x)[C·R·S x N·OutH·OutW], as in
+/// <see cref="Conv2d"/>, but each warp multiplies with <c>mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32</c>
+/// through inline PTX (ILGPU targets sm_80 PTX, so wgmma is out of reach; mma.sync runs on Ampere and Hopper).
+/// <list type="bullet">
+/// <item>A group of 128 threads (4 warps, 2 x 2) owns a 64 x 64 output block and stages 16-deep slices:
+/// w as a 64 x 16 tile (row-major, rows padded to 20 words) and im2col(x) as a 16 x 64 tile (rows padded
+/// to 72 words); both paddings make the fragment loads below hit 32 different banks. Every element is
+/// rounded to TF32 once, when it is staged (<c>cvt.rna.tf32.f32</c>: round to nearest, ties away from
+/// zero, 10 mantissa bits), and stored as its bit pattern.</item>
+/// <item>Each warp owns a 32 x 32 sub-block: 2 x 4 tiles of m16n8, and per slice one inline-PTX
+/// statement per tile issues two chained mma (depth 0-7, then 8-15).</item>
+/// <item>Where the operands live: ILGPU 1.5.3 hands every CudaAsm operand that is not a by-value input
+/// (an <c>out</c> result, every <see cref="Ref{T}"/>/<see cref="Input{T}"/> of EmitRef) to the instruction
+/// through memory; for a local variable that is a 4-byte <c>.local</c> slot per operand (checked in the
+/// PTX). So the rounded tiles are stored by cvt straight into shared memory, the A/B fragments are
+/// read by the mma statement straight from the staged tiles, and the 32 accumulators of each thread live
+/// in shared memory too (16 KB per group, word j of thread i at j·128 + i, conflict-free): per mma pair,
+/// 4 accumulator loads and 4 stores plus 12 fragment loads per thread. That extra shared-memory traffic
+/// (several times what the tensor cores need) likely bounds this version well below TF32 peak; accumulators in registers
+/// need either ptxas to promote ILGPU's .local slots (check <c>ptxas -v</c>: 0 bytes stack frame) or
+/// a newer ILGPU.</item>
+/// <item>Fragments, per the PTX ISA's layout for m16n8k8 .tf32 (groupID g = lane / 4, t = lane % 4):
+/// A a0 (g, t), a1 (g+8, t), a2 (g, t+4), a3 (g+8, t+4); B b0 (k t, n g), b1 (k t+4, n g);
+/// C/D c0 (g, 2t), c1 (g, 2t+1), c2 (g+8, 2t), c3 (g+8, 2t+1). The A layout was read in the ISA's
+/// fragment section, the B and C/D layouts in transcriptions of it; nothing has executed them yet, so
+/// the first GPU run must confirm all three (a wrong one gives O(1) errors, see below).</item>
+/// <item>Loads are plain global -> shared with one barrier pair per slice (no cp.async, no double
+/// buffering yet): this version is about correctness of the fragment logic first.</item>
+/// </list>
+/// <para><b>To verify on the first GPU run</b> (nothing below has run on a GPU yet): (1) the driver's JIT
+/// accepts the PTX (two mma in one inline statement, vector operands in braces, 64-bit shared addresses);
+/// (2) results match <see cref="Reference.Forward"/> (the TF32-rounded float64 reference) within fp32
+/// accumulation noise, rtol 1e-4 and atol max(1e-5, 1e-6·C·R·S) — a swapped fragment layout shows as
+/// errors of O(1), not O(1e-3); (3) results match the exact <see cref="Conv2d.Reference.Forward"/> within
+/// <see cref="Tolerance(in Conv2dShape)"/> (rtol 1e-3, atol 1e-3·√(C·R·S) for inputs of magnitude ≤ 1); (4) shapes that
+/// are not multiples of 64 in K or N·OutH·OutW, nor of 16 in C·R·S; (5) the time against v1
+/// (<see cref="Conv2d.Forward(Device, ArrayView{float}, ArrayView{float}, ArrayView{float}, in Conv2dShape)"/>)
+/// in <c>engine bench kernels</c>, and SASS showing HMMA.1688.F32.TF32.</para>
+/// </summary>
+public static class Conv2dTf32
+{
+    private const int BlockM = 64;
+    private const int BlockN = 64;
+    private const int Slice = 16;
+    private const int Threads = 128;
+
+    /// <summary>Words per staged row of w (16 + 4): rows g·20 + t land on 32 different banks.</summary>
+    private const int AStride = Slice + 4;
+
+    /// <summary>Words per staged row of im2col(x) (64 + 8): t·72 + g lands on 32 different banks.</summary>
+    private const int BStride = BlockN + 8;
+
+    /// <summary>Accumulator words per thread: 2 x 4 tiles of m16n8, 4 each.</summary>
+    private const int AccPerThread = 32;
+
+    // ---- kernels ----
+
+    /// <summary>y[n,k,oh,ow] = Σ_{c,r,s} tf32(x[n,c,oh·stride−pad+r, ow·stride−pad+s]) · tf32(w[k,c,r,s]), accumulated in fp32.</summary>
+    [KernelName("conv2d_fwd_tf32")]
+    internal static void ForwardKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, Conv2d.Args a)
+    {
+        var tileA = SharedMemory.Allocate<Input<uint>>(BlockM * AStride);
+        var tileB = SharedMemory.Allocate<Input<uint>>(Slice * BStride);
+        var acc = SharedMemory.Allocate<Ref<float>>(AccPerThread * Threads);
+        int tid = Group.IdxX, lane = tid & 31, warp = tid >> 5;
+        int g = lane >> 2, t = lane & 3;
+        int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
+        int row0 = Grid.IdxY * BlockM, col0 = Grid.IdxX * BlockN;
+        int rows = a.K, cols = a.N * a.OHW, depth = a.CRS;
+
+        // Loader roles. A (w, contiguous along the depth): depth index tid % 16, rows tid / 16 + 8i.
+        // B (im2col(x), contiguous along the output pixels): pixel tid % 64, depth rows tid / 64 + 2i.
+        int aK = tid & (Slice - 1), aM = tid >> 4;
+        int bCol = tid & (BlockN - 1), bK = tid >> 6;
+        int p = col0 + bCol;
+        bool pInside = p < cols;
+        int pc = pInside ? p : 0;
+        int pn = a.DivOHW.Divide(pc), pRem = pc - pn * a.OHW, poh = a.DivOutW.Divide(pRem), pow = pRem - poh * a.OutW;
+        int ih0 = poh * a.Stride - a.Pad, iw0 = pow * a.Stride - a.Pad, xImage = pn * a.C * a.HW;
+
+        // This thread's accumulators: word j at acc[j·Threads + tid] (consecutive threads, consecutive banks).
+        for (int j = 0; j < AccPerThread; j++)
+        {
+            acc[j * Threads + tid] = default;
+        }
+
+        for (int k0 = 0; k0 < depth; k0 += Slice)
+        {
+            int q = k0 + aK;
+            for (int i = 0; i < BlockM / 8; i++)
+            {
+                int m = aM + 8 * i, gm = row0 + m;
+                float v = 0f;
+                if (gm < rows && q < depth)
+                {
+                    v = w[gm * depth + q];
+                }
+                CudaAsm.Emit("cvt.rna.tf32.f32 %0, %1;", out tileA[m * AStride + aK].Value, v);
+            }
+            for (int i = 0; i < Slice / 2; i++)
+            {
+                int kk = bK + 2 * i, qq = k0 + kk;
+                float v = 0f;
+                if (pInside && qq < depth)
+                {
+                    int c = a.DivRS.Divide(qq), rs = qq - c * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
+                    int ih = ih0 + r, iw = iw0 + s;
+                    if (ih >= 0 && ih < a.H && iw >= 0 && iw < a.W)
+                    {
+                        v = x[xImage + (c * a.H + ih) * a.W + iw];
+                    }
+                }
+                CudaAsm.Emit("cvt.rna.tf32.f32 %0, %1;", out tileB[kk * BStride + bCol].Value, v);
+            }
+            Group.Barrier();
+
+            // The warp's 2 x 4 tiles: A rows wm + 16·mi + g, B columns wn + 8·ni + g, accumulators 4·(4·mi + ni).
+            int ar = (wm + g) * AStride + t, br = t * BStride + wn + g;
+            for (int tileIdx = 0; tileIdx < 8; tileIdx++)
+            {
+                int mi = tileIdx >> 2, ni = tileIdx & 3;
+                MmaK16(acc, 4 * tileIdx * Threads + tid, tileA, ar + 16 * mi * AStride, tileB, br + 8 * ni);
+            }
+            Group.Barrier();
+        }
+
+        int r0 = row0 + wm + g, c0 = col0 + wn + 2 * t;
+        for (int tileIdx = 0; tileIdx < 8; tileIdx++)
+        {
+            int mi = tileIdx >> 2, ni = tileIdx & 3;
+            Store(y, a, acc, 4 * tileIdx * Threads + tid, r0 + 16 * mi, c0 + 8 * ni, rows, cols);
+        }
+    }
+
+    /// <summary>
+    /// Two chained m16n8k8 products over a 16-deep slice for one 16 x 8 tile: D = A[:, 0:8]·B[0:8, :] + C,
+    /// then D = A[:, 8:16]·B[8:16, :] + D. <paramref name="a"/> indexes this lane's a0 in the staged w tile
+    /// (row g, depth t), <paramref name="b"/> its b0 in the staged im2col tile (depth t, column g), <paramref name="c"/>
+    /// its c0 in the accumulators (c1..c3 follow at a stride of <see cref="Threads"/>). Operands go to the
+    /// instruction straight from shared memory: ILGPU 1.5.3 passes every CudaAsm operand that is not a plain
+    /// input through memory, and shared memory keeps that off local memory.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void MmaK16(ArrayView<Ref<float>> acc, int c, ArrayView<Input<uint>> tileA, int a, ArrayView<Input<uint>> tileB, int b)
+    {
+        const int a8 = 8 * AStride, b4 = 4 * BStride, b8 = 8 * BStride, b12 = 12 * BStride;
+        CudaAsm.EmitRef(
+            "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%12, %13}, {%0, %1, %2, %3}; " +
+            "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%8, %9, %10, %11}, {%14, %15}, {%0, %1, %2, %3};",
+            ref acc[c], ref acc[c + Threads], ref acc[c + 2 * Threads], ref acc[c + 3 * Threads],
+            ref tileA[a], ref tileA[a + a8], ref tileA[a + 4], ref tileA[a + a8 + 4],
+            ref tileA[a + 8], ref tileA[a + a8 + 8], ref tileA[a + 12], ref tileA[a + a8 + 12],
+            ref tileB[b], ref tileB[b + b4], ref tileB[b + b8], ref tileB[b + b12]);
+    }
+
+    /// <summary>Writes one accumulator fragment (c0..c3 at acc[c + i·Threads]): rows <paramref name="row"/> and +8 (output channels), GEMM columns <paramref name="col"/> and +1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store(ArrayView<float> y, Conv2d.Args a, ArrayView<Ref<float>> acc, int c, int row, int col, int rows, int cols)
+    {
+        // GEMM column p = (n, pixel) lives at n·K·OHW + pixel; row k adds k·OHW.
+        int kOhw = a.K * a.OHW;
+        int o0 = -1, o1 = -1;
+        if (col < cols)
+        {
+            int n = a.DivOHW.Divide(col);
+            o0 = n * kOhw + col - n * a.OHW;
+        }
+        if (col + 1 < cols)
+        {
+            int n = a.DivOHW.Divide(col + 1);
+            o1 = n * kOhw + col + 1 - n * a.OHW;
+        }
+        if (row < rows)
+        {
+            int b = row * a.OHW;
+            if (o0 >= 0) y[b + o0] = acc[c].Value;
+            if (o1 >= 0) y[b + o1] = acc[c + Threads].Value;
+        }
+        if (row + 8 < rows)
+        {
+            int b = (row + 8) * a.OHW;
+            if (o0 >= 0) y[b + o0] = acc[c + 2 * Threads].Value;
+            if (o1 >= 0) y[b + o1] = acc[c + 3 * Threads].Value;
+        }
+    }
+
+    // ---- launchers ----
+
+    /// <summary>
+    /// y = conv2d(x, w) in TF32 on the tensor cores: x [N,C,H,W], w [K,C,R,S], y [N,K,OutH,OutW] (overwritten).
+    /// Results differ from fp32 by TF32 input rounding; see <see cref="Tolerance(in Conv2dShape)"/>.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The device is not a CUDA GPU (mma.sync has no CPU emulation).</exception>
+    /// <exception cref="ArgumentException">The shape is invalid or a buffer's length does not match it.</exception>
+    public static void Forward(Device dev, ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, in Conv2dShape s)
+    {
+        const string op = "Conv2dTf32.Forward";
+        if (!dev.IsCuda)
+        {
+            throw new NotSupportedException(
+                $"{op}: the TF32 tensor-core convolution runs only on CUDA GPUs (inline PTX mma.sync), not on {dev.Spec} ({dev.Name}); use Conv2d.Forward there.");
+        }
+        using var profile = dev.Profile("conv2d_fwd_tf32", OpCost.Conv2d(s));
+        s.Validate();
+        ExpectLength(op, "x", x, s.InputLength, s);
+        ExpectLength(op, "w", w, s.WeightLength, s);
+        ExpectLength(op, "y", y, s.OutputLength, s);
+        int cols = s.N * s.OutH * s.OutW;
+        var kernel = dev.Kernel("conv2d_fwd_tf32", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, Conv2d.Args>(ForwardKernel));
+        var config = new KernelConfig(new Index3D((cols + BlockN - 1) / BlockN, (s.K + BlockM - 1) / BlockM, 1), new Index3D(Threads, 1, 1));
+        kernel(dev.Stream, config, x, w, y, new Conv2d.Args(s, 0));
+    }
+
+    /// <summary>
+    /// The agreement to expect between this kernel and the exact float64 <see cref="Conv2d.Reference.Forward"/>,
+    /// for inputs of magnitude at most 1: each product carries a relative error below 2⁻¹⁰ (two TF32
+    /// roundings of 2⁻¹¹), about 4e-4 standard deviation; over C·R·S terms of mean square 1/9 (uniform
+    /// inputs) the sum's error has a standard deviation near 1.3e-4·√(C·R·S), so atol 1e-3·√(C·R·S) is
+    /// about 7 standard deviations, and rtol 1e-3 covers outputs that do not cancel.
+    /// </summary>
+    public static (double Rtol, double Atol) Tolerance(in Conv2dShape s) => Tolerance((long)s.C * s.R * s.S);
+
+    /// <summary>The TF32 tolerance of a sum of <paramref name="terms"/> products of inputs of magnitude at most 1 (see <see cref="Tolerance(in Conv2dShape)"/>).</summary>
+    public static (double Rtol, double Atol) Tolerance(long terms) => (1e-3, 1e-3 * Math.Sqrt(Math.Max(1, terms)));
+
+    private static void ExpectLength(string op, string name, ArrayView<float> view, long needed, in Conv2dShape s)
+    {
+        if (view.Length != needed)
+        {
+            throw new ArgumentException($"{op}: '{name}' has {view.Length} elements but shape {s} needs {needed}.", name);
+        }
+    }
+
+    // ---- float64 references ----
+
+    /// <summary>What the tensor cores compute, emulated in float64: the oracle for the TF32 kernel on a GPU.</summary>
+    public static class Reference
+    {
+        /// <summary>
+        /// <paramref name="v"/> rounded to TF32 as cvt.rna.tf32.f32 does: 10 mantissa bits, to nearest with
+        /// ties away from zero (adding half of the dropped range to the magnitude's bits, then truncating).
+        /// </summary>
+        public static float RoundToTf32(float v)
+        {
+            if (!float.IsFinite(v))
+            {
+                return v;
+            }
+            uint bits = BitConverter.SingleToUInt32Bits(v);
+            uint sign = bits & 0x8000_0000u, magnitude = bits & 0x7FFF_FFFFu;
+            magnitude = (magnitude + 0x1000u) & ~0x1FFFu;
+            return BitConverter.UInt32BitsToSingle(sign | magnitude);
+        }
+
+        /// <summary>
+        /// Conv2d forward with both operands rounded to TF32 (<see cref="RoundToTf32"/>), every product exact
+        /// (two 11-bit significands fit a double) and the sum rounded to float after every term, in (c, r, s)
+        /// order; the tensor cores' own summation order within a k8 step differs, so compare with the
+        /// kernel at fp32 accumulation tolerances, not bit for bit.
+        /// </summary>
+        public static double[] Forward(double[] x, double[] w, Conv2dShape s)
+        {
+            s.Validate();
+            if (x.Length != s.InputLength || w.Length != s.WeightLength)
+            {
+                throw new ArgumentException($"Conv2dTf32.Reference.Forward: x has {x.Length} and w {w.Length} elements but shape {s} needs {s.InputLength} and {s.WeightLength}.");
+            }
+            double[] xt = Array.ConvertAll(x, v => (double)RoundToTf32((float)v));
+            double[] wt = Array.ConvertAll(w, v => (double)RoundToTf32((float)v));
+            int oh = s.OutH, ow = s.OutW;
+            var y = new double[s.OutputLength];
+            for (int n = 0; n < s.N; n++)
+            for (int k = 0; k < s.K; k++)
+            for (int i = 0; i < oh; i++)
+            for (int j = 0; j < ow; j++)
+            {
+                float sum = 0f;
+                for (int c = 0; c < s.C; c++)
+                for (int r = 0; r < s.R; r++)
+                for (int t = 0; t < s.S; t++)
+                {
+                    int ih = i * s.Stride - s.Pad + r, iw = j * s.Stride - s.Pad + t;
+                    if (ih < 0 || ih >= s.H || iw < 0 || iw >= s.W)
+                    {
+                        continue;
+                    }
+                    double product = xt[((n * s.C + c) * s.H + ih) * s.W + iw] * wt[((k * s.C + c) * s.R + r) * s.S + t];
+                    sum = (float)(sum + product);
+                }
+                y[((n * s.K + k) * oh + i) * ow + j] = sum;
+            }
+            return y;
+        }
+    }
+}
