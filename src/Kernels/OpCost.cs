@@ -31,6 +31,14 @@ public static class OpCost
     /// <summary>Sums pass reads x, y and dy; dx pass reads x, y and dy and writes dx (the mask needs y in both).</summary>
     public static Cost BatchNormReluBackward(long elements) => new(0, F * 7 * elements);
 
+    /// <summary>BN + residual add + ReLU in one op: statistics pass reads x; normalise pass reads x and identity, writes y.</summary>
+    public static Cost BatchNormAddReluTrain(long elements) => new(0, F * 4 * elements);
+
+    public static Cost BatchNormAddReluEval(long elements) => new(0, F * 3 * elements);
+
+    /// <summary>Sums pass reads x, y and dy; dx pass reads x, y and dy and writes dx and d(identity).</summary>
+    public static Cost BatchNormAddReluBackward(long elements) => new(0, F * 8 * elements);
+
     public static Cost ReluForward(long elements) => new(0, F * 2 * elements);
 
     public static Cost ReluBackward(long elements) => new(0, F * 3 * elements);

@@ -19,8 +19,8 @@ public class BenchKernelsTests
 {
     private static readonly string[] StepOpNames =
     [
-        "augment", "conv2d_fwd", "conv2d_bwd_data", "conv2d_bwd_weight", "batchnorm_fwd_train", "batchnorm_bwd", "batchnorm_relu_fwd_train", "batchnorm_relu_bwd", "relu_fwd", "relu_bwd",
-        "add_fwd", "maxpool_fwd", "maxpool_bwd", "avgpool_fwd", "avgpool_bwd", "linear_fwd", "linear_bwd", "softmax_xent_fwd", "softmax_xent_bwd", "sgd_step",
+        "augment", "conv2d_fwd", "conv2d_bwd_data", "conv2d_bwd_weight", "batchnorm_fwd_train", "batchnorm_bwd", "batchnorm_relu_fwd_train", "batchnorm_relu_bwd",
+        "batchnorm_add_relu_fwd_train", "batchnorm_add_relu_bwd", "add_fwd", "maxpool_fwd", "maxpool_bwd", "avgpool_fwd", "avgpool_bwd", "linear_fwd", "linear_bwd", "softmax_xent_fwd", "softmax_xent_bwd", "sgd_step",
     ];
 
     /// <summary>
@@ -96,7 +96,7 @@ public class BenchKernelsTests
 
     /// <summary>
     /// The whole harness on the CPU accelerator at a tiny model, with two deliberately wrong variants
-    /// in the table: a no-op ReLU (leaves its NaN-poisoned output, and is the quickest thing there is)
+    /// in the table: a no-op block tail, bn + add + relu (leaves its NaN-poisoned output, and is the quickest thing there is)
     /// and an add that is off by 0.1% (ten times the tolerance).
     /// </summary>
     [Fact]
@@ -104,7 +104,8 @@ public class BenchKernelsTests
     {
         ModelShapes shapes = ModelShapes.FromConfig(ResNetConfig.Parse("resnet18", "imagenet", 2), 2);
         var table = new KernelVariants();
-        table.ReluForward.Add(new("no-op (wrong on purpose)", 2, (d, x, y) => { }));
+        // Every ReLU of a step rides on a batch norm, so the no-op stands in for the fused block tail.
+        table.BatchNormAddReluForward.Add(new("no-op (wrong on purpose)", 3, (d, x, id, g, b, y, mean, inv, rm, rv, n, c, hw, momentum, eps) => { }));
         table.Add.Add(new("add then scale by 1.001 (wrong on purpose)", 2, (d, a, b, y) =>
         {
             Elementwise.Add(d, a, b, y);
@@ -130,13 +131,16 @@ public class BenchKernelsTests
         Assert.Contains(report.Rows, r => r.CheckedAt == "real shape");
 
         var wrong = report.Rows.Where(r => r.Variant.EndsWith("(wrong on purpose)", StringComparison.Ordinal)).ToList();
-        Assert.Equal(shapes.Relus.Count + shapes.Adds.Count, wrong.Count);
+        Assert.Equal(shapes.BatchNormAddRelus.Count + shapes.Adds.Count, wrong.Count);
         Assert.All(wrong, r => Assert.False(r.Passed));
         Assert.All(wrong, r => Assert.False(r.Fastest));
         Assert.All(report.Rows.GroupBy(r => (r.Op, r.Shape)), g => Assert.Single(g, r => r.Fastest));
         var fused = report.Rows.Where(r => r.Op.StartsWith("batchnorm_relu", StringComparison.Ordinal)).ToList();
         Assert.Equal(4 * shapes.BatchNormRelus.Count, fused.Count); // forward and backward, v1 (bn then relu) and v2 (fused)
         Assert.All(fused, r => Assert.True(r.Passed == true, $"v{r.Version} {r.Op} {r.Shape}: error {r.Error}"));
+        var tails = report.Rows.Where(r => r.Op.StartsWith("batchnorm_add_relu", StringComparison.Ordinal) && r.Version <= 2).ToList();
+        Assert.Equal(4 * shapes.BatchNormAddRelus.Count, tails.Count); // forward and backward, v1 (bn, add, relu) and v2 (fused)
+        Assert.All(tails, r => Assert.True(r.Passed == true, $"v{r.Version} {r.Op} {r.Shape}: error {r.Error}"));
 
         // The CUDA-only TF32 conv forward (v3) is listed as skipped on the CPU accelerator, never timed.
         Assert.DoesNotContain(report.Rows, r => r.Op == "conv2d_fwd" && r.Version == 3);

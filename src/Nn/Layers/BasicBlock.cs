@@ -6,12 +6,12 @@ namespace Engine.Nn.Layers;
 /// <summary>
 /// torchvision's BasicBlock: relu(bn2(conv2(relu(bn1(conv1(x))))) + identity), where identity is x or,
 /// when the shape changes, downsample = Sequential(conv1x1 stride s, BatchNorm2d). The first ReLU runs
-/// inside bn1 (<see cref="BatchNorm2dLayer.FuseRelu"/>).
+/// inside bn1 (<see cref="BatchNorm2dLayer.FuseRelu"/>); the residual add and the last ReLU run inside
+/// bn2 (<see cref="BatchNorm2dLayer.ForwardAddRelu"/>).
 /// </summary>
 public sealed class BasicBlock : Module
 {
-    private readonly Scratch<float> _sum = new(), _dx = new();
-    private readonly ReluLayer _relu2;
+    private readonly Scratch<float> _dx = new();
     private Tensor _x;
 
     public BasicBlock(Device device, ParameterStore store, string name, int inPlanes, int planes, int stride) : base(device, name)
@@ -25,7 +25,6 @@ public sealed class BasicBlock : Module
             DownsampleConv = new Conv2dLayer(device, store, Join(name, "downsample.0"), inPlanes, planes, 1, stride, 0);
             DownsampleBn = new BatchNorm2dLayer(device, store, Join(name, "downsample.1"), planes);
         }
-        _relu2 = new ReluLayer(device, Join(name, "relu"));
         foreach (Module m in Children()) Adopt(m);
     }
 
@@ -52,31 +51,29 @@ public sealed class BasicBlock : Module
     {
         _x = x;
         Tensor h = Bn1.Forward(Conv1.Forward(x, training), training); // relu(bn1(.)), fused
-        h = Bn2.Forward(Conv2.Forward(h, training), training);
         Tensor identity = DownsampleBn is null ? x : DownsampleBn.Forward(DownsampleConv!.Forward(x, training), training);
-        Tensor sum = _sum.Tensor(Device, h.Shape);
-        Elementwise.Add(Device, h.View, identity.View, sum.View);
-        return _relu2.Forward(sum, training);
+        return Bn2.ForwardAddRelu(Conv2.Forward(h, training), identity, training); // relu(bn2(.) + identity), fused
     }
 
     /// <summary>
     /// Downsample branch first, then the main branch: that walks the parameters in exactly the reverse
-    /// of torchvision's state_dict order, so gradients become ready in flat-buffer order.
+    /// of torchvision's state_dict order, so gradients become ready in flat-buffer order. bn2's fused
+    /// backward computes d(identity) (dy masked in place) and runs the downsample branch on it before it
+    /// reports its own gradients.
     /// </summary>
     public override Tensor Backward(Tensor dy)
     {
-        Tensor d = _relu2.Backward(dy);
-        Tensor? dIdentity = DownsampleBn is null ? null : DownsampleConv!.Backward(DownsampleBn.Backward(d));
-        Tensor dh = Conv1.Backward(Bn1.Backward(Conv2.Backward(Bn2.Backward(d))));
+        Tensor dIdentity = default;
+        Tensor d = Bn2.BackwardAddRelu(dy, g => dIdentity = DownsampleBn is null ? g : DownsampleConv!.Backward(DownsampleBn.Backward(g)));
+        Tensor dh = Conv1.Backward(Bn1.Backward(Conv2.Backward(d)));
         Tensor dx = _dx.Tensor(Device, _x.Shape);
-        Elementwise.Add(Device, dh.View, (dIdentity ?? d).View, dx.View);
+        Elementwise.Add(Device, dh.View, dIdentity.View, dx.View);
         return dx;
     }
 
     public override void Dispose()
     {
         foreach (Module m in Children()) m.Dispose();
-        _sum.Dispose();
         _dx.Dispose();
         base.Dispose();
     }

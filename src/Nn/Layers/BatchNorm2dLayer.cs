@@ -72,6 +72,60 @@ public sealed class BatchNorm2dLayer : Module
         return y;
     }
 
+    /// <summary>
+    /// relu(bn(x) + identity) in one op (the tail of a BasicBlock: bn2, the residual add and the last
+    /// ReLU): training writes it in the normalise pass; eval and frozen steps use the running statistics'
+    /// fused kernel. Pair with <see cref="BackwardAddRelu"/>, not <see cref="Backward"/>.
+    /// </summary>
+    public Tensor ForwardAddRelu(Tensor x, Tensor identity, bool training)
+    {
+        ExpectRank(x, 4, Name);
+        if (!identity.Shape.SequenceEqual(x.Shape))
+            throw new ArgumentException($"{Name}: identity shape [{string.Join(", ", identity.Shape)}] differs from the input's [{string.Join(", ", x.Shape)}].");
+        _x = x;
+        int n = x[0], hw = x[2] * x[3];
+        Tensor y = _y.Tensor(Device, x.Shape);
+        _frozenStep = training && Frozen;
+        if (training && !Frozen)
+        {
+            BatchNorm2d.ForwardTrainAddRelu(Device, x.View, identity.View, Weight.Value, Bias.Value, y.View, _mean.Get(Device, Channels),
+                _invStd.Get(Device, Channels), RunningMean.Value, RunningVar.Value, n, Channels, hw, Momentum, Eps);
+            NumBatchesTracked.Count++;
+        }
+        else
+        {
+            BatchNorm2d.ForwardEvalAddRelu(Device, x.View, identity.View, Weight.Value, Bias.Value, RunningMean.Value, RunningVar.Value, y.View,
+                n, Channels, hw, Eps);
+        }
+        _y0 = y;
+        return y;
+    }
+
+    /// <summary>
+    /// Backward of <see cref="ForwardAddRelu"/> given dy, the gradient of its output. dy is masked in
+    /// place by (output &gt; 0) and so becomes d(identity), which is handed to <paramref name="identityBackward"/>
+    /// (the downsample branch's backward, or nothing for a plain skip) BEFORE this layer's own gradients
+    /// are reported ready: that keeps the gradient-ready order of downsample, then bn2. Returns dx.
+    /// </summary>
+    public Tensor BackwardAddRelu(Tensor dy, Action<Tensor> identityBackward)
+    {
+        int n = _x[0], hw = _x[2] * _x[3];
+        if (_frozenStep)
+        {
+            // Frozen layers keep the ReLU's backward as its own pass, as FuseRelu does.
+            Relu.Backward(Device, _y0.View, dy.View, dy.View);
+            identityBackward(dy);
+            return BackwardFrozen(dy);
+        }
+        Tensor dx = _dx.Tensor(Device, _x.Shape);
+        BatchNorm2d.BackwardAddRelu(Device, _x.View, _y0.View, dy.View, Weight.Value, _mean.Get(Device, Channels), _invStd.Get(Device, Channels),
+            dx.View, dy.View, Weight.Grad, Bias.Grad, n, Channels, hw);
+        identityBackward(dy);
+        RaiseGradientReady(Bias);
+        RaiseGradientReady(Weight);
+        return dx;
+    }
+
     private delegate void BatchNormTrain(Device dev, ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> y,
         ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> runningMean, ArrayView<float> runningVar,
         int n, int c, int hw, float momentum, float eps);

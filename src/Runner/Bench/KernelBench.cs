@@ -99,6 +99,11 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
             Measure((b, s) => new OpCases.BatchNormForward(dev, _rng, bn with { N = b }, s, relu: true), n, v.BatchNormReluForward, count);
             Measure((b, s) => new OpCases.BatchNormReluBackward(dev, _rng, bn with { N = b }, s), n, v.BatchNormReluBackward, count);
         }
+        foreach (var (bn, count) in m.BatchNormAddRelus)
+        {
+            Measure((b, s) => new OpCases.BatchNormAddReluForward(dev, _rng, bn with { N = b }, s), n, v.BatchNormAddReluForward, count);
+            Measure((b, s) => new OpCases.BatchNormAddReluBackward(dev, _rng, bn with { N = b }, s), n, v.BatchNormAddReluBackward, count);
+        }
         foreach (var (len, count) in m.Relus)
         {
             long per = len / n;

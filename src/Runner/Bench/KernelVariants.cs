@@ -21,6 +21,16 @@ public delegate void BatchNormBackwardLauncher(Device dev, ArrayView<float> x, A
 public delegate void BatchNormReluBackwardLauncher(Device dev, ArrayView<float> x, ArrayView<float> y, ArrayView<float> dy, ArrayView<float> gamma,
     ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> dx, ArrayView<float> dgamma, ArrayView<float> dbeta, int n, int c, int hw);
 
+/// <summary>Training forward of a BasicBlock's tail, y = relu(bn(x) + identity).</summary>
+public delegate void BatchNormAddReluForwardLauncher(Device dev, ArrayView<float> x, ArrayView<float> identity, ArrayView<float> gamma, ArrayView<float> beta,
+    ArrayView<float> y, ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> runningMean, ArrayView<float> runningVar,
+    int n, int c, int hw, float momentum, float eps);
+
+/// <summary>Backward of y = relu(bn(x) + identity) given y (the ReLU mask) and dy: dx, d(identity), dgamma, dbeta.</summary>
+public delegate void BatchNormAddReluBackwardLauncher(Device dev, ArrayView<float> x, ArrayView<float> y, ArrayView<float> dy, ArrayView<float> gamma,
+    ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> dx, ArrayView<float> dIdentity, ArrayView<float> dgamma, ArrayView<float> dbeta,
+    int n, int c, int hw);
+
 /// <summary>ReLU forward (x -> y).</summary>
 public delegate void UnaryLauncher(Device dev, ArrayView<float> x, ArrayView<float> y);
 
@@ -112,6 +122,30 @@ public sealed class KernelVariants
             BatchNorm2d.Backward(dev, x, dy, g, mean, inv, dx, dg, db, n, c, hw);
         }),
         new("fused: dy masked by y inside the sums and dx passes", 2, BatchNorm2d.BackwardRelu),
+    ];
+
+    /// <summary>Every block's bn2 -> residual add -> relu: v1 runs the three ops' own kernels, v2 the fused ones.</summary>
+    public List<Variant<BatchNormAddReluForwardLauncher>> BatchNormAddReluForward { get; } =
+    [
+        new("batchnorm_fwd_train, add_fwd, relu_fwd (in place)", 1, (dev, x, id, g, b, y, mean, inv, rm, rv, n, c, hw, momentum, eps) =>
+        {
+            long len = (long)n * c * hw;
+            BatchNorm2d.ForwardTrain(dev, x, g, b, y, mean, inv, rm, rv, n, c, hw, momentum, eps);
+            Elementwise.Add(dev, y.SubView(0, len), id.SubView(0, len), y.SubView(0, len));
+            Relu.Forward(dev, y.SubView(0, len), y.SubView(0, len));
+        }),
+        new("fused: add and relu in the normalize pass", 2, BatchNorm2d.ForwardTrainAddRelu),
+    ];
+
+    public List<Variant<BatchNormAddReluBackwardLauncher>> BatchNormAddReluBackward { get; } =
+    [
+        new("relu_bwd into dIdentity then batchnorm_bwd of it", 1, (dev, x, y, dy, g, mean, inv, dx, di, dg, db, n, c, hw) =>
+        {
+            long len = (long)n * c * hw;
+            Relu.Backward(dev, y.SubView(0, len), dy.SubView(0, len), di.SubView(0, len));
+            BatchNorm2d.Backward(dev, x, di, g, mean, inv, dx, dg, db, n, c, hw);
+        }),
+        new("fused: dy masked by y inside the sums and dx passes, dIdentity written by the dx pass", 2, BatchNorm2d.BackwardAddRelu),
     ];
 
     public List<Variant<UnaryLauncher>> ReluForward { get; } = [new("grid-stride", 1, Relu.Forward)];

@@ -47,6 +47,7 @@ public sealed record ModelShapes(
     IReadOnlyList<ConvUse> Convs,
     IReadOnlyList<Counted<BatchNormShape>> BatchNorms,
     IReadOnlyList<Counted<BatchNormShape>> BatchNormRelus,
+    IReadOnlyList<Counted<BatchNormShape>> BatchNormAddRelus,
     IReadOnlyList<Counted<long>> Relus,
     IReadOnlyList<Counted<long>> Adds,
     Pool2dShape? MaxPool,
@@ -67,19 +68,20 @@ public sealed record ModelShapes(
         var convs = new List<ConvUse>();
         var bns = new List<Counted<BatchNormShape>>();
         var bnRelus = new List<Counted<BatchNormShape>>(); // bn -> relu pairs, one fused op (BatchNorm2dLayer.FuseRelu)
-        var relus = new List<Counted<long>>();
+        var bnAddRelus = new List<Counted<BatchNormShape>>(); // bn2 -> residual add -> relu, one fused op (BatchNorm2dLayer.ForwardAddRelu)
+        var relus = new List<Counted<long>>(); // none left outside batch norm: every ReLU rides on a bn
         var adds = new List<Counted<long>>();
         long parameters = 0;
         int n = batch, c = config.InChannels, hw = ImageSize;
 
         // A conv followed by its batch norm (every conv of a ResNet is), with the ReLU fused into it when
         // one follows; returns the output edge.
-        int ConvBn(int inC, int outC, int k, int stride, int pad, int edge, bool backwardData, bool relu = false)
+        int ConvBn(int inC, int outC, int k, int stride, int pad, int edge, bool backwardData, bool relu = false, bool addRelu = false)
         {
             var s = new Conv2dShape(n, inC, edge, edge, outC, k, k, stride, pad);
             s.Validate();
             AddConv(convs, s, backwardData);
-            Add(relu ? bnRelus : bns, new BatchNormShape(n, outC, s.OutH * s.OutW));
+            Add(addRelu ? bnAddRelus : relu ? bnRelus : bns, new BatchNormShape(n, outC, s.OutH * s.OutW));
             parameters += s.WeightLength + 2L * outC;
             return s.OutH;
         }
@@ -104,19 +106,16 @@ public sealed record ModelShapes(
             {
                 int stride = layer > 0 && b == 0 ? 2 : 1;
                 int outEdge = ConvBn(inPlanes, planes, 3, stride, 1, hw, backwardData: true, relu: true);
-                long outLength = (long)n * planes * outEdge * outEdge;
-                ConvBn(planes, planes, 3, 1, 1, outEdge, backwardData: true);
+                ConvBn(planes, planes, 3, 1, 1, outEdge, backwardData: true, addRelu: true); // the residual sum and relu ride on bn2
                 if (stride != 1 || inPlanes != planes) ConvBn(inPlanes, planes, 1, stride, 0, hw, backwardData: true);
-                Add(adds, outLength); // the residual sum
                 Add(adds, (long)n * inPlanes * hw * hw); // backward: the main and identity branches' input gradients
-                Add(relus, outLength);
                 hw = outEdge;
                 inPlanes = planes;
             }
         }
         var linear = new LinearShape(n, inPlanes, config.Classes);
         parameters += (long)inPlanes * config.Classes + config.Classes;
-        return new ModelShapes(config, batch, convs, bns, bnRelus, relus, adds, pool, (n * inPlanes, hw * hw), linear, parameters,
+        return new ModelShapes(config, batch, convs, bns, bnRelus, bnAddRelus, relus, adds, pool, (n * inPlanes, hw * hw), linear, parameters,
             new AugmentShape(n, config.InChannels, ImageSize, ImageSize, CropPadding));
     }
 
@@ -156,6 +155,11 @@ public sealed record ModelShapes(
         {
             yield return new("batchnorm_relu_fwd_train", b.Shape.ToString(), b.PerStep, OpCost.BatchNormReluTrain(b.Shape.Length));
             yield return new("batchnorm_relu_bwd", b.Shape.ToString(), b.PerStep, OpCost.BatchNormReluBackward(b.Shape.Length));
+        }
+        foreach (var b in BatchNormAddRelus)
+        {
+            yield return new("batchnorm_add_relu_fwd_train", b.Shape.ToString(), b.PerStep, OpCost.BatchNormAddReluTrain(b.Shape.Length));
+            yield return new("batchnorm_add_relu_bwd", b.Shape.ToString(), b.PerStep, OpCost.BatchNormAddReluBackward(b.Shape.Length));
         }
         foreach (var r in Relus)
         {

@@ -240,6 +240,119 @@ public static class OpCases
         }
     }
 
+    /// <summary>
+    /// Training forward of a BasicBlock's tail, y = relu(bn(x) + identity): batch statistics, running-statistics
+    /// update and the fused output. identity lies in [-1, 1], so the ReLU clips a good part of y.
+    /// </summary>
+    public sealed class BatchNormAddReluForward : OpCase<BatchNormAddReluForwardLauncher>
+    {
+        private readonly BatchNormShape _s;
+        private readonly float[] _x0, _id0, _g, _b, _rm, _rv;
+        private readonly ArrayView<float>[] _x, _id, _y, _mean, _inv, _runMean, _runVar;
+        private readonly ArrayView<float> _gamma, _beta;
+        private BatchNorm2d.Reference.TrainResult? _expected;
+
+        public BatchNormAddReluForward(Device dev, Random rng, BatchNormShape s, int sets)
+            : base(dev, rng, "batchnorm_add_relu_fwd_train", s.ToString(), OpCost.BatchNormAddReluTrain(s.Length), gemm: false, sets)
+        {
+            _s = s;
+            _x0 = Rand(s.Length, 2, 5);
+            _id0 = Rand(s.Length);
+            _g = Rand(s.C, 0.5f, 1.5f);
+            _b = Rand(s.C);
+            _rm = Rand(s.C);
+            _rv = Rand(s.C, 0.5f, 2);
+            _x = PerSet(_x0, () => Rand(s.Length, 2, 5));
+            _id = PerSet(_id0, () => Rand(s.Length));
+            _gamma = Upload(_g);
+            _beta = Upload(_b);
+            _runMean = PerSet(_rm, () => Rand(s.C));
+            _runVar = PerSet(_rv, () => Rand(s.C, 0.5f, 2));
+            _y = Outputs<float>(s.Length);
+            _mean = Outputs<float>(s.C);
+            _inv = Outputs<float>(s.C);
+        }
+
+        public override void Launch(BatchNormAddReluForwardLauncher launcher, int set)
+            => launcher(Dev, _x[set], _id[set], _gamma, _beta, _y[set], _mean[set], _inv[set], _runMean[set], _runVar[set], _s.N, _s.C, _s.HW, 0.1f, 1e-5f);
+
+        protected override void Reset()
+        {
+            Restore(_runMean[0], _rm);
+            Restore(_runVar[0], _rv);
+            Poison(_y[0], _mean[0], _inv[0]);
+        }
+
+        protected override void ComputeReference()
+            => _expected = BatchNorm2d.Reference.ForwardTrainAddRelu(D(_x0), D(_id0), D(_g), D(_b), D(_rm), D(_rv), _s.N, _s.C, _s.HW);
+
+        /// <summary>As <see cref="BatchNormForward"/>: y's absolute slack follows invStd·gamma (x - mean carries ~ulp(5) of rounding).</summary>
+        private double YAtol() => Math.Max(1e-5, 2e-6 * Enumerable.Range(0, _s.C).Max(c => _expected!.SaveInvStd[c] * Math.Abs(_g[c])));
+
+        protected override double Compare() => new[]
+        {
+            Error(_expected!.Y, _y[0], atol: YAtol()), Error(_expected.SaveMean, _mean[0]), Error(_expected.SaveInvStd, _inv[0]),
+            Error(_expected.RunningMean, _runMean[0]), Error(_expected.RunningVar, _runVar[0]),
+        }.Max();
+    }
+
+    /// <summary>
+    /// Backward of a BasicBlock's tail: dx, d(identity), dgamma, dbeta from x, the output y, dy and the saved
+    /// statistics. Set 0's y is the forward's (float); the timing sets use random y, which masks about half
+    /// of dy as real outputs do. dy is not modified (d(identity) has its own buffer).
+    /// </summary>
+    public sealed class BatchNormAddReluBackward : OpCase<BatchNormAddReluBackwardLauncher>
+    {
+        private readonly BatchNormShape _s;
+        private readonly float[] _x0, _y0, _dy0, _g;
+        private readonly double[] _mean0, _inv0;
+        private readonly ArrayView<float>[] _x, _y, _dy, _mean, _inv, _dx, _di, _dg, _db;
+        private readonly ArrayView<float> _gamma;
+        private BatchNorm2d.Reference.AddReluBackwardResult? _expected;
+
+        public BatchNormAddReluBackward(Device dev, Random rng, BatchNormShape s, int sets)
+            : base(dev, rng, "batchnorm_add_relu_bwd", s.ToString(), OpCost.BatchNormAddReluBackward(s.Length), gemm: false, sets)
+        {
+            _s = s;
+            _x0 = Rand(s.Length, 2, 5);
+            _dy0 = Rand(s.Length);
+            _g = Rand(s.C, 0.5f, 1.5f);
+            var fwd = BatchNorm2d.Reference.ForwardTrainAddRelu(D(_x0), D(Rand(s.Length)), D(_g), D(Rand(s.C)), new double[s.C],
+                Enumerable.Repeat(1.0, s.C).ToArray(), s.N, s.C, s.HW);
+            _y0 = Array.ConvertAll(fwd.Y, v => (float)v);
+            float[] mean = Array.ConvertAll(fwd.SaveMean, v => (float)v), inv = Array.ConvertAll(fwd.SaveInvStd, v => (float)v);
+            _mean0 = D(mean);
+            _inv0 = D(inv);
+            _x = PerSet(_x0, () => Rand(s.Length, 2, 5));
+            _y = PerSet(_y0, () => Rand(s.Length));
+            _dy = PerSet(_dy0, () => Rand(s.Length));
+            _gamma = Upload(_g);
+            _mean = PerSet(mean, () => mean);
+            _inv = PerSet(inv, () => inv);
+            _dx = Outputs<float>(s.Length);
+            _di = Outputs<float>(s.Length);
+            _dg = Outputs<float>(s.C);
+            _db = Outputs<float>(s.C);
+        }
+
+        public override void Launch(BatchNormAddReluBackwardLauncher launcher, int set)
+            => launcher(Dev, _x[set], _y[set], _dy[set], _gamma, _mean[set], _inv[set], _dx[set], _di[set], _dg[set], _db[set], _s.N, _s.C, _s.HW);
+
+        protected override void Reset() => Poison(_dx[0], _di[0], _dg[0], _db[0]);
+
+        protected override void ComputeReference()
+            => _expected = BatchNorm2d.Reference.BackwardAddRelu(D(_x0), D(_y0), D(_dy0), D(_g), _mean0, _inv0, _s.N, _s.C, _s.HW);
+
+        protected override double Compare()
+        {
+            double sums = 1e-5 + 1e-7 * _s.N * _s.HW;
+            return new[]
+            {
+                Error(_expected!.Dx, _dx[0]), Error(_expected.Didentity, _di[0]), Error(_expected.Dgamma, _dg[0], atol: sums), Error(_expected.Dbeta, _db[0], atol: sums),
+            }.Max();
+        }
+    }
+
     /// <summary>An element-wise op x -> y (ReLU forward).</summary>
     public sealed class Unary : OpCase<UnaryLauncher>
     {
