@@ -38,9 +38,17 @@ public sealed class KernelChecks(Device dev, Random rng)
             convs.Add(new(16, 3, 32, 32, 64, 7, 7, 2, 3));
         }
         foreach (Conv2dShape s in convs) c.Conv(s);
+        if (dev.IsCuda)
+        {
+            // The TF32 tensor-core forward (not the engine's default path): first against its own TF32
+            // reference at fp32 tolerance (a wrong fragment layout gives errors of order 1), then against
+            // the exact reference at the TF32 tolerance.
+            foreach (Conv2dShape s in convs) c.ConvTf32(s);
+        }
         foreach (var (n, ch, hw) in new[] { (3, 5, 7), (2, 3, 1), (5, 3, 61) }.Concat(large ? new[] { (64, 64, 64) } : Array.Empty<(int, int, int)>()))
         {
             c.BatchNorm(n, ch, hw);
+            c.BatchNormFused(n, ch, hw);
         }
         c.Relu(1000);
         c.Add(1001);
@@ -107,6 +115,18 @@ public sealed class KernelChecks(Device dev, Random rng)
         Record("conv2d_bwd_weight", s.ToString(), Conv2d.Reference.BackwardWeight(D(x), D(dy), s), dwo.View, Time(() => Conv2d.BackwardWeight(dev, dx_.View, ddy.View, dwo.View, s)), atol: Math.Max(1e-5, atolW));
     }
 
+    public void ConvTf32(Conv2dShape s)
+    {
+        float[] x = Rand((int)s.InputLength), w = Rand((int)s.WeightLength);
+        using var dX = dev.Upload<float>(x);
+        using var dW = dev.Upload<float>(w);
+        using var y = Poisoned(s.OutputLength);
+        double ms = Time(() => Conv2dTf32.Forward(dev, dX.View, dW.View, y.View, s));
+        Record("conv2d_fwd_tf32 vs tf32", s.ToString(), Conv2dTf32.Reference.Forward(D(x), D(w), s), y.View, ms, atol: Math.Max(1e-5, 1e-6 * s.C * s.R * s.S));
+        var (rtol, atol) = Conv2dTf32.Tolerance(s);
+        Record("conv2d_fwd_tf32 vs exact", s.ToString(), Conv2d.Reference.Forward(D(x), D(w), s), y.View, 0, rtol, atol);
+    }
+
     public void BatchNorm(int n, int c, int hw)
     {
         int len = n * c * hw;
@@ -132,6 +152,56 @@ public sealed class KernelChecks(Device dev, Random rng)
         ms = Time(() => Engine.Kernels.BatchNorm2d.Backward(dev, dX.View, dDy.View, dG.View, mean.View, inv.View, dx.View, dg.View, db.View, n, c, hw));
         Record("batchnorm_bwd", shape, rb.Dx, dx.View, ms);
         Record("batchnorm_bwd_dgamma", shape, rb.Dgamma, dg.View, 0, atol: 1e-5 + 1e-7 * n * hw);
+    }
+
+    /// <summary>The fused BN + ReLU (bn1) and BN + add + ReLU (block tail) forward and backward against their composed references.</summary>
+    public void BatchNormFused(int n, int c, int hw)
+    {
+        int len = n * c * hw;
+        float[] x = Rand(len, 2, 5), id = Rand(len), g = Rand(c, 0.5f, 1.5f), b = Rand(c), rm = Rand(c), rv = Rand(c, 0.5f, 2), dy = Rand(len);
+        using var dX = dev.Upload<float>(x);
+        using var dId = dev.Upload<float>(id);
+        using var dG = dev.Upload<float>(g);
+        using var dB = dev.Upload<float>(b);
+        using var dDy = dev.Upload<float>(dy);
+        string shape = $"n={n} c={c} hw={hw}";
+        foreach (bool add in new[] { false, true })
+        {
+            using var dRm = dev.Upload<float>(rm);
+            using var dRv = dev.Upload<float>(rv);
+            using var y = Poisoned(len);
+            using var mean = Poisoned(c);
+            using var inv = Poisoned(c);
+            var r = add
+                ? Engine.Kernels.BatchNorm2d.Reference.ForwardTrainAddRelu(D(x), D(id), D(g), D(b), D(rm), D(rv), n, c, hw)
+                : Engine.Kernels.BatchNorm2d.Reference.ForwardTrainRelu(D(x), D(g), D(b), D(rm), D(rv), n, c, hw);
+            double ms = Time(() =>
+            {
+                if (add) Engine.Kernels.BatchNorm2d.ForwardTrainAddRelu(dev, dX.View, dId.View, dG.View, dB.View, y.View, mean.View, inv.View, dRm.View, dRv.View, n, c, hw);
+                else Engine.Kernels.BatchNorm2d.ForwardTrainRelu(dev, dX.View, dG.View, dB.View, y.View, mean.View, inv.View, dRm.View, dRv.View, n, c, hw);
+            });
+            string name = add ? "batchnorm_add_relu" : "batchnorm_relu";
+            Record($"{name}_fwd_train", shape, r.Y, y.View, ms);
+            // Backward from the device's own forward output, so the ReLU mask is the same on both sides.
+            double[] yDev = D(dev.Download<float>(y.View));
+            using var dx = Poisoned(len);
+            using var dIdentity = Poisoned(len);
+            using var dg = Poisoned(c);
+            using var db = Poisoned(c);
+            if (add)
+            {
+                var rb = Engine.Kernels.BatchNorm2d.Reference.BackwardAddRelu(D(x), yDev, D(dy), D(g), r.SaveMean, r.SaveInvStd, n, c, hw);
+                ms = Time(() => Engine.Kernels.BatchNorm2d.BackwardAddRelu(dev, dX.View, y.View, dDy.View, dG.View, mean.View, inv.View, dx.View, dIdentity.View, dg.View, db.View, n, c, hw));
+                Record($"{name}_bwd", shape, rb.Dx, dx.View, ms);
+                Record($"{name}_bwd_didentity", shape, rb.Didentity, dIdentity.View, 0);
+            }
+            else
+            {
+                var rb = Engine.Kernels.BatchNorm2d.Reference.BackwardRelu(D(x), yDev, D(dy), D(g), r.SaveMean, r.SaveInvStd, n, c, hw);
+                ms = Time(() => Engine.Kernels.BatchNorm2d.BackwardRelu(dev, dX.View, y.View, dDy.View, dG.View, mean.View, inv.View, dx.View, dg.View, db.View, n, c, hw));
+                Record($"{name}_bwd", shape, rb.Dx, dx.View, ms);
+            }
+        }
     }
 
     public void Relu(int n)
