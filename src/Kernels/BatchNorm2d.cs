@@ -234,7 +234,22 @@ public static partial class BatchNorm2d
         int n, int c, int hw, float momentum = 0.1f, float eps = 1e-5f)
     {
         using var profile = dev.Profile("batchnorm_fwd_train", OpCost.BatchNormTrain((long)n * c * hw));
-        const string op = "BatchNorm2d.ForwardTrain";
+        int count = TrainStatistics(dev, "BatchNorm2d.ForwardTrain", x, gamma, beta, y, saveMean, saveInvStd, runningMean, runningVar, n, c, hw, momentum, eps);
+        int threads = dev.GridStrideThreads(count);
+        dev.Kernel("batchnorm2d_normalize", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(NormalizeKernel))
+            (dev.Stream, threads, x, saveMean, saveInvStd, gamma, beta, y, c, hw, count, threads);
+    }
+
+    /// <summary>
+    /// The first half of every training forward (plain and fused): checks the operands, then computes the
+    /// batch statistics into saveMean / saveInvStd and updates the running statistics, staging the partial
+    /// sums in y (so y must not overlap x). Returns the element count for the normalise pass.
+    /// </summary>
+    private static int TrainStatistics(Device dev, string op, ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> y,
+        ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> runningMean, ArrayView<float> runningVar,
+        int n, int c, int hw, float momentum, float eps)
+    {
         int m = CheckShape(op, n, c, hw, training: true);
         long total = (long)n * c * hw;
         Check.AtLeast(op, "x", x, total);
@@ -250,10 +265,7 @@ public static partial class BatchNorm2d
         dev.Kernel("batchnorm2d_stats_finalize", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, int, int, int, int, float, float>(StatsFinalizeKernel))
             (dev.Stream, c, partial, saveMean, saveInvStd, runningMean, runningVar, c, m, parts, chunk, momentum, eps);
-        int count = checked((int)total), threads = dev.GridStrideThreads(count);
-        dev.Kernel("batchnorm2d_normalize", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(NormalizeKernel))
-            (dev.Stream, threads, x, saveMean, saveInvStd, gamma, beta, y, c, hw, count, threads);
+        return checked((int)total);
     }
 
     /// <summary>Eval forward with the running statistics; y may alias x.</summary>

@@ -79,24 +79,14 @@ public static partial class BatchNorm2d
     {
         using var profile = dev.Profile("batchnorm_add_relu_fwd_train", OpCost.BatchNormAddReluTrain((long)n * c * hw));
         const string op = "BatchNorm2d.ForwardTrainAddRelu";
-        int m = CheckShape(op, n, c, hw, training: true);
         long total = (long)n * c * hw;
-        Check.AtLeast(op, "x", x, total);
-        Check.AtLeast(op, "identity", identity, total);
-        Check.AtLeast(op, "y", y, total);
-        CheckChannels(op, c, ("gamma", gamma), ("beta", beta), ("saveMean", saveMean), ("saveInvStd", saveInvStd),
-            ("runningMean", runningMean), ("runningVar", runningVar));
-        CheckDisjoint(op, "y", y.SubView(0, total), "x", x.SubView(0, total));
-        CheckDisjoint(op, "y", y.SubView(0, total), "identity", identity.SubView(0, total));
-
-        var (groupSize, parts, chunk) = Plan(dev, m);
-        var partial = y.SubView(0, 2L * c * parts);
-        dev.Kernel("batchnorm2d_stats_partial", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, int, int, int, int>(StatsPartialKernel))
-            (dev.Stream, new KernelConfig(c * parts, groupSize), x, partial, c, hw, m, parts, chunk);
-        dev.Kernel("batchnorm2d_stats_finalize", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, int, int, int, int, float, float>(StatsFinalizeKernel))
-            (dev.Stream, c, partial, saveMean, saveInvStd, runningMean, runningVar, c, m, parts, chunk, momentum, eps);
-        int count = checked((int)total), threads = dev.GridStrideThreads(count);
+        Check.AtLeast(op, "identity", identity, Math.Max(0, total));
+        if (y.Length >= total && identity.Length >= total && total > 0)
+        {
+            CheckDisjoint(op, "y", y.SubView(0, total), "identity", identity.SubView(0, total));
+        }
+        int count = TrainStatistics(dev, op, x, gamma, beta, y, saveMean, saveInvStd, runningMean, runningVar, n, c, hw, momentum, eps);
+        int threads = dev.GridStrideThreads(count);
         dev.Kernel("batchnorm2d_normalize_add_relu", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(NormalizeAddReluKernel))
             (dev.Stream, threads, x, identity, saveMean, saveInvStd, gamma, beta, y, c, hw, count, threads);

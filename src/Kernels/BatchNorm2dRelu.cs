@@ -117,23 +117,8 @@ public static partial class BatchNorm2d
         int n, int c, int hw, float momentum = 0.1f, float eps = 1e-5f)
     {
         using var profile = dev.Profile("batchnorm_relu_fwd_train", OpCost.BatchNormReluTrain((long)n * c * hw));
-        const string op = "BatchNorm2d.ForwardTrainRelu";
-        int m = CheckShape(op, n, c, hw, training: true);
-        long total = (long)n * c * hw;
-        Check.AtLeast(op, "x", x, total);
-        Check.AtLeast(op, "y", y, total);
-        CheckChannels(op, c, ("gamma", gamma), ("beta", beta), ("saveMean", saveMean), ("saveInvStd", saveInvStd),
-            ("runningMean", runningMean), ("runningVar", runningVar));
-        CheckDisjoint(op, "y", y.SubView(0, total), "x", x.SubView(0, total));
-
-        var (groupSize, parts, chunk) = Plan(dev, m);
-        var partial = y.SubView(0, 2L * c * parts);
-        dev.Kernel("batchnorm2d_stats_partial", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, int, int, int, int>(StatsPartialKernel))
-            (dev.Stream, new KernelConfig(c * parts, groupSize), x, partial, c, hw, m, parts, chunk);
-        dev.Kernel("batchnorm2d_stats_finalize", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, int, int, int, int, float, float>(StatsFinalizeKernel))
-            (dev.Stream, c, partial, saveMean, saveInvStd, runningMean, runningVar, c, m, parts, chunk, momentum, eps);
-        int count = checked((int)total), threads = dev.GridStrideThreads(count);
+        int count = TrainStatistics(dev, "BatchNorm2d.ForwardTrainRelu", x, gamma, beta, y, saveMean, saveInvStd, runningMean, runningVar, n, c, hw, momentum, eps);
+        int threads = dev.GridStrideThreads(count);
         dev.Kernel("batchnorm2d_normalize_relu", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(NormalizeReluKernel))
             (dev.Stream, threads, x, saveMean, saveInvStd, gamma, beta, y, c, hw, count, threads);
