@@ -146,6 +146,33 @@ public static partial class BatchNorm2d
     /// Group g = channel*parts + part sums dy and dy*(x - mean) over its slice of the channel;
     /// partial[g] and partial[channels*parts + g] receive the two sums.
     /// </summary>
+    /// <summary>
+    /// Device helper of the backward partial kernels (plain and ReLU-masked): tree-sums the group's two
+    /// per-thread sums in shared memory; thread 0 writes them to partial[g] and partial[secondOffset + g].
+    /// </summary>
+    private static void StoreGroupSums(ArrayView<float> sDy, ArrayView<float> sDyXc, float sumDy, float sumDyXc,
+        ArrayView<float> partial, int g, int secondOffset)
+    {
+        int t = Group.IdxX;
+        sDy[t] = sumDy;
+        sDyXc[t] = sumDyXc;
+        Group.Barrier();
+        for (int stride = Group.DimX / 2; stride > 0; stride >>= 1)
+        {
+            if (t < stride)
+            {
+                sDy[t] += sDy[t + stride];
+                sDyXc[t] += sDyXc[t + stride];
+            }
+            Group.Barrier();
+        }
+        if (t == 0)
+        {
+            partial[g] = sDy[0];
+            partial[secondOffset + g] = sDyXc[0];
+        }
+    }
+
     [KernelName("batchnorm2d_bwd_partial")]
     internal static void BackwardPartialKernel(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> saveMean, ArrayView<float> partial,
         int channels, int hw, int m, int parts, int chunk)
@@ -170,24 +197,7 @@ public static partial class BatchNorm2d
             sumDy += d;
             sumDyXc += d * (x[idx] - mean);
         }
-        sDy[t] = sumDy;
-        sDyXc[t] = sumDyXc;
-        Group.Barrier();
-
-        for (int stride = groupSize / 2; stride > 0; stride >>= 1)
-        {
-            if (t < stride)
-            {
-                sDy[t] += sDy[t + stride];
-                sDyXc[t] += sDyXc[t + stride];
-            }
-            Group.Barrier();
-        }
-        if (t == 0)
-        {
-            partial[g] = sDy[0];
-            partial[channels * parts + g] = sDyXc[0];
-        }
+        StoreGroupSums(sDy, sDyXc, sumDy, sumDyXc, partial, g, channels * parts);
     }
 
     /// <summary>One thread per channel: dbeta = sum dy, dgamma = invStd * sum dy*(x - mean), parts added in order.</summary>

@@ -70,24 +70,7 @@ public static partial class BatchNorm2d
             sumDy += d;
             sumDyXc += d * (x[idx] - mean);
         }
-        sDy[t] = sumDy;
-        sDyXc[t] = sumDyXc;
-        Group.Barrier();
-
-        for (int stride = groupSize / 2; stride > 0; stride >>= 1)
-        {
-            if (t < stride)
-            {
-                sDy[t] += sDy[t + stride];
-                sDyXc[t] += sDyXc[t + stride];
-            }
-            Group.Barrier();
-        }
-        if (t == 0)
-        {
-            partial[g] = sDy[0];
-            partial[channels * parts + g] = sDyXc[0];
-        }
+        StoreGroupSums(sDy, sDyXc, sumDy, sumDyXc, partial, g, channels * parts);
     }
 
     /// <summary>dx = gamma*invStd * (g - dbeta/m - xhat*dgamma/m) with g = (y &gt; 0 ? dy : 0), grid-stride over the elements.</summary>
