@@ -415,6 +415,47 @@ public static partial class BatchNorm2d
             return new TrainResult(y, mean, invStd, rm, rv);
         }
 
+        /// <summary>
+        /// The train forward's y = (x - mean) * invStd * gamma + beta with the statistics given. Checking a
+        /// device's y against this with the device's own saved statistics separates the normalisation
+        /// (plain float arithmetic) from the statistics, whose float32 error can be large when a channel's
+        /// values nearly coincide (<see cref="InvStdRoundingBound"/>).
+        /// </summary>
+        public static double[] Normalize(double[] x, double[] gamma, double[] beta, double[] mean, double[] invStd, int n, int c, int hw)
+        {
+            var y = new double[n * c * hw];
+            for (int i = 0; i < y.Length; i++)
+            {
+                int ch = i / hw % c;
+                y[i] = (x[i] - mean[ch]) * invStd[ch] * gamma[ch] + beta[ch];
+            }
+            return y;
+        }
+
+        /// <summary>
+        /// Per channel, how far a correct float32 kernel's 1/sqrt(var + eps) can be from the exact one. The
+        /// mean is rounded to float32 (error about u * max|x|, u = 2^-24), and the variance update uses
+        /// x - mean, so var is off by about u * max|x| * sigma; 1/std then moves by half that relative to
+        /// var + eps. With few values per channel and two of them close (sigma small, var + eps near eps)
+        /// that is thousands of ulps: two values 0.07 apart around 4.5 already give 3e-6 relative. The
+        /// bound allows 16 u for each rounding; it is added to the usual tolerance, never replaces it.
+        /// </summary>
+        public static double[] InvStdRoundingBound(double[] x, double[] invStd, int n, int c, int hw, double eps = 1e-5)
+        {
+            const double u16 = 16.0 / (1 << 24);
+            var bound = new double[c];
+            for (int ch = 0; ch < c; ch++)
+            {
+                double maxAbs = 0;
+                for (int b = 0; b < n; b++)
+                    for (int j = 0; j < hw; j++) maxAbs = Math.Max(maxAbs, Math.Abs(x[(b * c + ch) * hw + j]));
+                double varEps = 1 / (invStd[ch] * invStd[ch]);
+                double sigma = Math.Sqrt(Math.Max(0, varEps - eps));
+                bound[ch] = invStd[ch] * u16 * (2 + maxAbs * sigma / varEps);
+            }
+            return bound;
+        }
+
         public static double[] ForwardEval(double[] x, double[] gamma, double[] beta, double[] runningMean, double[] runningVar,
             int n, int c, int hw, double eps = 1e-5)
         {

@@ -40,9 +40,8 @@ public class BatchNorm2dTests
 
         var r = BatchNorm2d.Reference.ForwardTrain(Numerics.ToDouble(a.X), Numerics.ToDouble(a.Gamma), Numerics.ToDouble(a.Beta),
             Numerics.ToDouble(a.RunningMean), Numerics.ToDouble(a.RunningVar), n, c, hw, momentum: 0.1, eps: 1e-5);
-        Numerics.AssertClose(r.Y, dev.Download<float>(y.View), what: "bn y", seed: seed);
-        Numerics.AssertClose(r.SaveMean, dev.Download<float>(saveMean.View), what: "bn saveMean", seed: seed);
-        Numerics.AssertClose(r.SaveInvStd, dev.Download<float>(saveInvStd.View), what: "bn saveInvStd", seed: seed);
+        BatchNormAsserts.TrainForward(r, a.X, a.Gamma, a.Beta, dev.Download<float>(y.View), dev.Download<float>(saveMean.View),
+            dev.Download<float>(saveInvStd.View), n, c, hw, y => y, "bn", seed);
         Numerics.AssertClose(r.RunningMean, dev.Download<float>(runningMean.View), what: "bn runningMean", seed: seed);
         Numerics.AssertClose(r.RunningVar, dev.Download<float>(runningVar.View), what: "bn runningVar", seed: seed);
     });
@@ -152,6 +151,39 @@ public class BatchNorm2dTests
             gamma, grads.Dgamma, rng, what: $"bn dgamma (seed {seed})");
         Numerics.AssertFiniteDifference(v => Numerics.Dot(g, BatchNorm2d.Reference.ForwardTrain(x, gamma, v, rm, rv, n, c, hw).Y),
             beta, grads.Dbeta, rng, what: $"bn dbeta (seed {seed})");
+    }
+
+    /// <summary>
+    /// Two values per channel, computed as a float32 kernel would (mean, then the Welford update of the
+    /// squared deviations, then 1/sqrt): the rounding bound covers every draw, including pairs that
+    /// nearly coincide, yet rejects the unbiased variance (off by sqrt(2)) and stays near float32
+    /// precision for well-separated values (a fifth of the usual rtol of 1e-4).
+    /// </summary>
+    [Fact]
+    public void InvStdRoundingBound_covers_float32_rounding_and_rejects_a_wrong_variance()
+    {
+        var rng = Numerics.NewRandom(out int seed);
+        const float eps = 1e-5f;
+        for (int trial = 0; trial < 20000; trial++)
+        {
+            float x1 = 2 + 3 * (float)rng.NextDouble();
+            float x2 = trial % 2 == 0 ? 2 + 3 * (float)rng.NextDouble() : x1 + (float)(rng.NextDouble() - 0.5) * 0.02f;
+            float delta = x2 - x1;
+            float meanF = x1 + delta / 2;
+            float m2 = delta * (x2 - meanF);
+            float invF = 1f / MathF.Sqrt(m2 / 2 + eps);
+            double[] x = [x1, x2];
+            var r = BatchNorm2d.Reference.ForwardTrain(x, [1.0], [0.0], [0.0], [1.0], n: 2, c: 1, hw: 1);
+            double bound = BatchNorm2d.Reference.InvStdRoundingBound(x, r.SaveInvStd, n: 2, c: 1, hw: 1)[0];
+            Assert.True(Math.Abs(invF - r.SaveInvStd[0]) <= bound, $"x = {x1:R}, {x2:R}: float32 1/std {invF:R}, exact {r.SaveInvStd[0]:R}, bound {bound:R} (seed {seed})");
+            double d = (x1 - (double)x2) / 2;
+            if (d * d > 10 * eps)
+            {
+                double unbiased = 1 / Math.Sqrt(2 * d * d + eps);
+                Assert.True(Math.Abs(unbiased - r.SaveInvStd[0]) > bound, $"x = {x1:R}, {x2:R}: the bound {bound:R} accepts the unbiased variance (seed {seed})");
+            }
+            if (Math.Abs(d) > 0.5) Assert.True(bound < 2e-5 * r.SaveInvStd[0], $"x = {x1:R}, {x2:R}: bound {bound:R} is loose for well-separated values (seed {seed})");
+        }
     }
 
     [Fact]
