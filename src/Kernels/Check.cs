@@ -25,4 +25,16 @@ internal static class Check
             throw new ArgumentException($"{op}: '{name}' has {view.Length} elements but the shape needs {needed}.");
         }
     }
+
+    /// <summary>Throws unless every view starts on a 16-byte boundary (the float4 kernels' requirement).</summary>
+    public static void Aligned(string op, params ArrayView<float>[] views)
+    {
+        for (int i = 0; i < views.Length; i++)
+        {
+            if (!Float4.IsAligned(views[i]))
+            {
+                throw new ArgumentException($"{op}: operand {i} starts at address 0x{Float4.Address(views[i]):x}, not on a 16-byte boundary; use the scalar kernel.");
+            }
+        }
+    }
 }

@@ -148,9 +148,11 @@ public sealed class KernelVariants
         new("fused: dy masked by y inside the sums and dx passes, dIdentity written by the dx pass", 2, BatchNorm2d.BackwardAddRelu),
     ];
 
-    public List<Variant<UnaryLauncher>> ReluForward { get; } = [new("grid-stride", 1, Relu.Forward)];
-    public List<Variant<BinaryLauncher>> ReluBackward { get; } = [new("grid-stride", 1, Relu.Backward)];
-    public List<Variant<BinaryLauncher>> Add { get; } = [new("grid-stride", 1, Elementwise.Add)];
+    // The memory-bound element-wise ops: v1 moves one float per load, v2 a float4 (16 bytes); the
+    // engine's launchers take v2 whenever every view starts on a 16-byte boundary.
+    public List<Variant<UnaryLauncher>> ReluForward { get; } = [new("grid-stride, one float per load", 1, Relu.ForwardScalar), new("grid-stride, float4 loads", 2, Relu.ForwardFloat4)];
+    public List<Variant<BinaryLauncher>> ReluBackward { get; } = [new("grid-stride, one float per load", 1, Relu.BackwardScalar), new("grid-stride, float4 loads", 2, Relu.BackwardFloat4)];
+    public List<Variant<BinaryLauncher>> Add { get; } = [new("grid-stride, one float per load", 1, Elementwise.AddScalar), new("grid-stride, float4 loads", 2, Elementwise.AddFloat4)];
     public List<Variant<MaxPoolForwardLauncher>> MaxPoolForward { get; } = [new("grid-stride over outputs", 1, MaxPool2d.Forward)];
     public List<Variant<MaxPoolBackwardLauncher>> MaxPoolBackward { get; } = [new("grid-stride over inputs, gather", 1, MaxPool2d.Backward)];
     public List<Variant<AvgPoolLauncher>> AvgPoolForward { get; } = [new("grid-stride over planes", 1, AdaptiveAvgPool.Forward)];
@@ -159,6 +161,7 @@ public sealed class KernelVariants
     public List<Variant<LinearBackwardLauncher>> LinearBackward { get; } = [new("tiled GEMMs + column sums", 1, Linear.Backward)];
     public List<Variant<LossForwardLauncher>> LossForward { get; } = [new("one group", 1, SoftmaxCrossEntropy.Forward)];
     public List<Variant<LossBackwardLauncher>> LossBackward { get; } = [new("grid-stride", 1, SoftmaxCrossEntropy.Backward)];
-    public List<Variant<SgdLauncher>> Sgd { get; } = [new("grid-stride", 1, Engine.Kernels.Sgd.Step)];
+    public List<Variant<SgdLauncher>> Sgd { get; } =
+        [new("grid-stride, one float per load", 1, Engine.Kernels.Sgd.StepScalar), new("grid-stride, float4 loads", 2, Engine.Kernels.Sgd.StepFloat4)];
     public List<Variant<AugmentLauncher>> Augment { get; } = [new("grid-stride crop, flip, normalize", 1, Engine.Kernels.Augment.Apply)];
 }
