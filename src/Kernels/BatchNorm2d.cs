@@ -245,6 +245,7 @@ public static partial class BatchNorm2d
     {
         using var profile = dev.Profile("batchnorm_fwd_train", OpCost.BatchNormTrain((long)n * c * hw));
         int count = TrainStatistics(dev, "BatchNorm2d.ForwardTrain", x, gamma, beta, y, saveMean, saveInvStd, runningMean, runningVar, n, c, hw, momentum, eps);
+        if (TryNormalizeFloat4(dev, x, x, y, saveMean, saveInvStd, gamma, beta, c, hw, count, Plain)) return;
         int threads = dev.GridStrideThreads(count);
         dev.Kernel("batchnorm2d_normalize", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(NormalizeKernel))
@@ -323,7 +324,9 @@ public static partial class BatchNorm2d
         dev.Kernel("batchnorm2d_bwd_finalize", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, int, int>(BackwardFinalizeKernel))
             (dev.Stream, c, partial, saveInvStd, dgamma, dbeta, c, parts);
-        int count = checked((int)total), threads = dev.GridStrideThreads(count);
+        int count = checked((int)total);
+        if (TryBackwardDxFloat4(dev, x, x, dy, dx, dx, gamma, saveMean, saveInvStd, dgamma, dbeta, c, hw, m, count, Plain)) return;
+        int threads = dev.GridStrideThreads(count);
         dev.Kernel("batchnorm2d_bwd_dx", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float, int, int>(BackwardDxKernel))
             (dev.Stream, threads, x, dy, gamma, saveMean, saveInvStd, dgamma, dbeta, dx, c, hw, 1f / m, count, threads);

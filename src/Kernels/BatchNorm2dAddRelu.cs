@@ -86,6 +86,7 @@ public static partial class BatchNorm2d
             CheckDisjoint(op, "y", y.SubView(0, total), "identity", identity.SubView(0, total));
         }
         int count = TrainStatistics(dev, op, x, gamma, beta, y, saveMean, saveInvStd, runningMean, runningVar, n, c, hw, momentum, eps);
+        if (TryNormalizeFloat4(dev, x, identity, y, saveMean, saveInvStd, gamma, beta, c, hw, count, WithAddRelu)) return;
         int threads = dev.GridStrideThreads(count);
         dev.Kernel("batchnorm2d_normalize_add_relu", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(NormalizeAddReluKernel))
@@ -151,7 +152,9 @@ public static partial class BatchNorm2d
         dev.Kernel("batchnorm2d_bwd_finalize", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, int, int>(BackwardFinalizeKernel))
             (dev.Stream, c, partial, saveInvStd, dgamma, dbeta, c, parts);
-        int count = checked((int)total), threads = dev.GridStrideThreads(count);
+        int count = checked((int)total);
+        if (TryBackwardDxFloat4(dev, x, y, dy, dxT, dIdentity, gamma, saveMean, saveInvStd, dgamma, dbeta, c, hw, m, count, WithAddRelu)) return;
+        int threads = dev.GridStrideThreads(count);
         dev.Kernel("batchnorm2d_add_relu_bwd_dx", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 int, int, float, int>(BackwardAddReluDxKernel))

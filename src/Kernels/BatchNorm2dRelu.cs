@@ -101,6 +101,7 @@ public static partial class BatchNorm2d
     {
         using var profile = dev.Profile("batchnorm_relu_fwd_train", OpCost.BatchNormReluTrain((long)n * c * hw));
         int count = TrainStatistics(dev, "BatchNorm2d.ForwardTrainRelu", x, gamma, beta, y, saveMean, saveInvStd, runningMean, runningVar, n, c, hw, momentum, eps);
+        if (TryNormalizeFloat4(dev, x, x, y, saveMean, saveInvStd, gamma, beta, c, hw, count, WithRelu)) return;
         int threads = dev.GridStrideThreads(count);
         dev.Kernel("batchnorm2d_normalize_relu", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(NormalizeReluKernel))
@@ -155,7 +156,9 @@ public static partial class BatchNorm2d
         dev.Kernel("batchnorm2d_bwd_finalize", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, int, int>(BackwardFinalizeKernel))
             (dev.Stream, c, partial, saveInvStd, dgamma, dbeta, c, parts);
-        int count = checked((int)total), threads = dev.GridStrideThreads(count);
+        int count = checked((int)total);
+        if (TryBackwardDxFloat4(dev, x, y, dy, dx, dx, gamma, saveMean, saveInvStd, dgamma, dbeta, c, hw, m, count, WithRelu)) return;
+        int threads = dev.GridStrideThreads(count);
         dev.Kernel("batchnorm2d_relu_bwd_dx", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float, int, int>(BackwardReluDxKernel))
             (dev.Stream, threads, x, y, dy, gamma, saveMean, saveInvStd, dgamma, dbeta, dx, c, hw, 1f / m, count, threads);

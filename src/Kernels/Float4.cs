@@ -30,17 +30,39 @@ public struct Float4
     public static long Address<TView>(TView view) where TView : IArrayView, IContiguousArrayView
         => view.Buffer.NativePtr + view.IndexInBytes;
 
-    /// <summary>Whether the float4 path may run: enough elements for one float4, and every view aligned.</summary>
+    [ThreadStatic]
+    private static int t_suspended;
+
+    /// <summary>
+    /// Until the returned scope is disposed, the dispatching launchers on this thread take their scalar
+    /// kernels: the bench's v1 of an op whose float4 pass sits inside one launcher (batch norm).
+    /// </summary>
+    public static Scope Suspend()
+    {
+        t_suspended++;
+        return new Scope();
+    }
+
+    public readonly struct Scope : IDisposable
+    {
+        public void Dispose() => t_suspended--;
+    }
+
+    /// <summary>Whether the float4 path may run: not suspended, enough elements for one float4, and every view aligned.</summary>
     public static bool CanUse(long length, ArrayView<float> a)
-        => length >= 4 && IsAligned(a);
+        => t_suspended == 0 && length >= 4 && IsAligned(a);
 
     /// <inheritdoc cref="CanUse(long, ArrayView{float})"/>
     public static bool CanUse(long length, ArrayView<float> a, ArrayView<float> b)
-        => length >= 4 && IsAligned(a) && IsAligned(b);
+        => CanUse(length, a) && IsAligned(b);
 
     /// <inheritdoc cref="CanUse(long, ArrayView{float})"/>
     public static bool CanUse(long length, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c)
-        => length >= 4 && IsAligned(a) && IsAligned(b) && IsAligned(c);
+        => CanUse(length, a) && IsAligned(b) && IsAligned(c);
+
+    /// <inheritdoc cref="CanUse(long, ArrayView{float})"/>
+    public static bool CanUse(long length, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> d)
+        => CanUse(length, a, b, c) && IsAligned(d);
 
     /// <summary>The first length / 4 * 4 elements of <paramref name="view"/> as float4s.</summary>
     public static ArrayView<Float4> Body(ArrayView<float> view, long length)

@@ -105,8 +105,8 @@ public class BenchKernelsTests
         ModelShapes shapes = ModelShapes.FromConfig(ResNetConfig.Parse("resnet18", "imagenet", 2), 2);
         var table = new KernelVariants();
         // Every ReLU of a step rides on a batch norm, so the no-op stands in for the fused block tail.
-        table.BatchNormAddReluForward.Add(new("no-op (wrong on purpose)", 3, (d, x, id, g, b, y, mean, inv, rm, rv, n, c, hw, momentum, eps) => { }));
-        table.Add.Add(new("add then scale by 1.001 (wrong on purpose)", 2, (d, a, b, y) =>
+        table.BatchNormAddReluForward.Add(new("no-op (wrong on purpose)", 4, (d, x, id, g, b, y, mean, inv, rm, rv, n, c, hw, momentum, eps) => { }));
+        table.Add.Add(new("add then scale by 1.001 (wrong on purpose)", 3, (d, a, b, y) =>
         {
             Elementwise.Add(d, a, b, y);
             Elementwise.Scale(d, y, 1.001f);
@@ -136,10 +136,10 @@ public class BenchKernelsTests
         Assert.All(wrong, r => Assert.False(r.Fastest));
         Assert.All(report.Rows.GroupBy(r => (r.Op, r.Shape)), g => Assert.Single(g, r => r.Fastest));
         var fused = report.Rows.Where(r => r.Op.StartsWith("batchnorm_relu", StringComparison.Ordinal)).ToList();
-        Assert.Equal(4 * shapes.BatchNormRelus.Count, fused.Count); // forward and backward, v1 (bn then relu) and v2 (fused)
+        Assert.Equal(6 * shapes.BatchNormRelus.Count, fused.Count); // forward and backward, v1 (bn then relu), v2 (fused), v3 (fused, float4)
         Assert.All(fused, r => Assert.True(r.Passed == true, $"v{r.Version} {r.Op} {r.Shape}: error {r.Error}"));
-        var tails = report.Rows.Where(r => r.Op.StartsWith("batchnorm_add_relu", StringComparison.Ordinal) && r.Version <= 2).ToList();
-        Assert.Equal(4 * shapes.BatchNormAddRelus.Count, tails.Count); // forward and backward, v1 (bn, add, relu) and v2 (fused)
+        var tails = report.Rows.Where(r => r.Op.StartsWith("batchnorm_add_relu", StringComparison.Ordinal) && r.Version <= 3).ToList();
+        Assert.Equal(6 * shapes.BatchNormAddRelus.Count, tails.Count); // forward and backward, v1 (bn, add, relu), v2 (fused), v3 (fused, float4)
         Assert.All(tails, r => Assert.True(r.Passed == true, $"v{r.Version} {r.Op} {r.Shape}: error {r.Error}"));
 
         // The CUDA-only TF32 conv forward (v3) is listed as skipped on the CPU accelerator, never timed.

@@ -100,8 +100,26 @@ public sealed class KernelVariants
         new("stride-phase GEMMs, one launch per phase", 2, Conv2d.BackwardDataPhased),
     ];
     public List<Variant<ConvLauncher>> ConvBackwardWeight { get; } = [new("split-K GEMM + ordered sum", 1, Conv2d.BackwardWeight)];
-    public List<Variant<BatchNormForwardLauncher>> BatchNormForward { get; } = [new("partial stats, finalize, normalize", 1, BatchNorm2d.ForwardTrain)];
-    public List<Variant<BatchNormBackwardLauncher>> BatchNormBackward { get; } = [new("partial sums, finalize, dx", 1, BatchNorm2d.Backward)];
+    // Batch norm's element-wise passes (normalise, dx) have float4 versions inside the same launchers,
+    // taken when hw % 4 == 0; the scalar variants run the launchers under Float4.Suspend().
+    public List<Variant<BatchNormForwardLauncher>> BatchNormForward { get; } =
+    [
+        new("partial stats, finalize, normalize", 1, (dev, x, g, b, y, mean, inv, rm, rv, n, c, hw, momentum, eps) =>
+        {
+            using var scalar = Float4.Suspend();
+            BatchNorm2d.ForwardTrain(dev, x, g, b, y, mean, inv, rm, rv, n, c, hw, momentum, eps);
+        }),
+        new("partial stats, finalize, float4 normalize", 2, BatchNorm2d.ForwardTrain),
+    ];
+    public List<Variant<BatchNormBackwardLauncher>> BatchNormBackward { get; } =
+    [
+        new("partial sums, finalize, dx", 1, (dev, x, dy, g, mean, inv, dx, dg, db, n, c, hw) =>
+        {
+            using var scalar = Float4.Suspend();
+            BatchNorm2d.Backward(dev, x, dy, g, mean, inv, dx, dg, db, n, c, hw);
+        }),
+        new("partial sums, finalize, float4 dx", 2, BatchNorm2d.Backward),
+    ];
     /// <summary>The bn -> relu pairs (stem and every block's bn1): v1 runs the two ops' own kernels, v2 the fused ones.</summary>
     public List<Variant<BatchNormForwardLauncher>> BatchNormReluForward { get; } =
     [
@@ -110,7 +128,12 @@ public sealed class KernelVariants
             BatchNorm2d.ForwardTrain(dev, x, g, b, y, mean, inv, rm, rv, n, c, hw, momentum, eps);
             Relu.Forward(dev, y.SubView(0, (long)n * c * hw), y.SubView(0, (long)n * c * hw));
         }),
-        new("fused: relu in the normalize pass", 2, BatchNorm2d.ForwardTrainRelu),
+        new("fused: relu in the normalize pass", 2, (dev, x, g, b, y, mean, inv, rm, rv, n, c, hw, momentum, eps) =>
+        {
+            using var scalar = Float4.Suspend();
+            BatchNorm2d.ForwardTrainRelu(dev, x, g, b, y, mean, inv, rm, rv, n, c, hw, momentum, eps);
+        }),
+        new("fused, float4 normalize pass", 3, BatchNorm2d.ForwardTrainRelu),
     ];
 
     public List<Variant<BatchNormReluBackwardLauncher>> BatchNormReluBackward { get; } =
@@ -121,7 +144,12 @@ public sealed class KernelVariants
             Relu.Backward(dev, y.SubView(0, len), dy.SubView(0, len), dy.SubView(0, len));
             BatchNorm2d.Backward(dev, x, dy, g, mean, inv, dx, dg, db, n, c, hw);
         }),
-        new("fused: dy masked by y inside the sums and dx passes", 2, BatchNorm2d.BackwardRelu),
+        new("fused: dy masked by y inside the sums and dx passes", 2, (dev, x, y, dy, g, mean, inv, dx, dg, db, n, c, hw) =>
+        {
+            using var scalar = Float4.Suspend();
+            BatchNorm2d.BackwardRelu(dev, x, y, dy, g, mean, inv, dx, dg, db, n, c, hw);
+        }),
+        new("fused, float4 dx pass", 3, BatchNorm2d.BackwardRelu),
     ];
 
     /// <summary>Every block's bn2 -> residual add -> relu: v1 runs the three ops' own kernels, v2 the fused ones.</summary>
@@ -134,7 +162,12 @@ public sealed class KernelVariants
             Elementwise.Add(dev, y.SubView(0, len), id.SubView(0, len), y.SubView(0, len));
             Relu.Forward(dev, y.SubView(0, len), y.SubView(0, len));
         }),
-        new("fused: add and relu in the normalize pass", 2, BatchNorm2d.ForwardTrainAddRelu),
+        new("fused: add and relu in the normalize pass", 2, (dev, x, id, g, b, y, mean, inv, rm, rv, n, c, hw, momentum, eps) =>
+        {
+            using var scalar = Float4.Suspend();
+            BatchNorm2d.ForwardTrainAddRelu(dev, x, id, g, b, y, mean, inv, rm, rv, n, c, hw, momentum, eps);
+        }),
+        new("fused, float4 normalize pass", 3, BatchNorm2d.ForwardTrainAddRelu),
     ];
 
     public List<Variant<BatchNormAddReluBackwardLauncher>> BatchNormAddReluBackward { get; } =
@@ -145,7 +178,12 @@ public sealed class KernelVariants
             Relu.Backward(dev, y.SubView(0, len), dy.SubView(0, len), di.SubView(0, len));
             BatchNorm2d.Backward(dev, x, di, g, mean, inv, dx, dg, db, n, c, hw);
         }),
-        new("fused: dy masked by y inside the sums and dx passes, dIdentity written by the dx pass", 2, BatchNorm2d.BackwardAddRelu),
+        new("fused: dy masked by y inside the sums and dx passes, dIdentity written by the dx pass", 2, (dev, x, y, dy, g, mean, inv, dx, di, dg, db, n, c, hw) =>
+        {
+            using var scalar = Float4.Suspend();
+            BatchNorm2d.BackwardAddRelu(dev, x, y, dy, g, mean, inv, dx, di, dg, db, n, c, hw);
+        }),
+        new("fused, float4 dx pass", 3, BatchNorm2d.BackwardAddRelu),
     ];
 
     // The memory-bound element-wise ops: v1 moves one float per load, v2 a float4 (16 bytes); the
