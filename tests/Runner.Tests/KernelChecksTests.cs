@@ -16,6 +16,10 @@ public class KernelChecksTests
         {
             Assert.Contains(results, r => r.Kernel == op);
         }
+        foreach (string op in new[] { "batchnorm_bwd (scalar)", "batchnorm_add_relu_fwd_train (scalar)", "relu_bwd (scalar)", "add_fwd (scalar)", "sgd_step x3 (scalar)" })
+        {
+            Assert.Contains(results, r => r.Kernel == op);
+        }
         Assert.DoesNotContain(results, r => r.Kernel.Contains("tf32", StringComparison.Ordinal)); // CUDA only
     });
 }

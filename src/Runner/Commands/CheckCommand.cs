@@ -25,7 +25,7 @@ internal static class CheckCommand
             var results = KernelChecks.RunAll(dev, s, r.GetValue(large));
             foreach (var k in results)
             {
-                Console.WriteLine($"{(k.Passed ? "ok  " : "FAIL")} {k.Kernel,-24} {k.Shape,-48} err {k.MaxError,8:G3} (<= 1)  {k.Milliseconds,9:F3} ms");
+                Console.WriteLine($"{(k.Passed ? "ok  " : "FAIL")} {k.Kernel,-42} {k.Shape,-40} err {k.MaxError,8:G3} (<= 1)  {k.Milliseconds,9:F3} ms");
             }
             int failed = results.Count(k => !k.Passed);
             Console.WriteLine($"{results.Count - failed} passed, {failed} failed");
