@@ -306,30 +306,65 @@ public static partial class BatchNorm2d
         int n, int c, int hw)
     {
         using var profile = dev.Profile("batchnorm_bwd", OpCost.BatchNormBackward((long)n * c * hw));
-        const string op = "BatchNorm2d.Backward";
-        int m = CheckShape(op, n, c, hw, training: true);
-        long total = (long)n * c * hw;
-        Check.AtLeast(op, "x", x, total);
-        Check.AtLeast(op, "dy", dy, total);
-        Check.AtLeast(op, "dx", dx, total);
-        CheckChannels(op, c, ("gamma", gamma), ("saveMean", saveMean), ("saveInvStd", saveInvStd), ("dgamma", dgamma), ("dbeta", dbeta));
-        CheckDisjoint(op, "dx", dx.SubView(0, total), "x", x.SubView(0, total));
-        CheckDisjoint(op, "dx", dx.SubView(0, total), "dy", dy.SubView(0, total));
-
-        var (groupSize, parts, chunk) = Plan(dev, m);
-        var partial = dx.SubView(0, 2L * c * parts);
-        dev.Kernel("batchnorm2d_bwd_partial", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                int, int, int, int, int>(BackwardPartialKernel))
-            (dev.Stream, new KernelConfig(c * parts, groupSize), x, dy, saveMean, partial, c, hw, m, parts, chunk);
-        dev.Kernel("batchnorm2d_bwd_finalize", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, int, int>(BackwardFinalizeKernel))
-            (dev.Stream, c, partial, saveInvStd, dgamma, dbeta, c, parts);
-        int count = checked((int)total);
+        var (m, count) = BackwardSums(dev, "BatchNorm2d.Backward", x, null, dy, saveMean, saveInvStd, gamma, dx, dgamma, dbeta, n, c, hw);
         if (TryBackwardDxFloat4(dev, x, x, dy, dx, dx, gamma, saveMean, saveInvStd, dgamma, dbeta, c, hw, m, count, Plain)) return;
         int threads = dev.GridStrideThreads(count);
         dev.Kernel("batchnorm2d_bwd_dx", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float, int, int>(BackwardDxKernel))
             (dev.Stream, threads, x, dy, gamma, saveMean, saveInvStd, dgamma, dbeta, dx, c, hw, 1f / m, count, threads);
+    }
+
+    /// <summary>
+    /// The first half of every backward (plain and fused): checks the operands, then reduces dbeta = sum g
+    /// and dgamma = sum g * xhat per channel, g being dy or, given the ReLU output <paramref name="reluY"/>,
+    /// dy masked by y &gt; 0. The partial sums are staged in dx (so dx must not overlap x, y or dy).
+    /// The block tail's backward also passes <paramref name="dIdentity"/>, checked here with the rest: it
+    /// may be dy itself but must not overlap x, y or dx. Returns m = N*H*W and the element count for the dx pass.
+    /// </summary>
+    private static (int M, int Count) BackwardSums(Device dev, string op, ArrayView<float> x, ArrayView<float>? reluY, ArrayView<float> dy,
+        ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> gamma, ArrayView<float> dx, ArrayView<float> dgamma,
+        ArrayView<float> dbeta, int n, int c, int hw, ArrayView<float>? dIdentity = null)
+    {
+        int m = CheckShape(op, n, c, hw, training: true);
+        long total = (long)n * c * hw;
+        Check.AtLeast(op, "x", x, total);
+        if (reluY is { } yv) Check.AtLeast(op, "y", yv, total);
+        Check.AtLeast(op, "dy", dy, total);
+        Check.AtLeast(op, "dx", dx, total);
+        if (dIdentity is { } di) Check.AtLeast(op, "dIdentity", di, total);
+        CheckChannels(op, c, ("gamma", gamma), ("saveMean", saveMean), ("saveInvStd", saveInvStd), ("dgamma", dgamma), ("dbeta", dbeta));
+        var dxT = dx.SubView(0, total);
+        CheckDisjoint(op, "dx", dxT, "x", x.SubView(0, total));
+        if (reluY is { } y) CheckDisjoint(op, "dx", dxT, "y", y.SubView(0, total));
+        CheckDisjoint(op, "dx", dxT, "dy", dy.SubView(0, total));
+        if (dIdentity is { } d)
+        {
+            var diT = d.SubView(0, total);
+            CheckDisjoint(op, "dx", dxT, "dIdentity", diT);
+            CheckDisjoint(op, "dIdentity", diT, "x", x.SubView(0, total));
+            if (reluY is { } yy) CheckDisjoint(op, "dIdentity", diT, "y", yy.SubView(0, total));
+            CheckSameOrDisjoint(op, "dIdentity", diT, "dy", dy.SubView(0, total));
+        }
+
+        var (groupSize, parts, chunk) = Plan(dev, m);
+        var partial = dx.SubView(0, 2L * c * parts);
+        var config = new KernelConfig(c * parts, groupSize);
+        if (reluY is { } mask)
+        {
+            dev.Kernel("batchnorm2d_relu_bwd_partial", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                    ArrayView<float>, int, int, int, int, int>(BackwardReluPartialKernel))
+                (dev.Stream, config, x, mask, dy, saveMean, partial, c, hw, m, parts, chunk);
+        }
+        else
+        {
+            dev.Kernel("batchnorm2d_bwd_partial", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                    int, int, int, int, int>(BackwardPartialKernel))
+                (dev.Stream, config, x, dy, saveMean, partial, c, hw, m, parts, chunk);
+        }
+        dev.Kernel("batchnorm2d_bwd_finalize", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, ArrayView<float>, int, int>(BackwardFinalizeKernel))
+            (dev.Stream, c, partial, saveInvStd, dgamma, dbeta, c, parts);
+        return (m, checked((int)total));
     }
 
     /// <summary>

@@ -136,27 +136,7 @@ public static partial class BatchNorm2d
         int n, int c, int hw)
     {
         using var profile = dev.Profile("batchnorm_relu_bwd", OpCost.BatchNormReluBackward((long)n * c * hw));
-        const string op = "BatchNorm2d.BackwardRelu";
-        int m = CheckShape(op, n, c, hw, training: true);
-        long total = (long)n * c * hw;
-        Check.AtLeast(op, "x", x, total);
-        Check.AtLeast(op, "y", y, total);
-        Check.AtLeast(op, "dy", dy, total);
-        Check.AtLeast(op, "dx", dx, total);
-        CheckChannels(op, c, ("gamma", gamma), ("saveMean", saveMean), ("saveInvStd", saveInvStd), ("dgamma", dgamma), ("dbeta", dbeta));
-        CheckDisjoint(op, "dx", dx.SubView(0, total), "x", x.SubView(0, total));
-        CheckDisjoint(op, "dx", dx.SubView(0, total), "y", y.SubView(0, total));
-        CheckDisjoint(op, "dx", dx.SubView(0, total), "dy", dy.SubView(0, total));
-
-        var (groupSize, parts, chunk) = Plan(dev, m);
-        var partial = dx.SubView(0, 2L * c * parts);
-        dev.Kernel("batchnorm2d_relu_bwd_partial", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, int, int, int, int, int>(BackwardReluPartialKernel))
-            (dev.Stream, new KernelConfig(c * parts, groupSize), x, y, dy, saveMean, partial, c, hw, m, parts, chunk);
-        dev.Kernel("batchnorm2d_bwd_finalize", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, int, int>(BackwardFinalizeKernel))
-            (dev.Stream, c, partial, saveInvStd, dgamma, dbeta, c, parts);
-        int count = checked((int)total);
+        var (m, count) = BackwardSums(dev, "BatchNorm2d.BackwardRelu", x, y, dy, saveMean, saveInvStd, gamma, dx, dgamma, dbeta, n, c, hw);
         if (TryBackwardDxFloat4(dev, x, y, dy, dx, dx, gamma, saveMean, saveInvStd, dgamma, dbeta, c, hw, m, count, WithRelu)) return;
         int threads = dev.GridStrideThreads(count);
         dev.Kernel("batchnorm2d_relu_bwd_dx", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
