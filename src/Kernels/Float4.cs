@@ -23,8 +23,13 @@ public struct Float4
         W = w;
     }
 
-    /// <summary>Whether <paramref name="view"/>'s first element sits on a 16-byte boundary of its device's memory.</summary>
-    public static bool IsAligned(ArrayView<float> view) => view.Length == 0 || Address(view) % 16 == 0;
+    /// <summary>
+    /// Whether <paramref name="view"/>'s first element sits on a 16-byte boundary of its device's memory,
+    /// and 16 bytes into its buffer (so that viewing it as float4s keeps its offset exact).
+    /// </summary>
+    public static bool IsAligned(ArrayView<float> view) => view.Length == 0 || (Address(view) % 16 == 0 && OffsetInBytes(view) % 16 == 0);
+
+    private static long OffsetInBytes<TView>(TView view) where TView : IContiguousArrayView => view.IndexInBytes;
 
     /// <summary>The device address of the view's first element (its buffer's base plus its offset).</summary>
     public static long Address<TView>(TView view) where TView : IArrayView, IContiguousArrayView
