@@ -10,47 +10,19 @@ namespace Engine.Nn.Tests;
 /// </summary>
 public class BatchNormAddReluFusionTests
 {
-    public enum Mode { Train, Frozen, Eval }
-
-    private sealed class Bn : IDisposable
-    {
-        public Bn(Device dev, int c, bool frozen, float[] gamma, float[] beta, float[] rm, float[] rv)
-        {
-            Store = new ParameterStore();
-            Layer = new BatchNorm2dLayer(dev, Store, "bn", c) { Frozen = frozen };
-            Store.Build(dev);
-            float[] values = new float[Store.ParameterCount], buffers = new float[Store.BufferCount];
-            gamma.CopyTo(values, (int)Layer.Weight.Offset);
-            beta.CopyTo(values, (int)Layer.Bias.Offset);
-            rm.CopyTo(buffers, (int)Layer.RunningMean.Offset);
-            rv.CopyTo(buffers, (int)Layer.RunningVar.Offset);
-            Store.UploadValues(dev, values);
-            Store.UploadBuffers(dev, buffers);
-        }
-
-        public ParameterStore Store { get; }
-        public BatchNorm2dLayer Layer { get; }
-
-        public void Dispose()
-        {
-            Layer.Dispose();
-            Store.Dispose();
-        }
-    }
-
     [Theory]
-    [InlineData(Mode.Train, 3, 4, 5)]
-    [InlineData(Mode.Train, 2, 3, 1)]
-    [InlineData(Mode.Frozen, 3, 4, 5)]
-    [InlineData(Mode.Frozen, 2, 3, 1)]
-    [InlineData(Mode.Eval, 2, 3, 7)]
-    public void Fused_layer_equals_bn_add_relu(Mode mode, int n, int c, int hw) => TestDevice.Use(dev =>
+    [InlineData(BnMode.Train, 3, 4, 5)]
+    [InlineData(BnMode.Train, 2, 3, 1)]
+    [InlineData(BnMode.Frozen, 3, 4, 5)]
+    [InlineData(BnMode.Frozen, 2, 3, 1)]
+    [InlineData(BnMode.Eval, 2, 3, 7)]
+    public void Fused_layer_equals_bn_add_relu(BnMode mode, int n, int c, int hw) => TestDevice.Use(dev =>
     {
         var rng = Numerics.NewRandom(out int seed);
         float[] gamma = Numerics.Uniform(rng, c, 0.5f, 1.5f), beta = Numerics.Uniform(rng, c);
         float[] rm = Numerics.Uniform(rng, c, -0.5f, 0.5f), rv = Numerics.Uniform(rng, c, 0.5f, 2f);
-        using var fused = new Bn(dev, c, frozen: mode == Mode.Frozen, gamma, beta, rm, rv);
-        using var plain = new Bn(dev, c, frozen: mode == Mode.Frozen, gamma, beta, rm, rv);
+        using var fused = new BnLayerFixture(dev, c, fuseRelu: false, frozen: mode == BnMode.Frozen, gamma, beta, rm, rv);
+        using var plain = new BnLayerFixture(dev, c, fuseRelu: false, frozen: mode == BnMode.Frozen, gamma, beta, rm, rv);
         var relu = new ReluLayer(dev, "relu");
 
         int len = n * c * hw;
@@ -58,7 +30,7 @@ public class BatchNormAddReluFusionTests
         id[0] = -10f;      // clipped in every mode
         id[len - 1] = 10f; // passed in every mode
         int[] shape = [n, c, hw, 1];
-        bool training = mode != Mode.Eval;
+        bool training = mode != BnMode.Eval;
         using var dX = dev.Upload<float>(x);
         using var dId = dev.Upload<float>(id);
         using var sum = dev.Allocate<float>(len);

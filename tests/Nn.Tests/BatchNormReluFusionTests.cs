@@ -7,56 +7,28 @@ namespace Engine.Nn.Tests;
 /// <summary>A BatchNorm2dLayer with FuseRelu equals the same layer followed by a ReluLayer, in every BN mode.</summary>
 public class BatchNormReluFusionTests
 {
-    public enum Mode { Train, Frozen, Eval }
-
-    private sealed class Bn : IDisposable
-    {
-        public Bn(Device dev, int c, bool fuse, bool frozen, float[] gamma, float[] beta, float[] rm, float[] rv)
-        {
-            Store = new ParameterStore();
-            Layer = new BatchNorm2dLayer(dev, Store, "bn", c) { FuseRelu = fuse, Frozen = frozen };
-            Store.Build(dev);
-            float[] values = new float[Store.ParameterCount], buffers = new float[Store.BufferCount];
-            gamma.CopyTo(values, (int)Layer.Weight.Offset);
-            beta.CopyTo(values, (int)Layer.Bias.Offset);
-            rm.CopyTo(buffers, (int)Layer.RunningMean.Offset);
-            rv.CopyTo(buffers, (int)Layer.RunningVar.Offset);
-            Store.UploadValues(dev, values);
-            Store.UploadBuffers(dev, buffers);
-        }
-
-        public ParameterStore Store { get; }
-        public BatchNorm2dLayer Layer { get; }
-
-        public void Dispose()
-        {
-            Layer.Dispose();
-            Store.Dispose();
-        }
-    }
-
     [Theory]
-    [InlineData(Mode.Train, 3, 4, 5)]
-    [InlineData(Mode.Train, 2, 3, 1)]
-    [InlineData(Mode.Frozen, 3, 4, 5)]
-    [InlineData(Mode.Frozen, 2, 3, 1)]
-    [InlineData(Mode.Eval, 2, 3, 7)]
-    public void Fused_layer_equals_bn_then_relu(Mode mode, int n, int c, int hw) => TestDevice.Use(dev =>
+    [InlineData(BnMode.Train, 3, 4, 5)]
+    [InlineData(BnMode.Train, 2, 3, 1)]
+    [InlineData(BnMode.Frozen, 3, 4, 5)]
+    [InlineData(BnMode.Frozen, 2, 3, 1)]
+    [InlineData(BnMode.Eval, 2, 3, 7)]
+    public void Fused_layer_equals_bn_then_relu(BnMode mode, int n, int c, int hw) => TestDevice.Use(dev =>
     {
         var rng = Numerics.NewRandom(out int seed);
         float[] gamma = Numerics.Uniform(rng, c, 0.5f, 1.5f), beta = Numerics.Uniform(rng, c);
         float[] rm = Numerics.Uniform(rng, c, -0.5f, 0.5f), rv = Numerics.Uniform(rng, c, 0.5f, 2f);
         beta[0] = 0f; // channel 0's output then has the sign of x (eval, frozen) or of x - mean (train)
         rm[0] = 0f;
-        using var fused = new Bn(dev, c, fuse: true, frozen: mode == Mode.Frozen, gamma, beta, rm, rv);
-        using var plain = new Bn(dev, c, fuse: false, frozen: mode == Mode.Frozen, gamma, beta, rm, rv);
+        using var fused = new BnLayerFixture(dev, c, fuseRelu: true, frozen: mode == BnMode.Frozen, gamma, beta, rm, rv);
+        using var plain = new BnLayerFixture(dev, c, fuseRelu: false, frozen: mode == BnMode.Frozen, gamma, beta, rm, rv);
         var relu = new ReluLayer(dev, "relu");
 
         float[] x = Numerics.Uniform(rng, n * c * hw), g = Numerics.Uniform(rng, n * c * hw);
         x[0] = -0.9f;     // image 0, channel 0
         x[c * hw] = 0.9f; // image 1, channel 0: so the ReLU clips some outputs and passes others in every mode
         int[] shape = [n, c, hw, 1];
-        bool training = mode != Mode.Eval;
+        bool training = mode != BnMode.Eval;
         using var dX = dev.Upload<float>(x);
         Tensor yFused = fused.Layer.Forward(new Tensor(dX.View, shape), training);
         Tensor yPlain = relu.Forward(plain.Layer.Forward(new Tensor(dX.View, shape), training), training);
