@@ -1,4 +1,6 @@
 using Engine.Kernels;
+using ILGPU;
+using ILGPU.Runtime;
 using Engine.Tests;
 
 namespace Engine.Kernels.Tests;
@@ -21,6 +23,22 @@ public enum BnOp
 public class BatchNorm2dOpTests
 {
     private sealed record Inputs(float[] X, float[] Identity, float[] Gamma, float[] Beta, float[] RunningMean, float[] RunningVar);
+
+    /// <summary>The forward's inputs uploaded to a device, freed together.</summary>
+    private sealed class OnDevice(Device dev, Inputs a) : IDisposable
+    {
+        public MemoryBuffer1D<float, Stride1D.Dense> X { get; } = dev.Upload<float>(a.X);
+        public MemoryBuffer1D<float, Stride1D.Dense> Identity { get; } = dev.Upload<float>(a.Identity);
+        public MemoryBuffer1D<float, Stride1D.Dense> Gamma { get; } = dev.Upload<float>(a.Gamma);
+        public MemoryBuffer1D<float, Stride1D.Dense> Beta { get; } = dev.Upload<float>(a.Beta);
+        public MemoryBuffer1D<float, Stride1D.Dense> RunningMean { get; } = dev.Upload<float>(a.RunningMean);
+        public MemoryBuffer1D<float, Stride1D.Dense> RunningVar { get; } = dev.Upload<float>(a.RunningVar);
+
+        public void Dispose()
+        {
+            foreach (var b in new[] { X, Identity, Gamma, Beta, RunningMean, RunningVar }) b.Dispose();
+        }
+    }
 
     /// <summary>
     /// Channels sit off zero (mean about 3 + channel) so a naive sum-of-squares variance would lose
@@ -82,12 +100,8 @@ public class BatchNorm2dOpTests
     {
         var rng = Numerics.NewRandom(out int seed);
         var a = NewInputs(rng, n, c, hw);
-        using var x = dev.Upload<float>(a.X);
-        using var identity = dev.Upload<float>(a.Identity);
-        using var gamma = dev.Upload<float>(a.Gamma);
-        using var beta = dev.Upload<float>(a.Beta);
-        using var runningMean = dev.Upload<float>(a.RunningMean);
-        using var runningVar = dev.Upload<float>(a.RunningVar);
+        using var d = new OnDevice(dev, a);
+        var (x, identity, gamma, beta, runningMean, runningVar) = (d.X, d.Identity, d.Gamma, d.Beta, d.RunningMean, d.RunningVar);
         using var y = Numerics.Poisoned(dev, a.X.Length);
         using var saveMean = Numerics.Poisoned(dev, c);
         using var saveInvStd = Numerics.Poisoned(dev, c);
@@ -235,12 +249,8 @@ public class BatchNorm2dOpTests
     {
         var rng = Numerics.NewRandom(out int seed);
         var a = NewInputs(rng, n, c, hw);
-        using var x = dev.Upload<float>(a.X);
-        using var identity = dev.Upload<float>(a.Identity);
-        using var gamma = dev.Upload<float>(a.Gamma);
-        using var beta = dev.Upload<float>(a.Beta);
-        using var runningMean = dev.Upload<float>(a.RunningMean);
-        using var runningVar = dev.Upload<float>(a.RunningVar);
+        using var d = new OnDevice(dev, a);
+        var (x, identity, gamma, beta, runningMean, runningVar) = (d.X, d.Identity, d.Gamma, d.Beta, d.RunningMean, d.RunningVar);
         using var yBuffer = Numerics.Poisoned(dev, a.X.Length);
         var y = alias switch { Alias.X => x.View, Alias.Identity => identity.View, _ => yBuffer.View };
 
@@ -270,12 +280,8 @@ public class BatchNorm2dOpTests
         const int n = 3, c = 4, hw = 10;
         var rng = Numerics.NewRandom(out int seed);
         var a = NewInputs(rng, n, c, hw);
-        using var x = dev.Upload<float>(a.X);
-        using var identity = dev.Upload<float>(a.Identity);
-        using var gamma = dev.Upload<float>(a.Gamma);
-        using var beta = dev.Upload<float>(a.Beta);
-        using var rm = dev.Upload<float>(a.RunningMean);
-        using var rv = dev.Upload<float>(a.RunningVar);
+        using var d = new OnDevice(dev, a);
+        var (x, identity, gamma, beta, rm, rv) = (d.X, d.Identity, d.Gamma, d.Beta, d.RunningMean, d.RunningVar);
         using var stats = dev.Allocate<float>(2 * c);
         using var fused = Numerics.Poisoned(dev, a.X.Length);
         using var unfused = Numerics.Poisoned(dev, a.X.Length);
