@@ -111,6 +111,8 @@ public class BenchKernelsTests
             Elementwise.Add(d, a, b, y);
             Elementwise.Scale(d, y, 1.001f);
         }));
+        // A variant that throws, as a kernel the driver refuses would: its row fails, the bench goes on.
+        table.Sgd.Add(new("throws (on purpose)", 3, (d, p, g, m, lr, mo, wd, first) => throw new InvalidOperationException("refused on purpose")));
         // A tiny reference budget, so the larger shapes are checked at a smaller batch as on a big CPU run;
         // jobs prepared ahead with their references running in the background, as on a GPU.
         var settings = new BenchSettings(Runs: 3, Warmup: 1, Validate: true, Seed: 7, CpuCheckWork: 4000, Lookahead: 3);
@@ -129,6 +131,13 @@ public class BenchKernelsTests
         }
         Assert.Contains(report.Rows, r => r.CheckedAt != "real shape" && r.CheckedAt!.StartsWith("N=1 ", StringComparison.Ordinal));
         Assert.Contains(report.Rows, r => r.CheckedAt == "real shape");
+
+        BenchRow threw = Assert.Single(report.Rows, r => r.Variant == "throws (on purpose)");
+        Assert.False(threw.Passed);
+        Assert.False(threw.Fastest);
+        Assert.Contains("refused on purpose", threw.Failure);
+        Assert.Contains("FAIL threw InvalidOperationException: refused on purpose", KernelBench.Table(report));
+        Assert.Contains(report.Rows, r => r.Op == "sgd_step" && r.Fastest); // the working variants of the op still ran and one was marked
 
         var wrong = report.Rows.Where(r => r.Variant.EndsWith("(wrong on purpose)", StringComparison.Ordinal)).ToList();
         Assert.Equal(shapes.BatchNormAddRelus.Count + shapes.Adds.Count, wrong.Count);

@@ -22,4 +22,17 @@ public class KernelChecksTests
         }
         Assert.DoesNotContain(results, r => r.Kernel.Contains("tf32", StringComparison.Ordinal)); // CUDA only
     });
+
+    [Fact]
+    public void A_check_that_throws_fails_its_row_and_the_rest_still_run() => TestDevice.Use(dev =>
+    {
+        var c = new KernelChecks(dev, new Random(3));
+        c.Guard("conv2d_fwd_tf32", "N=1", () => throw new InvalidOperationException("the driver refused the PTX"));
+        c.Guard("relu", "n=10", () => c.Relu(10));
+        KernelCheckResult failed = c.Results[0];
+        Assert.False(failed.Passed);
+        Assert.Equal("conv2d_fwd_tf32", failed.Kernel);
+        Assert.Contains("the driver refused the PTX", failed.Failure);
+        Assert.Contains(c.Results, r => r.Kernel == "relu_fwd" && r.Passed);
+    });
 }

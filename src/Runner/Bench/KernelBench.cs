@@ -21,7 +21,7 @@ public sealed record BenchSettings(int Runs = 30, int Warmup = 5, bool Validate 
 /// <summary>One variant of one op at one shape: its check and its median time, judged against the device's ceilings.</summary>
 public sealed record BenchRow(
     string Op, string Shape, int PerStep, string Variant, int Version, bool Gemm, long Flops, long Bytes,
-    double MedianMs, double MinMs, string? CheckedAt, double? Error, bool Fastest)
+    double MedianMs, double MinMs, string? CheckedAt, double? Error, bool Fastest, string? Failure = null)
 {
     /// <summary>Null when not validated (--validate false).</summary>
     public bool? Passed => Error is double e ? e <= 1 && double.IsFinite(e) : null;
@@ -211,10 +211,21 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
                     continue;
                 }
                 b.Progress.WriteLine($"  {timed.Op,-20} {variant.Label,-40} {timed.Shape}");
-                double? error = _check?.Check(variant.Launch, variant.Precision);
-                double[] ms = Timing.Runs(b.Dev, i => timed.Launch(variant.Launch, i % timed.Sets), b.Settings.Warmup, b.Settings.Runs);
-                b._rows.Add(new BenchRow(timed.Op, timed.Shape, perStep, variant.Name, variant.Version, timed.Gemm, timed.Cost.Flops, timed.Cost.Bytes,
-                    Timing.Median(ms), ms.Min(), _checkedAt, error, Fastest: false));
+                try
+                {
+                    double? error = _check?.Check(variant.Launch, variant.Precision);
+                    double[] ms = Timing.Runs(b.Dev, i => timed.Launch(variant.Launch, i % timed.Sets), b.Settings.Warmup, b.Settings.Runs);
+                    b._rows.Add(new BenchRow(timed.Op, timed.Shape, perStep, variant.Name, variant.Version, timed.Gemm, timed.Cost.Flops, timed.Cost.Bytes,
+                        Timing.Median(ms), ms.Min(), _checkedAt, error, Fastest: false));
+                }
+                catch (Exception e) when (e is not OutOfMemoryException)
+                {
+                    // A kernel the driver refuses (a first run of new PTX) fails its row, not the whole bench.
+                    string why = $"{e.GetType().Name}: {e.Message.Split('\n')[0]}";
+                    b.Progress.WriteLine($"  {timed.Op,-20} {variant.Label,-40} {timed.Shape}  threw {why}");
+                    b._rows.Add(new BenchRow(timed.Op, timed.Shape, perStep, variant.Name, variant.Version, timed.Gemm, timed.Cost.Flops, timed.Cost.Bytes,
+                        0, 0, _checkedAt, double.PositiveInfinity, Fastest: false, Failure: why));
+                }
             }
         }
 
@@ -297,6 +308,7 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
             {
                 null => "not validated",
                 true => string.Format(inv, "ok {0:F2}", row.Error) + (row.CheckedAt == "real shape" ? "" : $" at {row.CheckedAt}"),
+                false when row.Failure is not null => "FAIL threw " + row.Failure,
                 false => string.Format(inv, "FAIL {0:G3}", row.Error) + (row.CheckedAt == "real shape" ? "" : $" at {row.CheckedAt}"),
             };
             sb.AppendLine(string.Format(inv, "{0,-20} {1,-50} {2,6}  {3,-42} {4,10:F4} {5,16} {6,6:F1}%  {7}",
@@ -345,7 +357,7 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
             Rows = r.Rows.Select(x => new
             {
                 x.Op, x.Shape, x.PerStep, x.Variant, x.Version, x.Gemm, x.Flops, x.Bytes, x.MedianMs, x.MinMs,
-                x.Rate, x.RateUnit, PercentOfCeiling = x.PercentOf(r.Ceilings), x.CheckedAt, x.Error, x.Passed, x.Fastest,
+                x.Rate, x.RateUnit, PercentOfCeiling = x.PercentOf(r.Ceilings), x.CheckedAt, x.Error, x.Passed, x.Fastest, x.Failure,
             }),
         };
         return JsonSerializer.Serialize(doc, JsonOptions);

@@ -7,7 +7,8 @@ using Device = Engine.Kernels.Device;
 namespace Engine.Runner.Checks;
 
 /// <summary>One kernel run against its float64 reference on some device.</summary>
-public sealed record KernelCheckResult(string Kernel, string Shape, double MaxError, double Tolerance, double Milliseconds)
+/// <param name="Failure">Set when the check threw (a kernel the driver refused, say) instead of producing an output.</param>
+public sealed record KernelCheckResult(string Kernel, string Shape, double MaxError, double Tolerance, double Milliseconds, string? Failure = null)
 {
     public bool Passed => MaxError <= Tolerance && double.IsFinite(MaxError);
 }
@@ -38,39 +39,65 @@ public sealed class KernelChecks(Device dev, Random rng)
             convs.Add(new(32, 128, 4, 4, 256, 3, 3, 2, 1));
             convs.Add(new(16, 3, 32, 32, 64, 7, 7, 2, 3));
         }
-        foreach (Conv2dShape s in convs) c.Conv(s);
+        foreach (Conv2dShape s in convs) c.Guard("conv2d", s.ToString(), () => c.Conv(s));
         if (dev.IsCuda)
         {
             // The TF32 tensor-core forward (not the engine's default path): first against its own TF32
             // reference at fp32 tolerance (a wrong fragment layout gives errors of order 1), then against
             // the exact reference at the TF32 tolerance.
-            foreach (Conv2dShape s in convs) c.ConvTf32(s);
+            foreach (Conv2dShape s in convs) c.Guard("conv2d_fwd_tf32", s.ToString(), () => c.ConvTf32(s));
         }
         foreach (var (n, ch, hw) in new[] { (3, 5, 7), (2, 3, 1), (5, 3, 61), (3, 5, 8) }.Concat(large ? new[] { (64, 64, 64) } : Array.Empty<(int, int, int)>()))
         {
-            c.BatchNorm(n, ch, hw);
-            c.BatchNormFused(n, ch, hw);
+            string shape = $"n={n} c={ch} hw={hw}";
+            c.Guard("batchnorm", shape, () => c.BatchNorm(n, ch, hw));
+            c.Guard("batchnorm_fused", shape, () => c.BatchNormFused(n, ch, hw));
         }
-        c.Relu(1000);
-        c.Add(1001);
-        foreach (var s in new[] { new Pool2dShape(2, 3, 7, 7, 3, 2, 1), new Pool2dShape(1, 2, 8, 8, 3, 2, 1), new Pool2dShape(2, 2, 1, 1, 3, 2, 1) }) c.MaxPool(s);
-        c.AvgPool(6, 49);
-        foreach (var (n, i, o) in new[] { (5, 7, 3), (9, 13, 10) }.Concat(large ? new[] { (512, 512, 10) } : Array.Empty<(int, int, int)>())) c.Linear(n, i, o);
-        foreach (var (n, k) in new[] { (5, 10), (37, 3) }.Concat(large ? new[] { (512, 10) } : Array.Empty<(int, int)>())) c.Loss(n, k);
-        c.Sgd(1003);
-        c.Augment(3, 3, 32, 32, 4);
+        c.Guard("relu", "n=1000", () => c.Relu(1000));
+        c.Guard("add", "n=1001", () => c.Add(1001));
+        foreach (var s in new[] { new Pool2dShape(2, 3, 7, 7, 3, 2, 1), new Pool2dShape(1, 2, 8, 8, 3, 2, 1), new Pool2dShape(2, 2, 1, 1, 3, 2, 1) })
+        {
+            c.Guard("maxpool", s.ToString(), () => c.MaxPool(s));
+        }
+        c.Guard("avgpool", "nc=6 hw=49", () => c.AvgPool(6, 49));
+        foreach (var (n, i, o) in new[] { (5, 7, 3), (9, 13, 10) }.Concat(large ? new[] { (512, 512, 10) } : Array.Empty<(int, int, int)>()))
+        {
+            c.Guard("linear", $"n={n} in={i} out={o}", () => c.Linear(n, i, o));
+        }
+        foreach (var (n, k) in new[] { (5, 10), (37, 3) }.Concat(large ? new[] { (512, 10) } : Array.Empty<(int, int)>()))
+        {
+            c.Guard("softmax_xent", $"n={n} classes={k}", () => c.Loss(n, k));
+        }
+        c.Guard("sgd_step", "n=1003", () => c.Sgd(1003));
+        c.Guard("augment", "n=3 3x32x32", () => c.Augment(3, 3, 32, 32, 4));
         // The ops above take their float4 kernels where the views allow (fresh buffers, hw % 4 == 0 for
         // batch norm); once more with the scalar kernels, which the engine falls back to elsewhere.
         c._label = " (scalar)";
         using (Float4.Suspend())
         {
-            c.BatchNorm(3, 5, 8);
-            c.BatchNormFused(3, 5, 8);
-            c.Relu(1000);
-            c.Add(1001);
-            c.Sgd(1003);
+            c.Guard("batchnorm", "n=3 c=5 hw=8", () => c.BatchNorm(3, 5, 8));
+            c.Guard("batchnorm_fused", "n=3 c=5 hw=8", () => c.BatchNormFused(3, 5, 8));
+            c.Guard("relu", "n=1000", () => c.Relu(1000));
+            c.Guard("add", "n=1001", () => c.Add(1001));
+            c.Guard("sgd_step", "n=1003", () => c.Sgd(1003));
         }
         return c.Results;
+    }
+
+    /// <summary>
+    /// Runs one op's check; if it throws (a kernel the driver refuses on a first GPU run, say), records a
+    /// failed row with the exception instead, so the checks after it still run.
+    /// </summary>
+    public void Guard(string op, string shape, Action check)
+    {
+        try
+        {
+            check();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            _results.Add(new KernelCheckResult(op + _label, shape, double.PositiveInfinity, 1.0, 0, $"{e.GetType().Name}: {e.Message.Split('\n')[0]}"));
+        }
     }
 
     private float[] Rand(int n, float lo = -1, float hi = 1)

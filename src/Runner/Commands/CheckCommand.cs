@@ -25,7 +25,9 @@ internal static class CheckCommand
             var results = KernelChecks.RunAll(dev, s, r.GetValue(large));
             foreach (var k in results)
             {
-                Console.WriteLine($"{(k.Passed ? "ok  " : "FAIL")} {k.Kernel,-42} {k.Shape,-40} err {k.MaxError,8:G3} (<= 1)  {k.Milliseconds,9:F3} ms");
+                Console.WriteLine(k.Failure is null
+                    ? $"{(k.Passed ? "ok  " : "FAIL")} {k.Kernel,-42} {k.Shape,-40} err {k.MaxError,8:G3} (<= 1)  {k.Milliseconds,9:F3} ms"
+                    : $"FAIL {k.Kernel,-42} {k.Shape,-40} threw {k.Failure}");
             }
             int failed = results.Count(k => !k.Passed);
             Console.WriteLine($"{results.Count - failed} passed, {failed} failed");
