@@ -39,6 +39,17 @@ public struct Float4
     private static int t_suspended;
 
     /// <summary>
+    /// ENGINE_FLOAT4=0 (or false / off) turns the float4 kernels off for the whole process: a switch for
+    /// a GPU run where one of them misbehaves, to tell it apart from the rest without a rebuild.
+    /// </summary>
+    public static bool Enabled { get; } = EnabledBy(Environment.GetEnvironmentVariable("ENGINE_FLOAT4"));
+
+    /// <summary>How a value of ENGINE_FLOAT4 reads: unset or anything but 0 / false / off means on.</summary>
+    public static bool EnabledBy(string? value)
+        => value is null || !(value.Trim() is "0" || value.Trim().Equals("false", StringComparison.OrdinalIgnoreCase)
+            || value.Trim().Equals("off", StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>
     /// Until the returned scope is disposed, the dispatching launchers on this thread take their scalar
     /// kernels: the bench's v1 of an op whose float4 pass sits inside one launcher (batch norm).
     /// </summary>
@@ -55,7 +66,7 @@ public struct Float4
 
     /// <summary>Whether the float4 path may run: not suspended, enough elements for one float4, and every view aligned.</summary>
     public static bool CanUse(long length, ArrayView<float> a)
-        => t_suspended == 0 && length >= 4 && IsAligned(a);
+        => Enabled && t_suspended == 0 && length >= 4 && IsAligned(a);
 
     /// <inheritdoc cref="CanUse(long, ArrayView{float})"/>
     public static bool CanUse(long length, ArrayView<float> a, ArrayView<float> b)

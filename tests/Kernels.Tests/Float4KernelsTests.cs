@@ -126,4 +126,12 @@ public class Float4KernelsTests
             Dispose(owned);
         }
     });
+
+    [Theory]
+    [InlineData(null, true)]
+    [InlineData("1", true)]
+    [InlineData("0", false)]
+    [InlineData(" off ", false)]
+    [InlineData("FALSE", false)]
+    public void ENGINE_FLOAT4_turns_the_float4_kernels_off(string? value, bool enabled) => Assert.Equal(enabled, Float4.EnabledBy(value));
 }
