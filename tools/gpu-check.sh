@@ -48,6 +48,12 @@ step nccl "$engine" bench allreduce --backend nccl --nproc 1 --sizes 4K,1M,64M
 # ResNet-34, batch 512: 3 epochs of 20 steps; the first epoch pays for kernel compilation.
 step engine-step "$engine" train --device "$device" --model "$model" --width "$width" --batch-size "$batch" --train-limit $((batch * 20)) --test-limit 0 \
   --epochs 3 --output "$out/engine-train.json"
+# If the step failed, once more with the float4 kernels off (the newest unverified fast path), so the
+# run still yields a step time and tells the two apart.
+if grep -q '^engine-step *FAILED' "$summary"; then
+  step engine-step-scalar env ENGINE_FLOAT4=0 "$engine" train --device "$device" --model "$model" --width "$width" --batch-size "$batch" \
+    --train-limit $((batch * 20)) --test-limit 0 --epochs 3 --output "$out/engine-train.json"
+fi
 # Where the engine's step goes, kernel by kernel (CUDA events through ILGPU profiling markers).
 step engine-profile "$engine" train --device "$device" --model "$model" --width "$width" --batch-size "$batch" --train-limit $((batch * 6)) --test-limit 0 \
   --epochs 2 --profile kernels --trace "$out/engine-trace.json"
