@@ -75,16 +75,39 @@ public abstract class OpCase<TLauncher> : IDisposable where TLauncher : Delegate
     /// max |actual - expected| / (atol + rtol |expected|), infinite for a non-finite output: llm.c's
     /// check written as a ratio, so that at most 1 passes and the margin is visible.
     /// </summary>
-    public static double Error(double[] expected, float[] actual, double rtol = 1e-4, double atol = 1e-5)
+    /// <param name="slack">Per element, added to atol: a rounding bound for ill-conditioned outputs.</param>
+    public static double Error(double[] expected, float[] actual, double rtol = 1e-4, double atol = 1e-5, double[]? slack = null)
     {
         if (expected.Length != actual.Length) return double.PositiveInfinity;
         double worst = 0;
         for (int i = 0; i < expected.Length; i++)
         {
             if (!float.IsFinite(actual[i])) return double.PositiveInfinity;
-            worst = Math.Max(worst, Math.Abs(actual[i] - expected[i]) / (atol + rtol * Math.Abs(expected[i])));
+            worst = Math.Max(worst, Math.Abs(actual[i] - expected[i]) / (atol + (slack?[i] ?? 0) + rtol * Math.Abs(expected[i])));
         }
         return worst;
+    }
+
+    /// <summary>
+    /// A batch-norm training forward against its reference as `engine check kernels` does it: the saved
+    /// mean, the saved 1/std with its float32 rounding bound (large when a channel's few values nearly
+    /// coincide), y against the normalisation applied with the device's own statistics and then
+    /// <paramref name="epilogue"/>, and the running statistics.
+    /// </summary>
+    protected double BatchNormTrainError(BatchNorm2d.Reference.TrainResult expected, float[] x, float[] gamma, float[] beta,
+        ArrayView<float> y, ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> runningMean, ArrayView<float> runningVar,
+        int n, int c, int hw, Func<double[], double[]> epilogue)
+    {
+        float[] mean = Dev.Download(saveMean), invStd = Dev.Download(saveInvStd);
+        double[] xd = D(x);
+        double[] z = BatchNorm2d.Reference.Normalize(xd, D(gamma), D(beta), D(mean), D(invStd), n, c, hw);
+        return new[]
+        {
+            Error(expected.SaveMean, mean),
+            Error(expected.SaveInvStd, invStd, slack: BatchNorm2d.Reference.InvStdRoundingBound(xd, expected.SaveInvStd, n, c, hw)),
+            Error(epilogue(z), Dev.Download(y)),
+            Error(expected.RunningMean, runningMean), Error(expected.RunningVar, runningVar),
+        }.Max();
     }
 
     protected double Error(double[] expected, ArrayView<float> actual, double rtol = 1e-4, double atol = 1e-5)
