@@ -3,6 +3,7 @@
 # `engine`). Each step is independent of the last one's success; logs and JSON go to OUT_DIR and a
 # short table is printed last.
 #   usage: tools/gpu-check.sh [OUT_DIR] [MINUTES]      (ENGINE=path/to/engine, default ./publish/engine)
+# ARCHIVE=file.tar.gz packs OUT_DIR into that one file at the end (for hosts that hand back few files).
 set -u
 cd "$(dirname "$0")/.."
 out=${1:-gpu-out}
@@ -61,6 +62,11 @@ if "$engine" bench --help 2>/dev/null | grep -q kernels; then
   step bench-kernels "$engine" bench kernels --device "$device" --model "$model" --width "$width" --batch-size "$batch" --json "$out/bench-kernels.json"
 fi
 step pytorch-step "${PYTHON:-python3}" bench/seed_train.py --model "$model" --width "$width" --batch-size "$batch" --steps 20 --warmup 5 --json "$out/pytorch.json"
+# Last, if time is left: single vs dp vs ddp on this host (one GPU: two replicas share it, ddp over the
+# host ring), with the report (tables, charts, traces). ResNet-18 at a quarter of the batch per replica.
+cbatch=$(( batch / 4 > 0 ? batch / 4 : 1 ))
+step compare "$engine" compare --device "$device" --model resnet18 --width "$width" --batch-size "$cbatch" --train-limit $((cbatch * 20)) \
+  --test-limit 0 --epochs 2 --report "$out/compare-report" --output "$out/compare.json"
 
 echo
 echo "== gpu-check summary ($(date -u +%Y-%m-%dT%H:%MZ))"
@@ -86,3 +92,6 @@ except Exception as ex:
 if eng and pt:
     print(f"engine / pytorch step-time ratio: {eng / pt:.2f}")
 PY
+if [ -n "${ARCHIVE:-}" ]; then
+  tar czf "$ARCHIVE" -C "$(dirname "$out")" "$(basename "$out")" && echo "archived $out to $ARCHIVE ($(du -h "$ARCHIVE" | cut -f1))"
+fi
