@@ -9,7 +9,7 @@ namespace Engine.Kernels;
 /// loads, one kernel each for the plain op and its ReLU and add + ReLU fusions (an epilogue mode, uniform
 /// across the launch). A float4 lies inside one channel when hw % 4 == 0, which holds at every ResNet
 /// stage but the 1x1 one; the launchers fall back to the scalar passes there, for unaligned views, and
-/// under <see cref="Float4.Suspend"/>. Each element sees exactly the scalar kernels' float operations.
+/// under <see cref="Float4Dispatch.Suspend"/>. Each element sees exactly the scalar kernels' float operations.
 /// </summary>
 public static partial class BatchNorm2d
 {
@@ -78,12 +78,12 @@ public static partial class BatchNorm2d
     private static bool TryNormalizeFloat4(Device dev, ArrayView<float> x, ArrayView<float> identity, ArrayView<float> y, ArrayView<float> mean,
         ArrayView<float> invStd, ArrayView<float> gamma, ArrayView<float> beta, int c, int hw, int count, int mode)
     {
-        if (hw % 4 != 0 || !Float4.CanUse(count, x, y, mode == WithAddRelu ? identity : x)) return false;
+        if (hw % 4 != 0 || !Float4Dispatch.CanUse(count, x, y, mode == WithAddRelu ? identity : x)) return false;
         int n4 = count / 4, threads = dev.GridStrideThreads(n4);
-        var x4 = Float4.Body(x, count);
+        var x4 = Float4Dispatch.Body(x, count);
         dev.Kernel("batchnorm2d_normalize_v4", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<Float4>, ArrayView<Float4>, ArrayView<Float4>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int>(NormalizeKernel4))
-            (dev.Stream, threads, x4, mode == WithAddRelu ? Float4.Body(identity, count) : x4, Float4.Body(y, count), mean, invStd, gamma, beta,
+            (dev.Stream, threads, x4, mode == WithAddRelu ? Float4Dispatch.Body(identity, count) : x4, Float4Dispatch.Body(y, count), mean, invStd, gamma, beta,
                 c, hw / 4, mode, n4, threads);
         return true;
     }
@@ -93,15 +93,15 @@ public static partial class BatchNorm2d
         ArrayView<float> dIdentity, ArrayView<float> gamma, ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> dgamma,
         ArrayView<float> dbeta, int c, int hw, int m, int count, int mode)
     {
-        if (hw % 4 != 0 || !Float4.CanUse(count, x, dy, dx, mode == Plain ? x : y) || (mode == WithAddRelu && !Float4.IsAligned(dIdentity))) return false;
+        if (hw % 4 != 0 || !Float4Dispatch.CanUse(count, x, dy, dx, mode == Plain ? x : y) || (mode == WithAddRelu && !Float4Dispatch.IsAligned(dIdentity))) return false;
         int n4 = count / 4, threads = dev.GridStrideThreads(n4);
-        var x4 = Float4.Body(x, count);
-        var dx4 = Float4.Body(dx, count);
+        var x4 = Float4Dispatch.Body(x, count);
+        var dx4 = Float4Dispatch.Body(dx, count);
         dev.Kernel("batchnorm2d_bwd_dx_v4", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<Float4>, ArrayView<Float4>, ArrayView<Float4>,
                 ArrayView<Float4>, ArrayView<Float4>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 int, float, int, int>(BackwardDxKernel4))
-            (dev.Stream, threads, x4, mode == Plain ? x4 : Float4.Body(y, count), Float4.Body(dy, count), dx4,
-                mode == WithAddRelu ? Float4.Body(dIdentity, count) : dx4, gamma.SubView(0, c), saveMean, saveInvStd, dgamma, dbeta, hw / 4, 1f / m, mode, threads);
+            (dev.Stream, threads, x4, mode == Plain ? x4 : Float4Dispatch.Body(y, count), Float4Dispatch.Body(dy, count), dx4,
+                mode == WithAddRelu ? Float4Dispatch.Body(dIdentity, count) : dx4, gamma.SubView(0, c), saveMean, saveInvStd, dgamma, dbeta, hw / 4, 1f / m, mode, threads);
         return true;
     }
 }

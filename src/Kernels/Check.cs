@@ -31,9 +31,9 @@ internal static class Check
     {
         for (int i = 0; i < views.Length; i++)
         {
-            if (!Float4.IsAligned(views[i]))
+            if (!Float4Dispatch.IsAligned(views[i]))
             {
-                throw new ArgumentException($"{op}: operand {i} starts at address 0x{Float4.Address(views[i]):x}, not on a 16-byte boundary; use the scalar kernel.");
+                throw new ArgumentException($"{op}: operand {i} starts at address 0x{Float4Dispatch.Address(views[i]):x}, not on a 16-byte boundary; use the scalar kernel.");
             }
         }
     }

@@ -93,7 +93,7 @@ public static class Elementwise
     /// <summary>y = a + b over <c>y.Length</c> elements (y may alias a or b); float4 loads when the views allow.</summary>
     public static void Add(Device dev, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y)
     {
-        if (Float4.CanUse(y.Length, a, b, y)) AddFloat4(dev, a, b, y);
+        if (Float4Dispatch.CanUse(y.Length, a, b, y)) AddFloat4(dev, a, b, y);
         else AddScalar(dev, a, b, y);
     }
 
@@ -107,7 +107,7 @@ public static class Elementwise
         int count = checked((int)y.Length), threads = dev.GridStrideThreads(Math.Max(count / 4, count % 4));
         dev.Kernel("add_fwd_v4", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<Float4>, ArrayView<Float4>, ArrayView<Float4>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(AddKernel4))
-            (dev.Stream, threads, Float4.Body(a, count), Float4.Body(b, count), Float4.Body(y, count), a, b, y, count, threads);
+            (dev.Stream, threads, Float4Dispatch.Body(a, count), Float4Dispatch.Body(b, count), Float4Dispatch.Body(y, count), a, b, y, count, threads);
     }
 
     /// <summary><see cref="Add"/> with one float per load, for any alignment.</summary>
@@ -127,11 +127,11 @@ public static class Elementwise
         using var profile = dev.Profile("fill", OpCost.Unary(y.Length, reads: 0));
         if (y.Length == 0) return;
         int count = checked((int)y.Length);
-        if (Float4.CanUse(count, y))
+        if (Float4Dispatch.CanUse(count, y))
         {
             int threads4 = dev.GridStrideThreads(Math.Max(count / 4, count % 4));
             dev.Kernel("fill_v4", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<Float4>, ArrayView<float>, float, int, int>(FillKernel4))
-                (dev.Stream, threads4, Float4.Body(y, count), y, value, count, threads4);
+                (dev.Stream, threads4, Float4Dispatch.Body(y, count), y, value, count, threads4);
             return;
         }
         int threads = dev.GridStrideThreads(count);
@@ -156,11 +156,11 @@ public static class Elementwise
         Check.SameLength(nameof(Accumulate), y, x);
         if (y.Length == 0) return;
         int count = checked((int)y.Length);
-        if (Float4.CanUse(count, y, x))
+        if (Float4Dispatch.CanUse(count, y, x))
         {
             int threads4 = dev.GridStrideThreads(Math.Max(count / 4, count % 4));
             dev.Kernel("accumulate_v4", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<Float4>, ArrayView<Float4>, ArrayView<float>, ArrayView<float>, int, int>(AccumulateKernel4))
-                (dev.Stream, threads4, Float4.Body(y, count), Float4.Body(x, count), y, x, count, threads4);
+                (dev.Stream, threads4, Float4Dispatch.Body(y, count), Float4Dispatch.Body(x, count), y, x, count, threads4);
             return;
         }
         int threads = dev.GridStrideThreads(count);

@@ -7,8 +7,7 @@ namespace Engine.Kernels;
 /// Four floats moved as one 16-byte value: ILGPU compiles a load or store of it to a single
 /// ld/st.v4.f32, a quarter of the memory instructions of four scalar accesses (a test checks the PTX).
 /// The memory-bound kernels' float4 versions use it for the body of a view and plain floats for the
-/// last length % 4 elements; their launchers take the float4 path only when every view starts on a
-/// 16-byte boundary, which the hardware requires.
+/// last length % 4 elements; <see cref="Float4Dispatch"/> says when their launchers may take them.
 /// </summary>
 [StructLayout(LayoutKind.Sequential, Size = 16)]
 public struct Float4
@@ -22,7 +21,15 @@ public struct Float4
         Z = z;
         W = w;
     }
+}
 
+/// <summary>
+/// When a launcher may take its float4 kernel: every view starts on a 16-byte boundary (the hardware
+/// requires it for 16-byte accesses), float4 is not turned off (ENGINE_FLOAT4=0) or suspended on this
+/// thread; and the float4 view of a float view.
+/// </summary>
+public static class Float4Dispatch
+{
     /// <summary>
     /// Whether <paramref name="view"/>'s first element sits on a 16-byte boundary of its device's memory,
     /// and 16 bytes into its buffer (so that viewing it as float4s keeps its offset exact).

@@ -58,10 +58,10 @@ public static class Relu
 
     // ---- launchers ----
 
-    /// <summary>y = max(x, 0); y may alias x. Float4 loads when the views allow (<see cref="Float4.CanUse(long, ArrayView{float}, ArrayView{float})"/>).</summary>
+    /// <summary>y = max(x, 0); y may alias x. Float4 loads when the views allow (<see cref="Float4Dispatch.CanUse(long, ArrayView{float}, ArrayView{float})"/>).</summary>
     public static void Forward(Device dev, ArrayView<float> x, ArrayView<float> y)
     {
-        if (Float4.CanUse(y.Length, x, y)) ForwardFloat4(dev, x, y);
+        if (Float4Dispatch.CanUse(y.Length, x, y)) ForwardFloat4(dev, x, y);
         else ForwardScalar(dev, x, y);
     }
 
@@ -74,7 +74,7 @@ public static class Relu
         if (y.Length == 0) return;
         int count = checked((int)y.Length), threads = dev.GridStrideThreads(Math.Max(count / 4, count % 4));
         dev.Kernel("relu_fwd_v4", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<Float4>, ArrayView<Float4>, ArrayView<float>, ArrayView<float>, int, int>(ForwardKernel4))
-            (dev.Stream, threads, Float4.Body(x, count), Float4.Body(y, count), x, y, count, threads);
+            (dev.Stream, threads, Float4Dispatch.Body(x, count), Float4Dispatch.Body(y, count), x, y, count, threads);
     }
 
     /// <summary><see cref="Forward"/> with one float per load, for any alignment.</summary>
@@ -91,7 +91,7 @@ public static class Relu
     /// <summary>dx = y &gt; 0 ? dy : 0, with y the forward output; dx may alias dy. Float4 loads when the views allow.</summary>
     public static void Backward(Device dev, ArrayView<float> y, ArrayView<float> dy, ArrayView<float> dx)
     {
-        if (Float4.CanUse(dx.Length, y, dy, dx)) BackwardFloat4(dev, y, dy, dx);
+        if (Float4Dispatch.CanUse(dx.Length, y, dy, dx)) BackwardFloat4(dev, y, dy, dx);
         else BackwardScalar(dev, y, dy, dx);
     }
 
@@ -105,7 +105,7 @@ public static class Relu
         int count = checked((int)dx.Length), threads = dev.GridStrideThreads(Math.Max(count / 4, count % 4));
         dev.Kernel("relu_bwd_v4", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<Float4>, ArrayView<Float4>, ArrayView<Float4>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(BackwardKernel4))
-            (dev.Stream, threads, Float4.Body(y, count), Float4.Body(dy, count), Float4.Body(dx, count), y, dy, dx, count, threads);
+            (dev.Stream, threads, Float4Dispatch.Body(y, count), Float4Dispatch.Body(dy, count), Float4Dispatch.Body(dx, count), y, dy, dx, count, threads);
     }
 
     /// <summary><see cref="Backward"/> with one float per load, for any alignment.</summary>

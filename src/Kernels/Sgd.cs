@@ -74,7 +74,7 @@ public static class Sgd
     public static void Step(Device dev, ArrayView<float> param, ArrayView<float> grad, ArrayView<float> momentumBuffer,
         float lr, float momentum, float weightDecay, bool firstStep)
     {
-        if (Float4.CanUse(param.Length, param, grad, momentumBuffer)) StepFloat4(dev, param, grad, momentumBuffer, lr, momentum, weightDecay, firstStep);
+        if (Float4Dispatch.CanUse(param.Length, param, grad, momentumBuffer)) StepFloat4(dev, param, grad, momentumBuffer, lr, momentum, weightDecay, firstStep);
         else StepScalar(dev, param, grad, momentumBuffer, lr, momentum, weightDecay, firstStep);
     }
 
@@ -89,7 +89,7 @@ public static class Sgd
         int count = checked((int)param.Length), threads = dev.GridStrideThreads(Math.Max(count / 4, count % 4));
         dev.Kernel("sgd_step_v4", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<Float4>, ArrayView<Float4>, ArrayView<Float4>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, float, float, float, int, int, int>(StepKernel4))
-            (dev.Stream, threads, Float4.Body(param, count), Float4.Body(grad, count), Float4.Body(momentumBuffer, count),
+            (dev.Stream, threads, Float4Dispatch.Body(param, count), Float4Dispatch.Body(grad, count), Float4Dispatch.Body(momentumBuffer, count),
                 param, grad, momentumBuffer, lr, momentum, weightDecay, firstStep ? 1 : 0, count, threads);
     }
 

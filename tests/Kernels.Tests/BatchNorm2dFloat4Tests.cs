@@ -7,7 +7,7 @@ namespace Engine.Kernels.Tests;
 
 /// <summary>
 /// Batch norm's float4 normalise and dx passes (plain, ReLU, add + ReLU): the same bits as the scalar
-/// passes (<see cref="Float4.Suspend"/>) at shapes with hw % 4 == 0, and the scalar passes still run where
+/// passes (<see cref="Float4Dispatch.Suspend"/>) at shapes with hw % 4 == 0, and the scalar passes still run where
 /// hw % 4 != 0. The float4 path is also what the reference tests at hw = 64 exercise.
 /// </summary>
 public class BatchNorm2dFloat4Tests
@@ -29,7 +29,7 @@ public class BatchNorm2dFloat4Tests
             }
         }
         float[][] vector = Run();
-        using (Float4.Suspend()) return (vector, Run());
+        using (Float4Dispatch.Suspend()) return (vector, Run());
     }
 
     private static void AssertSameBits((float[][] Float4, float[][] Scalar) r, string what, int seed)

@@ -20,7 +20,7 @@ public class Float4KernelsTests
         owned.Add(buffer);
         Elementwise.Fill(dev, buffer.View, float.NaN);
         int start = 4;
-        while (!Float4.IsAligned(buffer.View.SubView(start, n))) start++;
+        while (!Float4Dispatch.IsAligned(buffer.View.SubView(start, n))) start++;
         var view = buffer.View.SubView(aligned ? start : start + 1, n);
         if (data is not null) view.CopyFromCPU(dev.Stream, data);
         return view;
@@ -109,7 +109,7 @@ public class Float4KernelsTests
             var x = View(dev, owned, n, false, a);
             var other = View(dev, owned, n, false, b);
             var y = View(dev, owned, n, false);
-            Assert.False(Float4.IsAligned(x));
+            Assert.False(Float4Dispatch.IsAligned(x));
 
             Relu.Forward(dev, x, y);
             Numerics.AssertClose(Relu.Reference.Forward(Numerics.ToDouble(a)), dev.Download<float>(y), what: "relu_fwd misaligned", seed: seed);
@@ -133,5 +133,5 @@ public class Float4KernelsTests
     [InlineData("0", false)]
     [InlineData(" off ", false)]
     [InlineData("FALSE", false)]
-    public void ENGINE_FLOAT4_turns_the_float4_kernels_off(string? value, bool enabled) => Assert.Equal(enabled, Float4.EnabledBy(value));
+    public void ENGINE_FLOAT4_turns_the_float4_kernels_off(string? value, bool enabled) => Assert.Equal(enabled, Float4Dispatch.EnabledBy(value));
 }

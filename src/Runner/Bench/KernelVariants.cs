@@ -101,12 +101,12 @@ public sealed class KernelVariants
     ];
     public List<Variant<ConvLauncher>> ConvBackwardWeight { get; } = [new("split-K GEMM + ordered sum", 1, Conv2d.BackwardWeight)];
     // Batch norm's element-wise passes (normalise, dx) have float4 versions inside the same launchers,
-    // taken when hw % 4 == 0; the scalar variants run the launchers under Float4.Suspend().
+    // taken when hw % 4 == 0; the scalar variants run the launchers under Float4Dispatch.Suspend().
     public List<Variant<BatchNormForwardLauncher>> BatchNormForward { get; } =
     [
         new("partial stats, finalize, normalize", 1, (dev, x, g, b, y, mean, inv, rm, rv, n, c, hw, momentum, eps) =>
         {
-            using var scalar = Float4.Suspend();
+            using var scalar = Float4Dispatch.Suspend();
             BatchNorm2d.ForwardTrain(dev, x, g, b, y, mean, inv, rm, rv, n, c, hw, momentum, eps);
         }),
         new("partial stats, finalize, float4 normalize", 2, BatchNorm2d.ForwardTrain),
@@ -115,7 +115,7 @@ public sealed class KernelVariants
     [
         new("partial sums, finalize, dx", 1, (dev, x, dy, g, mean, inv, dx, dg, db, n, c, hw) =>
         {
-            using var scalar = Float4.Suspend();
+            using var scalar = Float4Dispatch.Suspend();
             BatchNorm2d.Backward(dev, x, dy, g, mean, inv, dx, dg, db, n, c, hw);
         }),
         new("partial sums, finalize, float4 dx", 2, BatchNorm2d.Backward),
@@ -130,7 +130,7 @@ public sealed class KernelVariants
         }),
         new("fused: relu in the normalize pass", 2, (dev, x, g, b, y, mean, inv, rm, rv, n, c, hw, momentum, eps) =>
         {
-            using var scalar = Float4.Suspend();
+            using var scalar = Float4Dispatch.Suspend();
             BatchNorm2d.ForwardTrainRelu(dev, x, g, b, y, mean, inv, rm, rv, n, c, hw, momentum, eps);
         }),
         new("fused, float4 normalize pass", 3, BatchNorm2d.ForwardTrainRelu),
@@ -146,7 +146,7 @@ public sealed class KernelVariants
         }),
         new("fused: dy masked by y inside the sums and dx passes", 2, (dev, x, y, dy, g, mean, inv, dx, dg, db, n, c, hw) =>
         {
-            using var scalar = Float4.Suspend();
+            using var scalar = Float4Dispatch.Suspend();
             BatchNorm2d.BackwardRelu(dev, x, y, dy, g, mean, inv, dx, dg, db, n, c, hw);
         }),
         new("fused, float4 dx pass", 3, BatchNorm2d.BackwardRelu),
@@ -164,7 +164,7 @@ public sealed class KernelVariants
         }),
         new("fused: add and relu in the normalize pass", 2, (dev, x, id, g, b, y, mean, inv, rm, rv, n, c, hw, momentum, eps) =>
         {
-            using var scalar = Float4.Suspend();
+            using var scalar = Float4Dispatch.Suspend();
             BatchNorm2d.ForwardTrainAddRelu(dev, x, id, g, b, y, mean, inv, rm, rv, n, c, hw, momentum, eps);
         }),
         new("fused, float4 normalize pass", 3, BatchNorm2d.ForwardTrainAddRelu),
@@ -180,7 +180,7 @@ public sealed class KernelVariants
         }),
         new("fused: dy masked by y inside the sums and dx passes, dIdentity written by the dx pass", 2, (dev, x, y, dy, g, mean, inv, dx, di, dg, db, n, c, hw) =>
         {
-            using var scalar = Float4.Suspend();
+            using var scalar = Float4Dispatch.Suspend();
             BatchNorm2d.BackwardAddRelu(dev, x, y, dy, g, mean, inv, dx, di, dg, db, n, c, hw);
         }),
         new("fused, float4 dx pass", 3, BatchNorm2d.BackwardAddRelu),

@@ -73,7 +73,7 @@ public sealed class KernelChecks(Device dev, Random rng)
         // The ops above take their float4 kernels where the views allow (fresh buffers, hw % 4 == 0 for
         // batch norm); once more with the scalar kernels, which the engine falls back to elsewhere.
         c._label = " (scalar)";
-        using (Float4.Suspend())
+        using (Float4Dispatch.Suspend())
         {
             c.Guard("batchnorm", "n=3 c=5 hw=8", () => c.BatchNorm(3, 5, 8));
             c.Guard("batchnorm_fused", "n=3 c=5 hw=8", () => c.BatchNormFused(3, 5, 8));
