@@ -470,6 +470,23 @@ public static partial class BatchNorm2d
             return y;
         }
 
+        /// <summary>What a float32 training forward is held to, given the statistics it saved.</summary>
+        /// <param name="Y">The normalisation applied with those statistics, then the op's epilogue (ReLU, add + ReLU).</param>
+        /// <param name="InvStdSlack">Per channel, the <see cref="InvStdRoundingBound"/> its saved 1/std may differ from the exact one by.</param>
+        public sealed record TrainExpectation(double[] Y, double[] InvStdSlack);
+
+        /// <summary>
+        /// How every check of a training forward (kernel tests, `engine check kernels`, the bench) compares
+        /// a device's output: saved 1/std against <paramref name="exact"/> within the rounding bound, y
+        /// against the normalisation with the device's own <paramref name="mean"/> and <paramref name="invStd"/>.
+        /// </summary>
+        public static TrainExpectation ExpectedFromStatistics(TrainResult exact, double[] x, double[] gamma, double[] beta, double[] mean,
+            double[] invStd, int n, int c, int hw, Func<double[], double[]>? epilogue = null)
+        {
+            double[] z = Normalize(x, gamma, beta, mean, invStd, n, c, hw);
+            return new TrainExpectation(epilogue is null ? z : epilogue(z), InvStdRoundingBound(x, exact.SaveInvStd, n, c, hw));
+        }
+
         /// <summary>
         /// Per channel, how far a correct float32 kernel's 1/sqrt(var + eps) can be from the exact one. The
         /// mean is rounded to float32 (error about u * max|x|, u = 2^-24), and the variance update uses

@@ -104,7 +104,7 @@ public static class Elementwise
         Check.SameLength(nameof(Add), a, b, y);
         Check.Aligned(nameof(Add), a, b, y);
         if (y.Length == 0) return;
-        int count = checked((int)y.Length), threads = dev.GridStrideThreads(Math.Max(count / 4, count % 4));
+        int count = checked((int)y.Length), threads = Float4Dispatch.Threads(dev, count);
         dev.Kernel("add_fwd_v4", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<Float4>, ArrayView<Float4>, ArrayView<Float4>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(AddKernel4))
             (dev.Stream, threads, Float4Dispatch.Body(a, count), Float4Dispatch.Body(b, count), Float4Dispatch.Body(y, count), a, b, y, count, threads);
@@ -129,7 +129,7 @@ public static class Elementwise
         int count = checked((int)y.Length);
         if (Float4Dispatch.CanUse(count, y))
         {
-            int threads4 = dev.GridStrideThreads(Math.Max(count / 4, count % 4));
+            int threads4 = Float4Dispatch.Threads(dev, count);
             dev.Kernel("fill_v4", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<Float4>, ArrayView<float>, float, int, int>(FillKernel4))
                 (dev.Stream, threads4, Float4Dispatch.Body(y, count), y, value, count, threads4);
             return;
@@ -158,7 +158,7 @@ public static class Elementwise
         int count = checked((int)y.Length);
         if (Float4Dispatch.CanUse(count, y, x))
         {
-            int threads4 = dev.GridStrideThreads(Math.Max(count / 4, count % 4));
+            int threads4 = Float4Dispatch.Threads(dev, count);
             dev.Kernel("accumulate_v4", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<Float4>, ArrayView<Float4>, ArrayView<float>, ArrayView<float>, int, int>(AccumulateKernel4))
                 (dev.Stream, threads4, Float4Dispatch.Body(y, count), Float4Dispatch.Body(x, count), y, x, count, threads4);
             return;

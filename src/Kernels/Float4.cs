@@ -87,6 +87,9 @@ public static class Float4Dispatch
     public static bool CanUse(long length, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> d)
         => CanUse(length, a, b, c) && IsAligned(d);
 
+    /// <summary>Grid-stride threads for a float4 kernel over <paramref name="count"/> floats: enough for the float4 body and for the tail of count % 4.</summary>
+    public static int Threads(Device dev, int count) => dev.GridStrideThreads(Math.Max(count / 4, count % 4));
+
     /// <summary>The first length / 4 * 4 elements of <paramref name="view"/> as float4s.</summary>
     public static ArrayView<Float4> Body(ArrayView<float> view, long length)
         => view.SubView(0, length / 4 * 4).Cast<Float4>();

@@ -72,7 +72,7 @@ public static class Relu
         Check.SameLength("Relu.Forward", x, y);
         Check.Aligned("Relu.Forward", x, y);
         if (y.Length == 0) return;
-        int count = checked((int)y.Length), threads = dev.GridStrideThreads(Math.Max(count / 4, count % 4));
+        int count = checked((int)y.Length), threads = Float4Dispatch.Threads(dev, count);
         dev.Kernel("relu_fwd_v4", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<Float4>, ArrayView<Float4>, ArrayView<float>, ArrayView<float>, int, int>(ForwardKernel4))
             (dev.Stream, threads, Float4Dispatch.Body(x, count), Float4Dispatch.Body(y, count), x, y, count, threads);
     }
@@ -102,7 +102,7 @@ public static class Relu
         Check.SameLength("Relu.Backward", y, dy, dx);
         Check.Aligned("Relu.Backward", y, dy, dx);
         if (dx.Length == 0) return;
-        int count = checked((int)dx.Length), threads = dev.GridStrideThreads(Math.Max(count / 4, count % 4));
+        int count = checked((int)dx.Length), threads = Float4Dispatch.Threads(dev, count);
         dev.Kernel("relu_bwd_v4", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<Float4>, ArrayView<Float4>, ArrayView<Float4>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(BackwardKernel4))
             (dev.Stream, threads, Float4Dispatch.Body(y, count), Float4Dispatch.Body(dy, count), Float4Dispatch.Body(dx, count), y, dy, dx, count, threads);

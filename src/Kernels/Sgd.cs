@@ -86,7 +86,7 @@ public static class Sgd
         Validate(dev, param, grad, momentumBuffer, lr, momentum, weightDecay);
         Check.Aligned("Sgd.Step", param, grad, momentumBuffer);
         if (param.Length == 0) return;
-        int count = checked((int)param.Length), threads = dev.GridStrideThreads(Math.Max(count / 4, count % 4));
+        int count = checked((int)param.Length), threads = Float4Dispatch.Threads(dev, count);
         dev.Kernel("sgd_step_v4", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<Float4>, ArrayView<Float4>, ArrayView<Float4>,
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, float, float, float, int, int, int>(StepKernel4))
             (dev.Stream, threads, Float4Dispatch.Body(param, count), Float4Dispatch.Body(grad, count), Float4Dispatch.Body(momentumBuffer, count),

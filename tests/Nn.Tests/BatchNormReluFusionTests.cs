@@ -8,16 +8,11 @@ namespace Engine.Nn.Tests;
 public class BatchNormReluFusionTests
 {
     [Theory]
-    [InlineData(BnMode.Train, 3, 4, 5)]
-    [InlineData(BnMode.Train, 2, 3, 1)]
-    [InlineData(BnMode.Frozen, 3, 4, 5)]
-    [InlineData(BnMode.Frozen, 2, 3, 1)]
-    [InlineData(BnMode.Eval, 2, 3, 7)]
+    [MemberData(nameof(BnLayerFixture.Cases), MemberType = typeof(BnLayerFixture))]
     public void Fused_layer_equals_bn_then_relu(BnMode mode, int n, int c, int hw) => TestDevice.Use(dev =>
     {
         var rng = Numerics.NewRandom(out int seed);
-        float[] gamma = Numerics.Uniform(rng, c, 0.5f, 1.5f), beta = Numerics.Uniform(rng, c);
-        float[] rm = Numerics.Uniform(rng, c, -0.5f, 0.5f), rv = Numerics.Uniform(rng, c, 0.5f, 2f);
+        var (gamma, beta, rm, rv) = BnLayerFixture.RandomParameters(rng, c);
         beta[0] = 0f; // channel 0's output then has the sign of x (eval, frozen) or of x - mean (train)
         rm[0] = 0f;
         using var fused = new BnLayerFixture(dev, c, fuseRelu: true, frozen: mode == BnMode.Frozen, gamma, beta, rm, rv);

@@ -183,8 +183,7 @@ public sealed class KernelChecks(Device dev, Random rng)
         string shape = $"n={n} c={c} hw={hw}";
         var r = Engine.Kernels.BatchNorm2d.Reference.ForwardTrain(D(x), D(g), D(b), D(rm), D(rv), n, c, hw);
         double ms = Time(() => Engine.Kernels.BatchNorm2d.ForwardTrain(dev, dX.View, dG.View, dB.View, y.View, mean.View, inv.View, dRm.View, dRv.View, n, c, hw));
-        var (meanDev, invDev) = RecordStatistics("batchnorm", shape, r, x, mean.View, inv.View, n, c, hw);
-        Record("batchnorm_fwd_train", shape, Engine.Kernels.BatchNorm2d.Reference.Normalize(D(x), D(g), D(b), meanDev, invDev, n, c, hw), y.View, ms);
+        var (meanDev, invDev) = RecordTrainForward("batchnorm", shape, r, x, g, b, y.View, mean.View, inv.View, n, c, hw, ms, epilogue: null);
         Record("batchnorm_running_var", shape, r.RunningVar, dRv.View, 0);
         using var dx = Poisoned(len);
         using var dg = Poisoned(c);
@@ -196,17 +195,22 @@ public sealed class KernelChecks(Device dev, Random rng)
     }
 
     /// <summary>
-    /// The saved mean and 1/std against the reference (1/std with its float32 rounding bound: large when
-    /// a channel's few values nearly coincide), returned as the device has them: y and the backward are
-    /// then checked against the references applied with these, which keeps an ill-conditioned channel
-    /// from failing a correct kernel while a wrong formula still fails by the size of the output.
+    /// A training forward as <see cref="Engine.Kernels.BatchNorm2d.Reference.ExpectedFromStatistics"/> says:
+    /// the saved mean, the saved 1/std within its rounding bound (large when a channel's few values nearly
+    /// coincide), y against the normalisation with the device's own statistics. Returns those statistics:
+    /// the backward is checked against the references applied with them, which keeps an ill-conditioned
+    /// channel from failing a correct kernel while a wrong formula still fails by the size of the output.
     /// </summary>
-    private (double[] Mean, double[] InvStd) RecordStatistics(string name, string shape, Engine.Kernels.BatchNorm2d.Reference.TrainResult r,
-        float[] x, ArrayView<float> mean, ArrayView<float> invStd, int n, int c, int hw)
+    private (double[] Mean, double[] InvStd) RecordTrainForward(string name, string shape, Engine.Kernels.BatchNorm2d.Reference.TrainResult r,
+        float[] x, float[] g, float[] b, ArrayView<float> y, ArrayView<float> mean, ArrayView<float> invStd, int n, int c, int hw, double ms,
+        Func<double[], double[]>? epilogue)
     {
+        double[] meanDev = D(dev.Download(mean)), invDev = D(dev.Download(invStd));
+        var e = Engine.Kernels.BatchNorm2d.Reference.ExpectedFromStatistics(r, D(x), D(g), D(b), meanDev, invDev, n, c, hw, epilogue);
         Record($"{name}_save_mean", shape, r.SaveMean, mean, 0);
-        Record($"{name}_save_invstd", shape, r.SaveInvStd, invStd, 0, slack: Engine.Kernels.BatchNorm2d.Reference.InvStdRoundingBound(D(x), r.SaveInvStd, n, c, hw));
-        return (D(dev.Download(mean)), D(dev.Download(invStd)));
+        Record($"{name}_save_invstd", shape, r.SaveInvStd, invStd, 0, slack: e.InvStdSlack);
+        Record($"{name}_fwd_train", shape, e.Y, y, ms);
+        return (meanDev, invDev);
     }
 
     /// <summary>The fused BN + ReLU (bn1) and BN + add + ReLU (block tail) forward and backward against their composed references.</summary>
@@ -236,9 +240,8 @@ public sealed class KernelChecks(Device dev, Random rng)
                 else Engine.Kernels.BatchNorm2d.ForwardTrainRelu(dev, dX.View, dG.View, dB.View, y.View, mean.View, inv.View, dRm.View, dRv.View, n, c, hw);
             });
             string name = add ? "batchnorm_add_relu" : "batchnorm_relu";
-            var (meanDev, invDev) = RecordStatistics(name, shape, r, x, mean.View, inv.View, n, c, hw);
-            double[] z = Engine.Kernels.BatchNorm2d.Reference.Normalize(D(x), D(g), D(b), meanDev, invDev, n, c, hw);
-            Record($"{name}_fwd_train", shape, Engine.Kernels.Relu.Reference.Forward(add ? Elementwise.Reference.Add(z, D(id)) : z), y.View, ms);
+            var (meanDev, invDev) = RecordTrainForward(name, shape, r, x, g, b, y.View, mean.View, inv.View, n, c, hw, ms,
+                z => Engine.Kernels.Relu.Reference.Forward(add ? Elementwise.Reference.Add(z, D(id)) : z));
             // Backward from the device's own forward output, so the ReLU mask is the same on both sides.
             double[] yDev = D(dev.Download<float>(y.View));
             using var dx = Poisoned(len);
