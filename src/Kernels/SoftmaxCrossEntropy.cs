@@ -29,6 +29,8 @@ public static class SoftmaxCrossEntropy
 
     // exp and log go through exp2 and log2, which PTX has natively (ex2, lg2); the natural-base
     // versions need ILGPU.Algorithms' intrinsics, and this keeps the kernel compilable without them.
+    // Both must be IntrinsicMath.CPUOnly's: ILGPU 1.5.3 does not remap MathF.Log2, which would become an
+    // unresolved `.extern .func Log2` that NVIDIA's assembler and the driver refuse.
     private const float Log2E = 1.4426950408889634f;
     private const float Ln2 = 0.6931471805599453f;
 
@@ -74,7 +76,7 @@ public static class SoftmaxCrossEntropy
             if (label >= 0 && label < classes)
             {
                 // -log softmax[label] = log(sum_c exp(z_c - max)) - (z_label - max); sum >= 1, so finite.
-                lossSum += MathF.Log2(sum) * Ln2 - (logits[row + label] - max);
+                lossSum += IntrinsicMath.CPUOnly.Log2(sum) * Ln2 - (logits[row + label] - max);
                 if (argmax == label) hits++;
             }
         }
