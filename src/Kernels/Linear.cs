@@ -63,6 +63,7 @@ public static class Linear
 
     /// <summary>y[r, o] = sum_k x[r, k] w[o, k] + b[o].</summary>
     [KernelName("linear_fwd")]
+    [GroupSize(nameof(TiledGroupThreads))]
     internal static void ForwardKernel(
         ArrayView<float> x, ArrayView<float> w, ArrayView<float> b, ArrayView<float> y, int n, int inF, int outF, int tile)
     {
@@ -78,6 +79,7 @@ public static class Linear
 
     /// <summary>dx[r, k] = sum_o dy[r, o] w[o, k].</summary>
     [KernelName("linear_bwd_data")]
+    [GroupSize(nameof(TiledGroupThreads))]
     internal static void BackwardDataKernel(
         ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, int n, int inF, int outF, int tile)
     {
@@ -93,6 +95,7 @@ public static class Linear
 
     /// <summary>dw[o, k] = sum_r dy[r, o] x[r, k].</summary>
     [KernelName("linear_bwd_weight")]
+    [GroupSize(nameof(TiledGroupThreads))]
     internal static void BackwardWeightKernel(
         ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw, int n, int inF, int outF, int tile)
     {
@@ -108,6 +111,7 @@ public static class Linear
 
     /// <summary>db[o] = sum_r dy[r, o]: one group per output feature, strided partial sums, then a tree in shared memory.</summary>
     [KernelName("linear_bwd_bias")]
+    [GroupSize(nameof(BiasGroupThreads))]
     internal static void BackwardBiasKernel(ArrayView<float> dy, ArrayView<float> db, int n, int outF)
     {
         var partial = SharedMemory.Allocate<float>(MaxReduceGroup);
@@ -173,8 +177,14 @@ public static class Linear
             (dev.Stream, TiledConfig(inF, outF, tile), dy, x, dw, n, inF, outF, tile);
         dev.Kernel("linear_bwd_bias", acc => acc.LoadKernel<
                 ArrayView<float>, ArrayView<float>, int, int>(BackwardBiasKernel))
-            (dev.Stream, new KernelConfig(outF, Math.Min(dev.Tuning.GroupSize, MaxReduceGroup)), dy, db, n, outF);
+            (dev.Stream, new KernelConfig(outF, BiasGroupThreads(dev.Tuning)), dy, db, n, outF);
     }
+
+    /// <summary>Threads in a group of the tiled GEMM kernels: tile x tile (<see cref="TiledConfig"/>).</summary>
+    internal static int TiledGroupThreads(KernelTuning t) => t.GroupSize;
+
+    /// <summary>Threads in a group of the bias reduction.</summary>
+    internal static int BiasGroupThreads(KernelTuning t) => Math.Min(t.GroupSize, MaxReduceGroup);
 
     /// <summary>Groups of tile x tile threads covering a rows x cols output (X walks columns).</summary>
     private static KernelConfig TiledConfig(int cols, int rows, int tile)
