@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using Engine.Kernels.Assembler;
+using Engine.Tests;
 using ILGPU.Runtime.Cuda;
 
 namespace Engine.Kernels.Tests;

@@ -1,6 +1,6 @@
 using Engine.Kernels.Assembler;
 
-namespace Engine.Kernels.Tests;
+namespace Engine.Tests;
 
 /// <summary>
 /// Whether the tests that run NVIDIA's assembler can run here. They are skipped, saying how to get the tools,
