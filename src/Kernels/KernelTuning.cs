@@ -17,6 +17,6 @@ public readonly record struct KernelTuning(int Tile, int Work, int Depth)
     /// <summary>Threads in one group of a 2-D tiled kernel.</summary>
     public int GroupSize => Tile * Tile;
 
-    /// <summary>Output edge covered by one group.</summary>
+    /// <summary>Output columns covered by one group (a conv group covers 2·Block rows, a linear group Tile).</summary>
     public int Block => Tile * Work;
 }
