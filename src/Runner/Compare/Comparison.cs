@@ -32,13 +32,28 @@ public static class Comparison
     /// <param name="reportDir">With a folder: each mode also writes a trace, and report.md with charts goes there.</param>
     public static ComparisonResult Run(TrainOptions baseOptions, TextWriter stdout, TextWriter progress, string? reportDir = null)
     {
+        // Everything a user can get wrong is refused before the first of three runs starts.
+        (baseOptions with { Mode = "single", Devices = null }).Validate();
+        if (reportDir is not null) OutputPaths.CheckFolder("--report", reportDir);
         string? traceDir = null;
-        if (reportDir is not null)
+        try
         {
-            Directory.CreateDirectory(reportDir);
-            traceDir = Path.Combine(Path.GetTempPath(), $"engine-compare-traces-{Environment.ProcessId}-{Guid.NewGuid():N}");
-            Directory.CreateDirectory(traceDir);
+            if (reportDir is not null)
+            {
+                traceDir = Path.Combine(Path.GetTempPath(), $"engine-compare-traces-{Environment.ProcessId}-{Guid.NewGuid():N}");
+                Directory.CreateDirectory(traceDir);
+            }
+            return RunModes(baseOptions, stdout, progress, reportDir, traceDir);
         }
+        finally
+        {
+            // The traces are copied into the report; their temporary folder goes whether the runs succeeded or not.
+            if (traceDir is not null && Directory.Exists(traceDir)) Directory.Delete(traceDir, recursive: true);
+        }
+    }
+
+    private static ComparisonResult RunModes(TrainOptions baseOptions, TextWriter stdout, TextWriter progress, string? reportDir, string? traceDir)
+    {
         string? TraceFor(string mode) => traceDir is null ? null : Path.Combine(traceDir, $"trace_{mode}.json");
         TrainOptions dpOptions = (baseOptions with { Mode = "dp" }).ResolveDevices();
         string[] replicas = dpOptions.DeviceList();
@@ -67,7 +82,6 @@ public static class Comparison
             var traces = new[] { "single", "dp", "ddp" }.Select(TraceFor).OfType<string>().Where(File.Exists).ToList();
             var written = Report.ReportWriter.Write(result, reportDir, traces);
             progress.WriteLine($"report: {Path.Combine(reportDir, Report.ReportWriter.Markdown)} ({written.Count} files)");
-            Directory.Delete(traceDir!, recursive: true);
         }
         return result;
     }
