@@ -8,6 +8,8 @@ public static class Program
 {
     public static int Main(string[] args)
     {
+        // A rank of engine launch exits by itself when its launcher dies, rather than train on as an orphan.
+        Engine.Comm.LauncherWatch.StartIfLaunched(Console.Error);
         try
         {
             ParseResult parse = BuildRoot().Parse(args);

@@ -25,10 +25,11 @@ internal static class BenchAllReduceCommand
         {
             backend, nproc, sizes, device, iters, timeout, sliceKb,
         };
-        command.SetAction((parse, cancel) => Task.Run(() => CliErrors.Run(() =>
+        command.SetAction(parse => CliErrors.Run(() =>
         {
             string b = parse.GetValue(backend)!;
             int n = parse.GetValue(nproc);
+            if (n < 1) throw new ArgumentException($"--nproc must be at least 1, got {n}.");
             IReadOnlyList<long> sizeList = AllReduceBench.ParseSizes(parse.GetValue(sizes)!);
             string dev = parse.GetValue(device) ?? (b == "nccl" ? "cuda" : "cpu");
             var t = TimeSpan.FromSeconds(parse.GetValue(timeout));
@@ -44,7 +45,8 @@ internal static class BenchAllReduceCommand
                 {
                     args.AddRange(["--iters", i.ToString()]);
                 }
-                return Launcher.Run(new LaunchOptions(n, MasterPort: 0, OnlyRank0Stdout: true), ProcessTarget.CurrentProcess(), args, Console.Out, Console.Error, cancel);
+                using var signals = new StopSignals();
+                return Launcher.Run(new LaunchOptions(n, MasterPort: 0, OnlyRank0Stdout: true), ProcessTarget.CurrentProcess(), args, Console.Out, Console.Error, signals.Token, () => signals.Signal);
             }
 
             using Device d = Device.Create(dev);
@@ -59,7 +61,7 @@ internal static class BenchAllReduceCommand
             }
             AllReduceBench.Run(comm, d, sizeList, Console.Out, parse.GetValue(iters));
             return 0;
-        })));
+        }));
         return command;
     }
 
