@@ -128,7 +128,7 @@ public sealed record TrainOptions
         if (Dataset is not ("cifar10" or "fashion-mnist" or "synthetic")) throw new ArgumentException($"--dataset must be cifar10, fashion-mnist or synthetic, got '{Dataset}'.");
         if (Init is not null && Resume is not null) throw new ArgumentException("--init and --resume cannot be used together: --resume restores the model itself.");
         if (Init is not null && !File.Exists(Init)) throw new ArgumentException($"--init {Init}: no such file.");
-        if (Resume is not null && !File.Exists(Resume)) throw new ArgumentException($"--resume {Resume}: no such file.");
+        if (Resume is not null && !Engine.Nn.Checkpoints.ModelCheckpoint.Exists(Resume)) throw new ArgumentException($"--resume {Resume}: no such file.");
         // Before any set-up: a NaN here would otherwise surface from the optimizer's kernel launcher, after data and devices.
         if (!float.IsFinite(Lr) || Lr < 0) throw new ArgumentException($"--lr must be a finite number >= 0, got {Lr}.");
         if (!float.IsFinite(Momentum) || Momentum < 0) throw new ArgumentException($"--momentum must be a finite number >= 0, got {Momentum}.");

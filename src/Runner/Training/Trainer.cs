@@ -93,7 +93,7 @@ public abstract class Trainer : IDisposable
     {
         if (O.Resume is not null)
         {
-            TrainingState state = ModelCheckpoint.Resume(O.Resume, Model, Optimizer);
+            var (state, modelFile) = ModelCheckpoint.Resume(O.Resume, Model, Optimizer);
             if (state.Model != Config.ModelName || state.Stem != Config.Stem || state.Width != Config.Width)
             {
                 throw new CheckpointException($"--resume {O.Resume} holds {state.Model} (stem {state.Stem}, width {state.Width}), but this run asks for {Config.ModelName} (stem {Config.Stem}, width {Config.Width}).");
@@ -104,7 +104,8 @@ public abstract class Trainer : IDisposable
             }
             StartEpoch = state.EpochsDone;
             RunId = state.RunId;
-            Progress.WriteLine($"resumed from {O.Resume}: {state.EpochsDone} epoch(s), {state.OptimizerSteps} step(s) done");
+            Progress.WriteLine($"resumed from {modelFile}: {state.EpochsDone} epoch(s), {state.OptimizerSteps} step(s) done" +
+                (modelFile != O.Resume ? " (the last complete save; a later one was interrupted)" : ""));
         }
         else if (O.Init is not null)
         {
@@ -239,15 +240,7 @@ public abstract class Trainer : IDisposable
     private void Save(int epochsDone)
     {
         var state = new TrainingState(epochsDone, Optimizer.Steps, O.Seed, Config.ModelName, Config.Stem, Config.Width, RunId);
-        // The state file goes first: a crash between the two writes leaves a model whose metadata does
-        // not match its state file, which --resume refuses.
-        ModelCheckpoint.SaveTrainingState(O.Save!, Model, Optimizer, state);
-        ModelCheckpoint.SaveModel(O.Save!, Model, new Dictionary<string, string>
-        {
-            ["run_id"] = RunId,
-            ["optimizer_steps"] = Optimizer.Steps.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["format"] = "torchvision state_dict",
-        });
+        ModelCheckpoint.Save(O.Save!, Model, Optimizer, state, new Dictionary<string, string> { ["format"] = "torchvision state_dict" });
     }
 
     /// <summary>Evaluates <paramref name="model"/> on <paramref name="device"/> over the whole test set.</summary>
