@@ -169,7 +169,8 @@ public abstract class Trainer : IDisposable
                 AfterStep?.Invoke(epoch, step);
                 if (IsLeader && (lastReport.Elapsed.TotalSeconds >= 5 || step == steps - 1))
                 {
-                    Progress.WriteLine($"epoch {epoch + 1}/{O.Epochs} step {step + 1}/{steps} loss {sum.LossSum / sum.Samples:F4} ({watch.Elapsed.TotalSeconds:F1} s)");
+                    Progress.WriteLine($"epoch {epoch + 1}/{O.Epochs} step {step + 1}/{steps} loss {sum.LossSum / sum.Samples:F4} ({watch.Elapsed.TotalSeconds:F1} s; " +
+                        ProgressLine.Training(step + 1, steps, GlobalBatch, watch.Elapsed.TotalSeconds, O.Epochs - epoch - 1) + ")");
                     lastReport.Restart();
                 }
             }
@@ -249,6 +250,8 @@ public abstract class Trainer : IDisposable
         using var source = new BatchSource(device, TestData, Math.Min(O.BatchSize, TestData.Count));
         long correct = 0;
         var idx = new int[source.MaxBatch];
+        var watch = Stopwatch.StartNew();
+        var lastReport = Stopwatch.StartNew();
         for (int start = 0; start < TestData.Count; start += source.MaxBatch)
         {
             int n = Math.Min(source.MaxBatch, TestData.Count - start);
@@ -256,6 +259,12 @@ public abstract class Trainer : IDisposable
             var (x, labels) = source.Load(idx.AsSpan(0, n), augment: false, rng: null);
             loss.Forward(model.Forward(x, training: false), labels);
             correct += loss.Read().Correct;
+            int done = start + n;
+            if (IsLeader && (lastReport.Elapsed.TotalSeconds >= 5 || done == TestData.Count))
+            {
+                Progress.WriteLine($"evaluation {done}/{TestData.Count} images ({watch.Elapsed.TotalSeconds:F1} s; {ProgressLine.Evaluation(done, TestData.Count, watch.Elapsed.TotalSeconds)})");
+                lastReport.Restart();
+            }
         }
         return (double)correct / TestData.Count;
     }
