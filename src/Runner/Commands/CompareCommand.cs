@@ -28,7 +28,8 @@ internal static class CompareCommand
         command.Options.Add(report);
         command.SetAction(r => CliErrors.Run(() =>
         {
-            Comparison.Run(binder.Bind(r), Console.Out, Console.Error, r.GetValue(report));
+            bool bucketGiven = r.GetResult(binder.BucketMb) is { Implicit: false };
+            Comparison.Run(binder.Bind(r), Console.Out, Console.Error, r.GetValue(report), chooseBucket: !bucketGiven);
             return 0;
         }));
         return command;

@@ -194,7 +194,7 @@ public abstract class Trainer : IDisposable
         IReadOnlyList<KernelStat>? kernels = profiler?.Stats();
         var run = new RunResult(O, string.Join(", ", Devices.Select(d => d.ToString())), TrainData.Name, Model.Store.ParameterCount, epochs)
         {
-            Breakdown = clock.ToBreakdown(ModeName, Devices.Count, Shared),
+            Breakdown = clock.ToBreakdown(ModeName, Devices.Count, Shared) with { GradientBuckets = GradientBuckets },
             KernelProfile = kernels,
         };
         if (IsLeader && kernels is not null)
@@ -220,6 +220,9 @@ public abstract class Trainer : IDisposable
         for (int i = 0; i < Devices.Count; i++) if (ReferenceEquals(Devices[i], device)) return i;
         return -1;
     }
+
+    /// <summary>DDP: the number of gradient buckets; 0 for modes without buckets.</summary>
+    protected virtual int GradientBuckets => 0;
 
     /// <summary>Prefix of the kernel tracks (DDP: the rank), so that ranks sharing a device keep separate tracks.</summary>
     protected virtual string KernelTrackPrefix => "";
