@@ -27,7 +27,7 @@ public static class Program
         }
     }
 
-    /// <summary>The whole command tree, with worded parse errors on every numeric and true/false option.</summary>
+    /// <summary>The whole command tree, with worded parse errors and every default in the help (<see cref="OptionConventions"/>).</summary>
     internal static RootCommand BuildRoot()
     {
         var root = new RootCommand("engine: ResNet training on hand-written ILGPU kernels, single device vs DataParallel vs DistributedDataParallel.");
@@ -35,7 +35,7 @@ public static class Program
         {
             root.Subcommands.Add(command);
         }
-        OptionParsers.Apply(root);
+        OptionConventions.Apply(root);
         return root;
     }
 

@@ -16,8 +16,8 @@ internal static class BenchAllReduceCommand
         var backend = new Option<string>("--backend") { Description = "host (TCP ring) or nccl.", DefaultValueFactory = _ => "host" };
         var nproc = new Option<int>("--nproc") { Description = "Ranks to launch on this machine.", DefaultValueFactory = _ => 2 };
         var sizes = new Option<string>("--sizes") { Description = "Message sizes, binary units (4K,1M,25M,85M).", DefaultValueFactory = _ => "1M,25M,85M" };
-        var device = new Option<string>("--device") { Description = "Device of each rank (default: cpu for host, cuda for nccl; ranks share it)." };
-        var iters = new Option<int?>("--iters") { Description = "Timed all-reduces per size (default: 3..20 by size)." };
+        var device = new Option<string>("--device") { Description = "Device of each rank; ranks share it. [default: cpu for host, cuda for nccl]" };
+        var iters = new Option<int?>("--iters") { Description = "Timed all-reduces per size. [default: 3..20 by size]" };
         var timeout = new Option<double>("--timeout") { Description = "Seconds any wait may take.", DefaultValueFactory = _ => 300 };
         var sliceKb = new Option<int>("--slice-kb") { Description = "Host ring pipelining slice, KiB.", DefaultValueFactory = _ => HostRingCommunicator.DefaultSliceBytes / 1024 };
 

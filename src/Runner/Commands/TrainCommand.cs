@@ -17,9 +17,9 @@ internal static class TrainCommand
         public readonly Option<string> Stem = new("--stem") { Description = "imagenet (7x7/2 conv + max-pool, torchvision's) | cifar (3x3/1 conv, no pool)", DefaultValueFactory = _ => D.Stem };
         public readonly Option<int> Width = new("--width") { Description = "base channels (torchvision: 64)", DefaultValueFactory = _ => D.Width };
         public readonly Option<string> Dataset = new("--dataset") { Description = "cifar10 | fashion-mnist | synthetic", DefaultValueFactory = _ => D.Dataset };
-        public readonly Option<string?> Data = new("--data") { Description = "CIFAR-10 binary folder or .tar.gz; Fashion-MNIST IDX folder (default /usr/share/datasets/fashion-mnist)" };
-        public readonly Option<int?> TrainLimit = new("--train-limit") { Description = "use only the first N training images", DefaultValueFactory = _ => D.TrainLimit };
-        public readonly Option<int?> TestLimit = new("--test-limit") { Description = "use only the first N test images (0: no evaluation)", DefaultValueFactory = _ => D.TestLimit };
+        public readonly Option<string?> Data = new("--data") { Description = "CIFAR-10 binary folder or .tar.gz; Fashion-MNIST IDX folder; without --dataset the format is detected [default: none: ./data for cifar10, /usr/share/datasets/fashion-mnist for fashion-mnist]" };
+        public readonly Option<int?> TrainLimit = new("--train-limit") { Description = $"use only the first N training images [default: {(D.TrainLimit is int n ? n : "all")}]", DefaultValueFactory = _ => D.TrainLimit };
+        public readonly Option<int?> TestLimit = new("--test-limit") { Description = $"use only the first N test images (0: no evaluation) [default: {(D.TestLimit is int n ? n : "all")}]", DefaultValueFactory = _ => D.TestLimit };
         public readonly Option<int> Epochs = new("--epochs") { DefaultValueFactory = _ => D.Epochs };
         public readonly Option<int> BatchSize = new("--batch-size") { Description = "per device for dp and ddp, as in the seed", DefaultValueFactory = _ => D.BatchSize };
         public readonly Option<float> Lr = new("--lr") { DefaultValueFactory = _ => D.Lr };
@@ -34,7 +34,7 @@ internal static class TrainCommand
         public readonly Option<string?> Save = new("--save") { Description = "write the model (safetensors, torchvision names) after every epoch, training state beside it" };
         public readonly Option<string?> Resume = new("--resume") { Description = "continue a run from a --save file and its training-state file" };
         public readonly Option<string?> Output = new("--output") { Description = "write the run's results as JSON" };
-        public readonly Option<string?> DevicesOpt = new("--devices") { Description = "dp: comma-separated replicas (cuda:0,cuda:1 | cpu,cpu | cuda:0,cuda:0); default every GPU, or two CPU replicas" };
+        public readonly Option<string?> DevicesOpt = new("--devices") { Description = "dp: comma-separated replicas (cuda:0,cuda:1 | cpu,cpu | cuda:0,cuda:0) [default: every GPU, or two CPU replicas]" };
         public readonly Option<bool> DpSerialDispatch = new("--dp-serial-dispatch") { Description = "dp: drive every device from one host thread, as Python's GIL effectively forces" };
         public readonly Option<string> Backend = new("--backend") { Description = "ddp: nccl | host | auto", DefaultValueFactory = _ => D.Backend };
         public readonly Option<double> BucketMb = new("--bucket-mb") { Description = "ddp: gradient bucket cap in MB (the first bucket is 1 MB)", DefaultValueFactory = _ => D.BucketMb };

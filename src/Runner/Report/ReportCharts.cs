@@ -55,9 +55,13 @@ internal static class ReportCharts
     /// </summary>
     public static Plot Phases(ComparisonResult c)
     {
-        Plot plot = NewPlot(c, "Time per image by phase (stacked): step time / images per step", "microseconds per image");
-        var items = StackPhases(plot, c, (m, p) => 1e6 * p.SecondsPerStep / ReportText.ImagesPerStep(m), v => Invariant($"{v:F1} us"));
-        Finish(plot, c, c.Modes.Max(m => 1e6 * m.Run.Breakdown!.PhaseSum / ReportText.ImagesPerStep(m)), items, legend: null,
+        double SecondsPerImage(ModeResult m, double seconds) => seconds / ReportText.ImagesPerStep(m);
+        double max = c.Modes.Max(m => SecondsPerImage(m, m.Run.Breakdown!.PhaseSum));
+        // Microseconds on a GPU, milliseconds on the CPU accelerator: whichever keeps the numbers short.
+        (double scale, string unit, string name) = max >= 1e-3 ? (1e3, "ms", "milliseconds") : (1e6, "us", "microseconds");
+        Plot plot = NewPlot(c, "Time per image by phase (stacked): step time / images per step", $"{name} per image");
+        var items = StackPhases(plot, c, (m, p) => scale * SecondsPerImage(m, p.SecondsPerStep), v => Invariant($"{v:F1} {unit}"));
+        Finish(plot, c, scale * max, items, legend: null,
             tickLabel: m => Invariant($"{ReportText.ModeHeader(m)}\n{ReportText.ImagesPerStep(m)} img/step"));
         return plot;
     }
