@@ -129,6 +129,10 @@ public sealed record TrainOptions
         if (Init is not null && Resume is not null) throw new ArgumentException("--init and --resume cannot be used together: --resume restores the model itself.");
         if (Init is not null && !File.Exists(Init)) throw new ArgumentException($"--init {Init}: no such file.");
         if (Resume is not null && !Engine.Nn.Checkpoints.ModelCheckpoint.Exists(Resume)) throw new ArgumentException($"--resume {Resume}: no such file.");
+        if (Resume is not null && !File.Exists(Engine.Nn.Checkpoints.ModelCheckpoint.StatePath(Resume)))
+        {
+            throw new ArgumentException($"--resume {Resume}: its training-state file {Engine.Nn.Checkpoints.ModelCheckpoint.StatePath(Resume)} is missing (--save writes it beside the model).");
+        }
         // Before any set-up: a NaN here would otherwise surface from the optimizer's kernel launcher, after data and devices.
         if (!float.IsFinite(Lr) || Lr < 0) throw new ArgumentException($"--lr must be a finite number >= 0, got {Lr}.");
         if (!float.IsFinite(Momentum) || Momentum < 0) throw new ArgumentException($"--momentum must be a finite number >= 0, got {Momentum}.");

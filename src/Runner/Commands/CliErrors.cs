@@ -40,14 +40,16 @@ internal static class CliErrors
     private static bool Debugging => Environment.GetEnvironmentVariable(DebugVariable) == "1";
 
     /// <summary>The top-level handler: whatever escaped a command, in one line (the trace only with ENGINE_DEBUG=1).</summary>
-    public static int ReportUnexpected(Exception e)
+    public static int ReportUnexpected(Exception e) => ReportUnexpected(e, Debugging);
+
+    internal static int ReportUnexpected(Exception e, bool debug)
     {
         while (e is AggregateException { InnerExceptions.Count: 1 } a) e = a.InnerExceptions[0];
         Console.Out.Flush();
         Console.Error.WriteLine(IsUserError(e) || e is IOException
             ? $"error: {e.Message}"
-            : $"error: internal error ({e.GetType().Name}): {e.Message}{(Debugging ? "" : $" (set {DebugVariable}=1 for the stack trace)")}");
-        if (Debugging) Console.Error.WriteLine(e);
+            : $"error: internal error ({e.GetType().Name}): {e.Message}{(debug ? "" : $" (set {DebugVariable}=1 for the stack trace)")}");
+        if (debug) Console.Error.WriteLine(e);
         return UserError;
     }
 
