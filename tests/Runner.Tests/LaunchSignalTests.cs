@@ -15,6 +15,7 @@ public class LaunchSignalTests
     [Theory]
     [InlineData("TERM", 15)]
     [InlineData("INT", 2)]
+    [InlineData("HUP", 1)]
     [InlineData("KILL", 9)]
     public async Task A_signal_to_the_launcher_leaves_no_rank_behind(string signal, int number)
     {
