@@ -140,15 +140,17 @@ public sealed class FaultInputTests : IDisposable
     [InlineData("devices")]
     public void Launch_of_a_single_process_command_is_an_error(params string[] child)
     {
-        var (code, _, err) = Run(["launch", "--nproc-per-node", "2", "--", .. child]);
-        Assert.True(code == 2, err);
-        Assert.Contains("train --mode ddp", err);
-        Assert.DoesNotContain("started rank", err);
+        var r = Run(["launch", "--nproc-per-node", "2", "--", .. child]);
+        AssertRefusedUpFront(r, "train --mode ddp");
+        Assert.DoesNotContain("started rank", r.Err);
     }
 
-    [Fact]
-    public void Bench_allreduce_with_no_ranks_is_an_error()
-        => AssertRefusedUpFront(Run("bench", "allreduce", "--nproc", "0"), "--nproc", "at least 1");
+    [Theory]
+    [InlineData("--nproc", "0")]
+    [InlineData("--timeout", "nan")]
+    [InlineData("--slice-kb", "0")]
+    public void Bench_allreduce_with_no_ranks_or_no_time_is_an_error(string flag, string value)
+        => AssertRefusedUpFront(Run("bench", "allreduce", flag, value), flag);
 
     [Theory]
     [InlineData("--lr", "nan")]

@@ -30,6 +30,10 @@ internal static class BenchAllReduceCommand
             string b = parse.GetValue(backend)!;
             int n = parse.GetValue(nproc);
             if (n < 1) throw new ArgumentException($"--nproc must be at least 1, got {n}.");
+            double seconds = parse.GetValue(timeout);
+            if (!double.IsFinite(seconds) || seconds <= 0) throw new ArgumentException($"--timeout must be a positive number of seconds, got {seconds}.");
+            if (parse.GetValue(sliceKb) < 1) throw new ArgumentException($"--slice-kb must be at least 1, got {parse.GetValue(sliceKb)}.");
+            if (parse.GetValue(iters) is < 1) throw new ArgumentException($"--iters must be at least 1, got {parse.GetValue(iters)}.");
             IReadOnlyList<long> sizeList = AllReduceBench.ParseSizes(parse.GetValue(sizes)!);
             string dev = parse.GetValue(device) ?? (b == "nccl" ? "cuda" : "cpu");
             var t = TimeSpan.FromSeconds(parse.GetValue(timeout));

@@ -20,24 +20,16 @@ internal static class LaunchCommand
         {
             nproc, nnodes, nodeRank, masterAddr, masterPort, grace, child,
         };
-        command.SetAction(parse =>
+        command.SetAction(parse => CliErrors.Run(() =>
         {
-            try
-            {
-                double graceSeconds = parse.GetValue(grace);
-                if (!double.IsFinite(graceSeconds) || graceSeconds < 0) throw new ArgumentException($"--stop-grace must be a finite number of seconds >= 0, got {graceSeconds}.");
-                var options = new LaunchOptions(parse.GetValue(nproc), parse.GetValue(nnodes), parse.GetValue(nodeRank),
-                    parse.GetValue(masterAddr)!, parse.GetValue(masterPort)) { StopGrace = TimeSpan.FromSeconds(graceSeconds) };
-                CheckRunsAsRanks(parse.GetValue(child)!);
-                using var signals = new StopSignals();
-                return Launcher.Run(options, ProcessTarget.CurrentProcess(), parse.GetValue(child)!, Console.Out, Console.Error, signals.Token, () => signals.Signal);
-            }
-            catch (ArgumentException e)
-            {
-                Console.Error.WriteLine($"launch: {e.Message}");
-                return 2;
-            }
-        });
+            double graceSeconds = parse.GetValue(grace);
+            if (!double.IsFinite(graceSeconds) || graceSeconds < 0) throw new ArgumentException($"--stop-grace must be a finite number of seconds >= 0, got {graceSeconds}.");
+            var options = new LaunchOptions(parse.GetValue(nproc), parse.GetValue(nnodes), parse.GetValue(nodeRank),
+                parse.GetValue(masterAddr)!, parse.GetValue(masterPort)) { StopGrace = TimeSpan.FromSeconds(graceSeconds) };
+            CheckRunsAsRanks(parse.GetValue(child)!);
+            using var signals = new StopSignals();
+            return Launcher.Run(options, ProcessTarget.CurrentProcess(), parse.GetValue(child)!, Console.Out, Console.Error, signals.Token, () => signals.Signal);
+        }));
         return command;
     }
 
