@@ -37,8 +37,15 @@ public static class LauncherWatch
             Thread.Sleep(Poll);
         }
         string rank = Environment.GetEnvironmentVariable("RANK") ?? "?";
-        stderr.WriteLine($"rank {rank}: the launcher (pid {launcher}) is gone; exiting.");
-        stderr.Flush();
+        try
+        {
+            stderr.WriteLine($"rank {rank}: the launcher (pid {launcher}) is gone; exiting.");
+            stderr.Flush();
+        }
+        catch (IOException)
+        {
+            // stderr was the dead launcher's pipe: nobody is left to read the message.
+        }
         // Environment.Exit runs exit handlers and may wait on threads stuck in a device call; do not let that keep us alive.
         var deadline = new Thread(() =>
         {
