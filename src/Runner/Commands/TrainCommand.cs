@@ -17,7 +17,7 @@ internal static class TrainCommand
         public readonly Option<string> Stem = new("--stem") { Description = "imagenet (7x7/2 conv + max-pool, torchvision's) | cifar (3x3/1 conv, no pool)", DefaultValueFactory = _ => D.Stem };
         public readonly Option<int> Width = new("--width") { Description = "base channels (torchvision: 64)", DefaultValueFactory = _ => D.Width };
         public readonly Option<string> Dataset = new("--dataset") { Description = "cifar10 | fashion-mnist | synthetic", DefaultValueFactory = _ => D.Dataset };
-        public readonly Option<string?> Data = new("--data") { Description = "CIFAR-10 binary folder or .tar.gz; Fashion-MNIST IDX folder; without --dataset the format is detected [default: none: ./data for cifar10, /usr/share/datasets/fashion-mnist for fashion-mnist]" };
+        public readonly Option<string?> Data = new("--data") { Description = "CIFAR-10 binary folder or .tar.gz; Fashion-MNIST IDX folder; without --dataset the format is detected [default: ./data for cifar10, /usr/share/datasets/fashion-mnist for fashion-mnist, none for synthetic]" };
         public readonly Option<int?> TrainLimit = new("--train-limit") { Description = $"use only the first N training images [default: {(D.TrainLimit is int n ? n : "all")}]", DefaultValueFactory = _ => D.TrainLimit };
         public readonly Option<int?> TestLimit = new("--test-limit") { Description = $"use only the first N test images (0: no evaluation) [default: {(D.TestLimit is int n ? n : "all")}]", DefaultValueFactory = _ => D.TestLimit };
         public readonly Option<int> Epochs = new("--epochs") { DefaultValueFactory = _ => D.Epochs };
