@@ -16,8 +16,8 @@ internal static class BenchAllReduceCommand
         var backend = new Option<string>("--backend") { Description = "host (TCP ring) or nccl.", DefaultValueFactory = _ => "host" };
         var nproc = new Option<int>("--nproc") { Description = "Ranks to launch on this machine.", DefaultValueFactory = _ => 2 };
         var sizes = new Option<string>("--sizes") { Description = "Message sizes, binary units (4K,1M,25M,85M).", DefaultValueFactory = _ => "1M,25M,85M" };
-        var device = new Option<string>("--device") { Description = "Device of each rank (default: cpu for host, cuda for nccl; ranks share it)." };
-        var iters = new Option<int?>("--iters") { Description = "Timed all-reduces per size (default: 3..20 by size)." };
+        var device = new Option<string>("--device") { Description = "Device of each rank; ranks share it. [default: cpu for host, cuda for nccl]" };
+        var iters = new Option<int?>("--iters") { Description = "Timed all-reduces per size. [default: 3..20 by size]" };
         var timeout = new Option<double>("--timeout") { Description = "Seconds any wait may take.", DefaultValueFactory = _ => 300 };
         var sliceKb = new Option<int>("--slice-kb") { Description = "Host ring pipelining slice, KiB.", DefaultValueFactory = _ => HostRingCommunicator.DefaultSliceBytes / 1024 };
 
@@ -25,10 +25,15 @@ internal static class BenchAllReduceCommand
         {
             backend, nproc, sizes, device, iters, timeout, sliceKb,
         };
-        command.SetAction((parse, cancel) => Task.Run(() => CliErrors.Run(() =>
+        command.SetAction(parse => CliErrors.Run(() =>
         {
             string b = parse.GetValue(backend)!;
             int n = parse.GetValue(nproc);
+            if (n < 1) throw new ArgumentException($"--nproc must be at least 1, got {n}.");
+            double seconds = parse.GetValue(timeout);
+            if (!double.IsFinite(seconds) || seconds <= 0) throw new ArgumentException($"--timeout must be a positive number of seconds, got {seconds}.");
+            if (parse.GetValue(sliceKb) < 1) throw new ArgumentException($"--slice-kb must be at least 1, got {parse.GetValue(sliceKb)}.");
+            if (parse.GetValue(iters) is < 1) throw new ArgumentException($"--iters must be at least 1, got {parse.GetValue(iters)}.");
             IReadOnlyList<long> sizeList = AllReduceBench.ParseSizes(parse.GetValue(sizes)!);
             string dev = parse.GetValue(device) ?? (b == "nccl" ? "cuda" : "cpu");
             var t = TimeSpan.FromSeconds(parse.GetValue(timeout));
@@ -44,7 +49,8 @@ internal static class BenchAllReduceCommand
                 {
                     args.AddRange(["--iters", i.ToString()]);
                 }
-                return Launcher.Run(new LaunchOptions(n, MasterPort: 0, OnlyRank0Stdout: true), ProcessTarget.CurrentProcess(), args, Console.Out, Console.Error, cancel);
+                using var signals = new StopSignals();
+                return Launcher.Run(new LaunchOptions(n, MasterPort: 0, OnlyRank0Stdout: true), ProcessTarget.CurrentProcess(), args, Console.Out, Console.Error, signals.Token, () => signals.Signal);
             }
 
             using Device d = Device.Create(dev);
@@ -59,7 +65,7 @@ internal static class BenchAllReduceCommand
             }
             AllReduceBench.Run(comm, d, sizeList, Console.Out, parse.GetValue(iters));
             return 0;
-        })));
+        }));
         return command;
     }
 

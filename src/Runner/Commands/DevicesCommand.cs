@@ -19,7 +19,11 @@ internal static class DevicesCommand
             foreach (var d in context.Devices)
             {
                 string spec = d.AcceleratorType == AcceleratorType.Cuda ? $"cuda:{i++}" : d.AcceleratorType.ToString().ToLowerInvariant();
-                Console.WriteLine($"{spec,-8} {d.Name}  memory {d.MemorySize / (1024.0 * 1024 * 1024):F1} GiB  max group {d.MaxNumThreadsPerGroup}");
+                // ILGPU gives the CPU accelerator long.MaxValue bytes; what it can really use is the host's memory.
+                string memory = d.AcceleratorType == AcceleratorType.CPU
+                    ? $"{HostMemoryBytes() / (1024.0 * 1024 * 1024):F1} GiB (host memory)"
+                    : $"{d.MemorySize / (1024.0 * 1024 * 1024):F1} GiB";
+                Console.WriteLine($"{spec,-8} {d.Name}  memory {memory}  max group {d.MaxNumThreadsPerGroup}");
             }
             Console.WriteLine($"nvtx: {Nvtx.Source}");
             if (Device.CudaCount(context) == 0)
@@ -29,5 +33,20 @@ internal static class DevicesCommand
             return 0;
         });
         return command;
+    }
+
+    /// <summary>The machine's memory: MemTotal of /proc/meminfo on Linux, else what the runtime reports as available.</summary>
+    internal static long HostMemoryBytes()
+    {
+        try
+        {
+            string? line = File.ReadLines("/proc/meminfo").FirstOrDefault(l => l.StartsWith("MemTotal:", StringComparison.Ordinal));
+            string[]? parts = line?.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (parts is [_, var kb, "kB"] && long.TryParse(kb, out long value)) return value * 1024;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+        }
+        return GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
     }
 }
