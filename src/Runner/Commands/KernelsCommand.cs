@@ -25,7 +25,7 @@ internal static class KernelsCommand
             DefaultValueFactory = _ => KernelAudit.Architectures.Keys.ToArray(),
             AllowMultipleArgumentsPerToken = true,
         };
-        var kernel = new Option<string[]>("--kernel") { Description = "only these kernels (default: all)", AllowMultipleArgumentsPerToken = true };
+        var kernel = new Option<string[]>("--kernel") { Description = "only these kernels (none given: every kernel)", AllowMultipleArgumentsPerToken = true };
         var json = new Option<string?>("--json") { Description = "also write the rows as JSON to this file ('-' for stdout instead of the table)" };
         command.Options.Add(arch);
         command.Options.Add(kernel);
