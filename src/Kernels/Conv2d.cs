@@ -57,7 +57,7 @@ public static class Conv2d
     {
         public int N, C, H, W, K, R, S, Stride, Pad, OutH, OutW;
         public int HW, OHW, RS, CRS;
-        public Conv2dDivisor DivW, DivHW, DivOutW, DivOHW, DivS, DivRS, DivStride;
+        public FastDivisor DivW, DivHW, DivOutW, DivOHW, DivS, DivRS, DivStride;
 
         /// <summary>Backward-weight only: reduction elements (of N·OutH·OutW) per split, a multiple of Depth.</summary>
         public int Chunk;
@@ -84,7 +84,7 @@ public static class Conv2d
         public int HW, OHW, RS;
         public int Ph, Pw, Rp, Sp, RSp;
         public int H0, W0, Hp, Wp, HWp, Qh0, Qw0;
-        public Conv2dDivisor DivSp, DivRSp, DivWp, DivHWp;
+        public FastDivisor DivSp, DivRSp, DivWp, DivHWp;
 
         internal PhaseArgs(in Conv2dShape s, int ph, int pw)
         {
@@ -576,7 +576,7 @@ public static class Conv2d
     /// n·imageStride + pixel, or −1 if this accumulator column is unused or outside the matrix.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int ImageColumn(int col, int j, int work, int cols, Conv2dDivisor pixels, int imageStride)
+    private static int ImageColumn(int col, int j, int work, int cols, FastDivisor pixels, int imageStride)
     {
         if (j >= work || col >= cols)
         {
