@@ -71,3 +71,20 @@ public class KernelsCommandTests
         }
     }
 }
+
+/// <summary>The bench's FMA ceiling kernel, judged by the assembler like the engine's kernels.</summary>
+public class BenchFmaAssemblyTests
+{
+    /// <summary>ILGPU writes mul.f32 + add.f32; the ceiling is only an FMA ceiling if ptxas fuses them: FFMA only, no FMUL or FADD.</summary>
+    [CudaToolsFact]
+    public void Bench_fma_main_loop_is_fused_multiply_adds_only()
+    {
+        var kernel = KernelCatalog.Discover(typeof(Program).Assembly).Single(k => k.Name == "bench_fma");
+        using var audit = new KernelAudit(CudaTools.Require());
+        var row = audit.Audit(kernel, "sm_90");
+        Assert.True(row.Passed, string.Join("; ", row.Faults));
+        var loop = row.MainLoop;
+        Assert.NotNull(loop);
+        Assert.True(loop.Ffma >= 32 && loop.Fmul == 0 && loop.Fadd == 0, $"bench_fma loop: {loop.Ffma} FFMA, {loop.Fmul} FMUL, {loop.Fadd} FADD");
+    }
+}
