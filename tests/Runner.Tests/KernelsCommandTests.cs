@@ -38,6 +38,17 @@ public class KernelsCommandTests
         Assert.True(rows[1].GetProperty("group_from_occupancy_api").GetBoolean(), "relu is auto-grouped");
     }
 
+    [CudaToolsFact]
+    public void Sass_prints_the_main_loop_the_counts_come_from()
+    {
+        var (code, output, err) = Cli.Run("kernels", "--arch", "sm_90", "--kernel", "relu_fwd_v4", "--sass");
+        Assert.True(code == 0, output + err);
+        Assert.Contains("relu_fwd_v4 on sm_90: main loop", output, StringComparison.Ordinal);
+        var listing = output[output.IndexOf("relu_fwd_v4 on sm_90: main loop", StringComparison.Ordinal)..];
+        Assert.Matches(@"LD(G)?\.E\.128", listing);
+        Assert.Contains("BRA", listing, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Unknown_architecture_or_kernel_is_one_clear_error()
     {
