@@ -64,7 +64,7 @@ public static class Comparison
     public static double BucketMbShowingOverlap(long parameters, double requestedMb)
     {
         double gradientMb = parameters * (double)sizeof(float) / (1024 * 1024);
-        return gradientMb <= Math.Min(DdpReducer.FirstBucketMb, requestedMb) ? gradientMb / DefaultBuckets : requestedMb;
+        return gradientMb <= BucketPlan.FirstCapMb(requestedMb) ? gradientMb / DefaultBuckets : requestedMb;
     }
 
     private static ComparisonResult RunModes(TrainOptions baseOptions, TextWriter stdout, TextWriter progress, string? reportDir, string? traceDir, bool chooseBucket)
