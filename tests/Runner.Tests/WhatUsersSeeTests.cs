@@ -108,6 +108,14 @@ public class WhatUsersSeeTests
     }
 
     [Fact]
+    public void Devices_describes_a_cuda_device_by_driver_capability_and_ptx_isa()
+    {
+        string line = Commands.DevicesCommand.CudaDetails(13, 0, 9, 0, 8, 8, 132);
+        Assert.Equal("driver CUDA 13.0  compute capability 9.0 (sm_90)  132 SMs  PTX ISA 8.8", line);
+        Assert.Contains("none: ILGPU 1.5.3 supports no ISA", Commands.DevicesCommand.CudaDetails(11, 0, 9, 0, null, null, 1), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Devices_shows_the_hosts_memory_for_the_cpu()
     {
         var (code, stdout, _) = Cli.Run("devices");
