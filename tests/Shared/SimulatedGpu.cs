@@ -1,0 +1,74 @@
+namespace Engine.Tests;
+
+/// <summary>
+/// The simulated CUDA GPU of ../shared/gpusim (GPGPU-Sim behind a libcuda.so.1), as tests see it. Sourcing its
+/// env.sh puts the driver library on LD_LIBRARY_PATH and names the chosen configuration's folder in
+/// GPUSIM_CONFIG_DIR. GPGPU-Sim reads ./gpgpusim.config from the current directory when the driver is first
+/// initialised, exits the whole process if it is missing, and writes small files (PTX, ptxas output) beside it
+/// on every module load: so a process that uses it must run from a folder holding the configuration for as long
+/// as it launches kernels.
+/// </summary>
+public static class SimulatedGpu
+{
+    public const string ConfigDirectoryVariable = "GPUSIM_CONFIG_DIR";
+    public const string ConfigFile = "gpgpusim.config";
+
+    /// <summary>The configuration folder env.sh chose, or null when the simulator is not set up in this process's environment.</summary>
+    public static string? ConfigDirectory
+    {
+        get
+        {
+            string? dir = Environment.GetEnvironmentVariable(ConfigDirectoryVariable);
+            return string.IsNullOrEmpty(dir) ? null : dir;
+        }
+    }
+
+    public static bool IsSetUp => NotSetUpReason is null;
+
+    /// <summary>Why a test that needs the simulator cannot run here, or null when it can.</summary>
+    public static string? NotSetUpReason
+    {
+        get
+        {
+            string? dir = ConfigDirectory;
+            if (dir is null)
+            {
+                return $"the simulated GPU is not set up: {ConfigDirectoryVariable} is unset (source ../shared/gpusim/env.sh functional first, as .ci/run does)";
+            }
+            return File.Exists(Path.Combine(dir, ConfigFile))
+                ? null
+                : $"the simulated GPU is not set up: {ConfigDirectoryVariable}={dir} holds no {ConfigFile}";
+        }
+    }
+
+    private static readonly Lazy<string> ProcessFolder = new(() =>
+    {
+        string folder = PrepareFolder();
+        Directory.SetCurrentDirectory(folder);
+        return folder;
+    });
+
+    /// <summary>
+    /// Makes this process run from a fresh folder holding the simulator's configuration (once per process), before
+    /// the first CUDA context is created; returns the folder. Tests find their files by absolute paths
+    /// (<see cref="AppContext.BaseDirectory"/>, temporary folders), so the move changes nothing else.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The simulator is not set up (the message says what is missing).</exception>
+    public static string EnterWorkingFolder() => ProcessFolder.Value;
+
+    /// <summary>A new temporary folder with the configuration files copied in: the working directory for a simulated-GPU process.</summary>
+    /// <exception cref="InvalidOperationException">The simulator is not set up (the message says what is missing).</exception>
+    public static string PrepareFolder()
+    {
+        if (NotSetUpReason is { } why)
+        {
+            throw new InvalidOperationException(char.ToUpperInvariant(why[0]) + why[1..] + ".");
+        }
+        string folder = Directory.CreateTempSubdirectory("engine-gpusim-").FullName;
+        foreach (string file in Directory.GetFiles(ConfigDirectory!))
+        {
+            File.Copy(file, Path.Combine(folder, Path.GetFileName(file)));
+        }
+        return folder;
+    }
+}
