@@ -21,8 +21,23 @@ public sealed class CpuTheoryAttribute : TheoryAttribute
     }
 }
 
+/// <summary>
+/// A fact whose premise is that the device measures time between the markers around a launch: skipped on the
+/// simulated GPU in its functional mode, where no cycles pass.
+/// </summary>
+public sealed class TimedDeviceFactAttribute : FactAttribute
+{
+    public TimedDeviceFactAttribute()
+    {
+        if (TestDevice.IsSimulated && SimulatedGpu.IsFunctional) Skip = DeviceSkip.NoSimulatedTime;
+    }
+}
+
 /// <summary>The skip reasons, worded once.</summary>
 public static class DeviceSkip
 {
+    public const string NoSimulatedTime =
+        "the simulated GPU in functional mode counts no cycles, so every launch measures 0 s (a timing configuration, e.g. rtx3070, has time)";
+
     public static string CpuPremise(string premise) => $"premise is the CPU accelerator ({premise}); the test device is {TestDevice.Description}";
 }

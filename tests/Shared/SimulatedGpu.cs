@@ -41,6 +41,27 @@ public static class SimulatedGpu
         }
     }
 
+    /// <summary>
+    /// True when the configuration runs GPGPU-Sim's functional mode (<c>-gpgpu_ptx_sim_mode 1</c>, or
+    /// PTX_SIM_MODE_FUNC=1): instructions execute but no cycles pass, so events recorded around a launch are 0 ms
+    /// apart. The timing configurations (rtx3070, h100) count simulated cycles.
+    /// </summary>
+    public static bool IsFunctional
+    {
+        get
+        {
+            if (Environment.GetEnvironmentVariable("PTX_SIM_MODE_FUNC") is { Length: > 0 } mode)
+            {
+                return mode.Trim() == "1";
+            }
+            string? dir = ConfigDirectory;
+            string config = dir is null ? "" : Path.Combine(dir, ConfigFile);
+            return File.Exists(config) && File.ReadLines(config)
+                .Select(line => line.Split('#', 2)[0].Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries))
+                .Any(words => words is ["-gpgpu_ptx_sim_mode", "1"]);
+        }
+    }
+
     private static readonly Lazy<string> ProcessFolder = new(() =>
     {
         string folder = PrepareFolder();
