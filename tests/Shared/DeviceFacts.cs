@@ -41,3 +41,15 @@ public static class DeviceSkip
 
     public static string CpuPremise(string premise) => $"premise is the CPU accelerator ({premise}); the test device is {TestDevice.Description}";
 }
+
+/// <summary>
+/// A fact that runs on the simulated GPU of ../shared/gpusim: skipped, naming what is missing, where its env.sh has not
+/// been sourced (.ci/run sources it for the simulated-GPU tests).
+/// </summary>
+public sealed class SimulatedGpuFactAttribute : FactAttribute
+{
+    public SimulatedGpuFactAttribute()
+    {
+        if (SimulatedGpu.NotSetUpReason is { } why) Skip = why;
+    }
+}
