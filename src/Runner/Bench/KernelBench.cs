@@ -203,10 +203,10 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
             OpCase<TL> timed = _timed!;
             foreach (Variant<TL> variant in variants)
             {
-                if (variant.CudaOnly && !b.Dev.IsCuda)
+                if (variant.CannotRunOn?.Invoke(b.Dev) is { } cannot)
                 {
-                    b.Progress.WriteLine($"  {timed.Op,-20} {variant.Label,-40} {timed.Shape}  skipped: CUDA only");
-                    string line = $"{timed.Op} {variant.Label}: skipped, CUDA only";
+                    b.Progress.WriteLine($"  {timed.Op,-20} {variant.Label,-40} {timed.Shape}  skipped: {cannot}");
+                    string line = $"{timed.Op} {variant.Label}: skipped, {cannot}";
                     if (!b._skipped.Contains(line)) b._skipped.Add(line);
                     continue;
                 }
