@@ -36,9 +36,16 @@ public sealed record BenchRow(
 }
 
 /// <param name="Skipped">Variants not run on this device (a CUDA-only kernel on the CPU accelerator), one line each.</param>
+/// <param name="SimulatedClockHz">
+/// On a simulated GPU, its core clock: its events count simulated cycles and report them as time at this clock, so
+/// a row's cycles are its median time times the clock (<see cref="Cycles"/>). Null on real devices.
+/// </param>
 public sealed record BenchReport(string Date, string Command, string Device, string Machine, ModelShapes Shapes, BenchSettings Settings,
-    DeviceCeilings Ceilings, IReadOnlyList<BenchRow> Rows, IReadOnlyList<string>? Skipped = null)
+    DeviceCeilings Ceilings, IReadOnlyList<BenchRow> Rows, IReadOnlyList<string>? Skipped = null, double? SimulatedClockHz = null)
 {
+    /// <summary>Simulated cycles of <paramref name="ms"/> on a simulated GPU (null elsewhere).</summary>
+    public double? Cycles(double ms) => SimulatedClockHz is double hz ? Math.Round(ms * 1e-3 * hz) : null;
+
     /// <summary>The fastest correct variant of every (op, shape), in step order.</summary>
     public IEnumerable<BenchRow> Fastest => Rows.Where(r => r.Fastest);
 
@@ -71,8 +78,9 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
         bench.Queue(shapes, variants);
         bench.RunJobs();
         var rows = MarkFastest(bench._rows);
+        double? clock = dev.IsSimulated && dev.Accelerator is ILGPU.Runtime.Cuda.CudaAccelerator cuda ? cuda.ClockRate * 1e3 : null; // kHz
         return new BenchReport(DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture), command, dev.ToString(),
-            Machine(), shapes, settings, ceilings, rows, bench._skipped);
+            Machine(), shapes, settings, ceilings, rows, bench._skipped, clock);
     }
 
     private void Queue(ModelShapes m, KernelVariants v)
@@ -296,9 +304,16 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
         sb.AppendLine($"# device: {r.Device}; machine: {r.Machine}");
         sb.AppendLine($"# model: {r.Shapes.Describe}");
         sb.AppendLine(string.Format(inv, "# runs {0} after {1} warm-up, median; validate {2}", r.Settings.Runs, r.Settings.Warmup, r.Settings.Validate));
-        sb.AppendLine(string.Format(inv, "# ceilings: copy {0:F1} GB/s ({1} MiB device-to-device, read + write), fp32 FMA {2:F1} GFLOP/s (bench_fma)",
-            c.CopyGBps, c.CopyBytes / 2 >> 20, c.FmaGflops));
-        sb.AppendLine(string.Format(inv, "{0,-20} {1,-50} {2,6}  {3,-42} {4,10} {5,16} {6,7}  {7}", "op", "shape", "x/step", "variant", "median ms", "achieved", "% ceil", "check"));
+        sb.AppendLine(c.Measured
+            ? string.Format(inv, "# ceilings: copy {0:F1} GB/s ({1} MiB device-to-device, read + write), fp32 FMA {2:F1} GFLOP/s (bench_fma)",
+                c.CopyGBps, c.CopyBytes / 2 >> 20, c.FmaGflops)
+            : "# ceilings: not measured (a simulated GPU: too slow to simulate at the sizes that measure them)");
+        if (r.SimulatedClockHz is double hz)
+        {
+            sb.AppendLine(string.Format(inv, "# simulated GPU: times are its model's cycles at its {0:F0} MHz core clock; a model's opinion, not a card's time", hz / 1e6));
+        }
+        string cyclesHeader = r.SimulatedClockHz is null ? "" : string.Format(inv, " {0,12}", "sim cycles");
+        sb.AppendLine(string.Format(inv, "{0,-20} {1,-50} {2,6}  {3,-42} {4,10}{8} {5,16} {6,7}  {7}", "op", "shape", "x/step", "variant", "median ms", "achieved", "% ceil", "check", cyclesHeader));
         foreach (BenchRow row in r.Rows)
         {
             // GEMM rates below 0.1 TFLOP/s (the CPU accelerator, tiny layers) read better in GFLOP/s.
@@ -311,13 +326,16 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
                 false when row.Failure is not null => "FAIL threw " + row.Failure,
                 false => string.Format(inv, "FAIL {0:G3}", row.Error) + (row.CheckedAt == "real shape" ? "" : $" at {row.CheckedAt}"),
             };
-            sb.AppendLine(string.Format(inv, "{0,-20} {1,-50} {2,6}  {3,-42} {4,10:F4} {5,16} {6,6:F1}%  {7}",
-                row.Op, row.Shape, row.PerStep, (row.Fastest ? "* " : "  ") + $"v{row.Version} {row.Variant}", row.MedianMs, rate, row.PercentOf(c), check));
+            string percent = c.Measured ? string.Format(inv, "{0,6:F1}%", row.PercentOf(c)) : string.Format(inv, "{0,7}", "-");
+            string cycles = r.Cycles(row.MedianMs) is double n ? string.Format(inv, " {0,12:F0}", n) : "";
+            sb.AppendLine(string.Format(inv, "{0,-20} {1,-50} {2,6}  {3,-42} {4,10:F4}{8} {5,16} {6}  {7}",
+                row.Op, row.Shape, row.PerStep, (row.Fastest ? "* " : "  ") + $"v{row.Version} {row.Variant}", row.MedianMs, rate, percent, check, cycles));
         }
         sb.AppendLine("* fastest correct variant of its op and shape; x/step: launches per training step; % ceil: of the FMA rate (FLOP/s rows) or the copy bandwidth (GB/s rows).");
         sb.AppendLine();
         double step = r.StepMs;
-        sb.AppendLine(string.Format(inv, "kernel time of one training step (fastest variants x launches per step): {0:F3} ms", step));
+        sb.AppendLine(string.Format(inv, "kernel time of one training step (fastest variants x launches per step): {0:F3} ms", step)
+            + (r.Cycles(step) is double stepCycles ? string.Format(inv, " ({0:F0} simulated cycles)", stepCycles) : ""));
         foreach (var g in r.Fastest.GroupBy(x => x.Op).Select(g => (Op: g.Key, Ms: g.Sum(x => x.MedianMs * x.PerStep))).OrderByDescending(g => g.Ms))
         {
             sb.AppendLine(string.Format(inv, "  {0,-20} {1,10:F3} ms {2,6:F1}%", g.Op, g.Ms, step > 0 ? 100 * g.Ms / step : 0));
@@ -353,11 +371,14 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
                 r.Ceilings.CopyBytes, r.Ceilings.CopyMs, CopyGbPerSecond = r.Ceilings.CopyGBps, r.Ceilings.FmaFlops, r.Ceilings.FmaMs, FmaGflopPerSecond = r.Ceilings.FmaGflops,
             },
             StepMs = r.StepMs,
+            r.SimulatedClockHz,
+            StepSimulatedCycles = r.Cycles(r.StepMs),
             Skipped = r.Skipped ?? [],
             Rows = r.Rows.Select(x => new
             {
                 x.Op, x.Shape, x.PerStep, x.Variant, x.Version, x.Gemm, x.Flops, x.Bytes, x.MedianMs, x.MinMs,
                 x.Rate, x.RateUnit, PercentOfCeiling = x.PercentOf(r.Ceilings), x.CheckedAt, x.Error, x.Passed, x.Fastest, x.Failure,
+                SimulatedCycles = r.Cycles(x.MedianMs),
             }),
         };
         return JsonSerializer.Serialize(doc, JsonOptions);
