@@ -178,6 +178,18 @@ public class BenchKernelsTests
         Assert.Contains("not validated", KernelBench.Table(report));
     }
 
+    /// <summary>--ops keeps the ops whose names start with one of its prefixes, and every variant of them.</summary>
+    [Fact]
+    public void Ops_selects_the_ops_by_name_prefix()
+    {
+        ModelShapes shapes = ModelShapes.FromConfig(ResNetConfig.Parse("resnet18", "cifar", 1), 1);
+        var settings = new BenchSettings(Runs: 1, Warmup: 0, Validate: false, Ops: ["linear", "add_fwd"]);
+        BenchReport report = TestDevice.Use(dev => KernelBench.Run(dev, shapes, new KernelVariants(), settings, "test", TextWriter.Null));
+        Assert.Equal(["add_fwd", "linear_bwd", "linear_fwd"], report.Rows.Select(r => r.Op).Distinct().Order());
+        Assert.Equal(new KernelVariants().Add.Count * shapes.Adds.Count, report.Rows.Count(r => r.Op == "add_fwd"));
+        Assert.Contains("only the ops starting linear, add_fwd", KernelBench.Table(report));
+    }
+
     /// <summary>
     /// The FMA ceiling kernel is what it claims on a GPU: 32 multiply-adds per loop iteration in
     /// registers (no local memory, no loads, no calls), as unrounded mul.f32 + add.f32 pairs that

@@ -16,7 +16,12 @@ namespace Engine.Runner.Bench;
 /// same layer. A GPU always checks the real shape.
 /// </param>
 /// <param name="Lookahead">Jobs prepared ahead of the one being timed (null: several on a GPU, none on the CPU accelerator).</param>
-public sealed record BenchSettings(int Runs = 30, int Warmup = 5, bool Validate = true, int Seed = 1, long CpuCheckWork = 20_000_000, int? Lookahead = null);
+/// <param name="Ops">Only the ops whose names start with one of these (null: every op), for a device too slow for the whole step (a simulated GPU).</param>
+public sealed record BenchSettings(int Runs = 30, int Warmup = 5, bool Validate = true, int Seed = 1, long CpuCheckWork = 20_000_000, int? Lookahead = null,
+    IReadOnlyList<string>? Ops = null)
+{
+    public bool Includes(string op) => Ops is null || Ops.Any(prefix => op.StartsWith(prefix, StringComparison.Ordinal));
+}
 
 /// <summary>One variant of one op at one shape: its check and its median time, judged against the device's ceilings.</summary>
 public sealed record BenchRow(
@@ -209,6 +214,7 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
         {
             Prepare();
             OpCase<TL> timed = _timed!;
+            if (!b.Settings.Includes(timed.Op)) return;
             foreach (Variant<TL> variant in variants)
             {
                 if (variant.CannotRunOn?.Invoke(b.Dev) is { } cannot)
@@ -303,7 +309,8 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
         sb.AppendLine($"# command: {r.Command}");
         sb.AppendLine($"# device: {r.Device}; machine: {r.Machine}");
         sb.AppendLine($"# model: {r.Shapes.Describe}");
-        sb.AppendLine(string.Format(inv, "# runs {0} after {1} warm-up, median; validate {2}", r.Settings.Runs, r.Settings.Warmup, r.Settings.Validate));
+        sb.AppendLine(string.Format(inv, "# runs {0} after {1} warm-up, median; validate {2}", r.Settings.Runs, r.Settings.Warmup, r.Settings.Validate)
+            + (r.Settings.Ops is { } ops ? $"; only the ops starting {string.Join(", ", ops)}" : ""));
         sb.AppendLine(c.Measured
             ? string.Format(inv, "# ceilings: copy {0:F1} GB/s ({1} MiB device-to-device, read + write), fp32 FMA {2:F1} GFLOP/s (bench_fma)",
                 c.CopyGBps, c.CopyBytes / 2 >> 20, c.FmaGflops)
@@ -334,7 +341,8 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
         sb.AppendLine("* fastest correct variant of its op and shape; x/step: launches per training step; % ceil: of the FMA rate (FLOP/s rows) or the copy bandwidth (GB/s rows).");
         sb.AppendLine();
         double step = r.StepMs;
-        sb.AppendLine(string.Format(inv, "kernel time of one training step (fastest variants x launches per step): {0:F3} ms", step)
+        sb.AppendLine(string.Format(inv, "kernel time of one training step (fastest variants x launches per step{1}): {0:F3} ms", step,
+                r.Settings.Ops is null ? "" : ", the selected ops only")
             + (r.Cycles(step) is double stepCycles ? string.Format(inv, " ({0:F0} simulated cycles)", stepCycles) : ""));
         foreach (var g in r.Fastest.GroupBy(x => x.Op).Select(g => (Op: g.Key, Ms: g.Sum(x => x.MedianMs * x.PerStep))).OrderByDescending(g => g.Ms))
         {
@@ -365,7 +373,7 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
             r.Device,
             r.Machine,
             Model = new { s.Config.ModelName, s.Config.Stem, s.Config.Width, s.Batch, s.Parameters },
-            Settings = new { r.Settings.Runs, r.Settings.Warmup, r.Settings.Validate, r.Settings.Seed },
+            Settings = new { r.Settings.Runs, r.Settings.Warmup, r.Settings.Validate, r.Settings.Seed, r.Settings.Ops },
             Ceilings = new
             {
                 r.Ceilings.CopyBytes, r.Ceilings.CopyMs, CopyGbPerSecond = r.Ceilings.CopyGBps, r.Ceilings.FmaFlops, r.Ceilings.FmaMs, FmaGflopPerSecond = r.Ceilings.FmaGflops,
