@@ -66,6 +66,17 @@ public static class SimulatedGpu
     {
         string folder = PrepareFolder();
         Directory.SetCurrentDirectory(folder);
+        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        {
+            try
+            {
+                Directory.Delete(folder, recursive: true);
+            }
+            catch (IOException)
+            {
+                // The simulator's files are small; a folder left in the temp directory harms nothing.
+            }
+        };
         return folder;
     });
 
