@@ -32,6 +32,7 @@ public static partial class BatchNorm2d
     /// Writes partMean[g] = partial[g], partM2[g] = partial[channels*parts + g].
     /// </summary>
     [KernelName("batchnorm2d_stats_partial")]
+    [GroupSize(nameof(PartialGroupThreads))]
     internal static void StatsPartialKernel(ArrayView<float> x, ArrayView<float> partial, int channels, int hw, int m, int parts, int chunk)
     {
         var sCount = SharedMemory.Allocate<int>(MaxGroup);
@@ -174,6 +175,7 @@ public static partial class BatchNorm2d
     }
 
     [KernelName("batchnorm2d_bwd_partial")]
+    [GroupSize(nameof(PartialGroupThreads))]
     internal static void BackwardPartialKernel(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> saveMean, ArrayView<float> partial,
         int channels, int hw, int m, int parts, int chunk)
     {
@@ -373,11 +375,19 @@ public static partial class BatchNorm2d
     /// on a GPU (16), and many on the CPU emulator (128), whose one-thread groups make a group cheap
     /// but not free; 128 still gives its tests several parts per channel. The staging needs 2*parts &lt;= m.
     /// </summary>
+    /// <summary>Threads in a group of the partial-sum kernels under a tuning: the largest power of two within MaxGroup and the tiled group.</summary>
+    internal static int PartialGroupThreads(KernelTuning t) => PowerOfTwoAtMost(Math.Min(MaxGroup, t.GroupSize));
+
+    private static int PowerOfTwoAtMost(int limit)
+    {
+        int p = 1;
+        while (p * 2 <= limit) p *= 2;
+        return p;
+    }
+
     private static (int GroupSize, int Parts, int Chunk) Plan(Device dev, int m)
     {
-        int limit = Math.Min(MaxGroup, Math.Min(dev.Tuning.GroupSize, dev.Accelerator.MaxNumThreadsPerGroup));
-        int groupSize = 1;
-        while (groupSize * 2 <= limit) groupSize *= 2;
+        int groupSize = PowerOfTwoAtMost(Math.Min(PartialGroupThreads(dev.Tuning), dev.Accelerator.MaxNumThreadsPerGroup));
         int perThread = dev.IsCpu ? 128 : 16;
         int parts = Math.Clamp((m + groupSize * perThread - 1) / (groupSize * perThread), 1, m / 2);
         int chunk = (m + parts - 1) / parts;

@@ -47,6 +47,7 @@ public static partial class BatchNorm2d
     /// sums g and g*(x - mean) over its slice of the channel into partial[g] and partial[channels*parts + g].
     /// </summary>
     [KernelName("batchnorm2d_relu_bwd_partial")]
+    [GroupSize(nameof(PartialGroupThreads))]
     internal static void BackwardReluPartialKernel(ArrayView<float> x, ArrayView<float> y, ArrayView<float> dy, ArrayView<float> saveMean,
         ArrayView<float> partial, int channels, int hw, int m, int parts, int chunk)
     {

@@ -121,6 +121,7 @@ public static class Conv2d
 
     /// <summary>y[n,k,oh,ow] = Σ_{c,r,s} x[n,c,oh·stride−pad+r, ow·stride−pad+s] · w[k,c,r,s].</summary>
     [KernelName("conv2d_fwd")]
+    [GroupSize(nameof(GroupThreads))]
     internal static void ForwardKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, Args a,
         SpecializedValue<int> tileSize, SpecializedValue<int> workSize, SpecializedValue<int> depthSize)
     {
@@ -189,6 +190,7 @@ public static class Conv2d
 
     /// <summary>dx[n,c,h,w] = Σ_{k,r,s} dy[n,k,oh,ow] · w[k,c,r,s] over the (oh, ow) with oh·stride−pad+r = h, ow·stride−pad+s = w.</summary>
     [KernelName("conv2d_bwd_data")]
+    [GroupSize(nameof(GroupThreads))]
     internal static void BackwardDataKernel(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, Args a,
         SpecializedValue<int> tileSize, SpecializedValue<int> workSize, SpecializedValue<int> depthSize)
     {
@@ -268,6 +270,7 @@ public static class Conv2d
     /// A phase without taps (Rp or Sp 0, e.g. the odd phases of a 1x1/2) has depth 0 and writes zeros.
     /// </summary>
     [KernelName("conv2d_bwd_data_phase")]
+    [GroupSize(nameof(GroupThreads))]
     internal static void BackwardDataPhaseKernel(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, PhaseArgs a,
         SpecializedValue<int> tileSize, SpecializedValue<int> workSize, SpecializedValue<int> depthSize)
     {
@@ -340,6 +343,7 @@ public static class Conv2d
     /// dy[n,k,oh,ow] · x[n,c,oh·stride−pad+r, ow·stride−pad+s]. Grid z is the split.
     /// </summary>
     [KernelName("conv2d_bwd_weight")]
+    [GroupSize(nameof(GroupThreads))]
     internal static void BackwardWeightKernel(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> partial, Args a,
         SpecializedValue<int> tileSize, SpecializedValue<int> workSize, SpecializedValue<int> depthSize)
     {
@@ -725,6 +729,9 @@ public static class Conv2d
         return (int)Math.Clamp(splits, 1, steps);
     }
 
+    /// <summary>Threads in a group of the GEMM kernels: Tile x Tile (<see cref="Config"/>).</summary>
+    internal static int GroupThreads(KernelTuning t) => t.GroupSize;
+
     private static KernelConfig Config(KernelTuning t, int rows, int cols, int splits)
         => new(new Index3D((cols + t.Block - 1) / t.Block, (rows + t.Block - 1) / t.Block, splits), new Index3D(t.Tile, t.Tile, 1));
 
@@ -745,36 +752,6 @@ public static class Conv2d
         if (view.Length != needed)
         {
             throw new ArgumentException($"{op}: '{name}' has {view.Length} elements but shape {s} needs {needed}.", name);
-        }
-    }
-
-    /// <summary>
-    /// The partial-sum buffer of the split backward-weight, one per device, grown on demand and reused:
-    /// launches on the device's one stream run in order, so a reuse never overtakes a pending reader.
-    /// </summary>
-    private sealed class Workspace
-    {
-        private static readonly ConditionalWeakTable<Device, Workspace> PerDevice = new();
-        private readonly Lock _gate = new();
-        private MemoryBuffer1D<float, Stride1D.Dense>? _buffer;
-
-        public static Workspace For(Device dev) => PerDevice.GetValue(dev, _ => new Workspace());
-
-        public ArrayView<float> Get(Device dev, long length)
-        {
-            lock (_gate)
-            {
-                if (_buffer is null || _buffer.Length < length)
-                {
-                    if (_buffer is not null)
-                    {
-                        dev.Synchronize(); // the old buffer may still be read by queued kernels
-                        _buffer.Dispose();
-                    }
-                    _buffer = dev.Allocate<float>(length);
-                }
-                return _buffer.View.SubView(0, length);
-            }
         }
     }
 

@@ -54,6 +54,9 @@ public static class Conv2dTf32
     private const int Slice = 16;
     private const int Threads = 128;
 
+    /// <summary>Every group has <see cref="Threads"/> threads, whatever the tuning (the fragment layout is fixed).</summary>
+    internal static int GroupThreads(KernelTuning tuning) => Threads;
+
     /// <summary>Words per staged row of w (16 + 4): rows g·20 + t land on 32 different banks.</summary>
     private const int AStride = Slice + 4;
 
@@ -67,6 +70,7 @@ public static class Conv2dTf32
 
     /// <summary>y[n,k,oh,ow] = Σ_{c,r,s} tf32(x[n,c,oh·stride−pad+r, ow·stride−pad+s]) · tf32(w[k,c,r,s]), accumulated in fp32.</summary>
     [KernelName("conv2d_fwd_tf32")]
+    [GroupSize(nameof(GroupThreads))]
     internal static void ForwardKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, Conv2d.Args a)
     {
         var tileA = SharedMemory.Allocate<Input<uint>>(BlockM * AStride);

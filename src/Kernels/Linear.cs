@@ -21,9 +21,6 @@ public static class Linear
 
     private const int SharedTile = MaxTile * TileStride;
 
-    /// <summary>Largest group of the bias reduction (a CUDA Tile x Tile group).</summary>
-    private const int MaxReduceGroup = MaxTile * MaxTile;
-
     // ---- kernels ----
 
     /// <summary>
@@ -63,6 +60,7 @@ public static class Linear
 
     /// <summary>y[r, o] = sum_k x[r, k] w[o, k] + b[o].</summary>
     [KernelName("linear_fwd")]
+    [GroupSize(nameof(TiledGroupThreads))]
     internal static void ForwardKernel(
         ArrayView<float> x, ArrayView<float> w, ArrayView<float> b, ArrayView<float> y, int n, int inF, int outF, int tile)
     {
@@ -78,6 +76,7 @@ public static class Linear
 
     /// <summary>dx[r, k] = sum_o dy[r, o] w[o, k].</summary>
     [KernelName("linear_bwd_data")]
+    [GroupSize(nameof(TiledGroupThreads))]
     internal static void BackwardDataKernel(
         ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, int n, int inF, int outF, int tile)
     {
@@ -93,6 +92,7 @@ public static class Linear
 
     /// <summary>dw[o, k] = sum_r dy[r, o] x[r, k].</summary>
     [KernelName("linear_bwd_weight")]
+    [GroupSize(nameof(TiledGroupThreads))]
     internal static void BackwardWeightKernel(
         ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw, int n, int inF, int outF, int tile)
     {
@@ -106,31 +106,54 @@ public static class Linear
         }
     }
 
-    /// <summary>db[o] = sum_r dy[r, o]: one group per output feature, strided partial sums, then a tree in shared memory.</summary>
+    /// <summary>
+    /// Bias gradient, first pass: group (X, Y) covers columns X*tile .. X*tile+tile-1 and the rows of chunk Y.
+    /// Thread (tx, ty) sums column X*tile+tx over rows chunk*rowsPerChunk + ty, + tile, ... (consecutive threads
+    /// read consecutive columns of a row, so loads coalesce); a tree over ty in shared memory leaves
+    /// partial[Y, o] = the chunk's sum. Chunks spread a short, wide reduction over the whole device.
+    /// </summary>
     [KernelName("linear_bwd_bias")]
-    internal static void BackwardBiasKernel(ArrayView<float> dy, ArrayView<float> db, int n, int outF)
+    [GroupSize(nameof(TiledGroupThreads))]
+    internal static void BackwardBiasKernel(ArrayView<float> dy, ArrayView<float> partial, int n, int outF, int rowsPerChunk, int tile)
     {
-        var partial = SharedMemory.Allocate<float>(MaxReduceGroup);
-        int t = Group.IdxX, size = Group.DimX, o = Grid.IdxX;
+        var sums = SharedMemory.Allocate<float>(SharedTile);
+        int tx = Group.IdxX, ty = Group.IdxY;
+        int o = Grid.IdxX * tile + tx, chunk = Grid.IdxY;
+        int rowEnd = (chunk + 1) * rowsPerChunk < n ? (chunk + 1) * rowsPerChunk : n;
         float s = 0f;
-        for (int r = t; r < n; r += size)
+        if (o < outF)
         {
-            s += dy[r * outF + o];
-        }
-        partial[t] = s;
-        Group.Barrier();
-        for (int stride = 1; stride < size; stride *= 2)
-        {
-            if (t % (2 * stride) == 0 && t + stride < size)
+            for (int r = chunk * rowsPerChunk + ty; r < rowEnd; r += tile)
             {
-                partial[t] += partial[t + stride];
+                s += dy[r * outF + o];
+            }
+        }
+        sums[ty * TileStride + tx] = s;
+        Group.Barrier();
+        for (int stride = 1; stride < tile; stride *= 2)
+        {
+            if (ty % (2 * stride) == 0 && ty + stride < tile)
+            {
+                sums[ty * TileStride + tx] += sums[(ty + stride) * TileStride + tx];
             }
             Group.Barrier();
         }
-        if (t == 0)
+        if (ty == 0 && o < outF)
         {
-            db[o] = partial[0];
+            partial[chunk * outF + o] = sums[tx];
         }
+    }
+
+    /// <summary>Bias gradient, second pass: db[o] = sum over chunks of partial[chunk, o], in chunk order (reproducible).</summary>
+    [KernelName("linear_bwd_bias_reduce")]
+    internal static void BackwardBiasReduceKernel(Index1D o, ArrayView<float> partial, ArrayView<float> db, int outF, int chunks)
+    {
+        float s = 0f;
+        for (int c = 0; c < chunks; c++)
+        {
+            s += partial[c * outF + o];
+        }
+        db[o] = s;
     }
 
     // ---- launchers ----
@@ -171,9 +194,31 @@ public static class Linear
         dev.Kernel("linear_bwd_weight", acc => acc.LoadKernel<
                 ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(BackwardWeightKernel))
             (dev.Stream, TiledConfig(inF, outF, tile), dy, x, dw, n, inF, outF, tile);
+        var (chunks, rowsPerChunk) = BiasChunks(dev, n, outF, tile);
+        var partial = Workspace.For(dev).Get(dev, (long)chunks * outF);
         dev.Kernel("linear_bwd_bias", acc => acc.LoadKernel<
-                ArrayView<float>, ArrayView<float>, int, int>(BackwardBiasKernel))
-            (dev.Stream, new KernelConfig(outF, Math.Min(dev.Tuning.GroupSize, MaxReduceGroup)), dy, db, n, outF);
+                ArrayView<float>, ArrayView<float>, int, int, int, int>(BackwardBiasKernel))
+            (dev.Stream, TiledConfig(outF, chunks * tile, tile), dy, partial, n, outF, rowsPerChunk, tile);
+        dev.Kernel("linear_bwd_bias_reduce", acc => acc.LoadAutoGroupedKernel<
+                Index1D, ArrayView<float>, ArrayView<float>, int, int>(BackwardBiasReduceKernel))
+            (dev.Stream, outF, partial, db, outF, chunks);
+    }
+
+    /// <summary>Threads in a group of the tiled GEMM kernels: tile x tile (<see cref="TiledConfig"/>).</summary>
+    internal static int TiledGroupThreads(KernelTuning t) => t.GroupSize;
+
+    /// <summary>
+    /// How the bias reduction's rows are cut: enough chunks that column blocks x chunks fill the device about
+    /// four groups per SM (a ResNet head has 10 columns: one column block), each chunk at least tile rows so
+    /// every thread of a group has a row to add.
+    /// </summary>
+    private static (int Chunks, int RowsPerChunk) BiasChunks(Device dev, int n, int outF, int tile)
+    {
+        int columnBlocks = (outF + tile - 1) / tile;
+        int wanted = Math.Max(1, 4 * dev.Accelerator.NumMultiprocessors / columnBlocks);
+        int chunks = Math.Clamp(wanted, 1, Math.Max(1, n / tile));
+        int rowsPerChunk = (n + chunks - 1) / chunks;
+        return ((n + rowsPerChunk - 1) / rowsPerChunk, rowsPerChunk); // no empty chunk
     }
 
     /// <summary>Groups of tile x tile threads covering a rows x cols output (X walks columns).</summary>

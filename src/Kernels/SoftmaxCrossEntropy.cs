@@ -9,11 +9,12 @@ namespace Engine.Kernels;
 /// [n, classes], integer labels [n]. The forward keeps the softmax probabilities for the backward,
 /// writes the mean loss and the number of rows whose first argmax equals the label.
 /// <para>
-/// The forward runs as ONE group: each thread owns rows t, t + G, t + 2G, ... and the per-thread
-/// partial sums are combined by a tree in shared memory. The order of every addition is fixed by
-/// the shape and the group size, so loss and accuracy are bitwise repeatable on a given device,
-/// with no float atomics and no scratch buffer. A classifier head has a few hundred rows of ten
-/// classes, so one group is plenty.
+/// The forward spreads the rows over the whole device: one row per thread, groups of up to
+/// <see cref="MaxGroup"/> threads, each group summing its rows' losses and hits by a tree in shared
+/// memory into one partial per group; a second, one-group kernel adds the partials in group order.
+/// The order of every addition is fixed by the shape and the group size, so loss and accuracy are
+/// bitwise repeatable on a given device, with no float atomics. (A single group looping over every
+/// row, as before, left all but one SM of a GPU idle.)
 /// </para>
 /// <para>
 /// A label outside [0, classes) never causes an out-of-bounds read: its row still gets its
@@ -24,7 +25,7 @@ namespace Engine.Kernels;
 /// </summary>
 public static class SoftmaxCrossEntropy
 {
-    /// <summary>Largest group of the forward's reduction (a CUDA Tile x Tile group).</summary>
+    /// <summary>Largest group of the forward's reductions (a CUDA Tile x Tile group).</summary>
     private const int MaxGroup = 256;
 
     // exp and log go through exp2 and log2, which PTX has natively (ex2, lg2); the natural-base
@@ -36,17 +37,22 @@ public static class SoftmaxCrossEntropy
 
     // ---- kernels ----
 
+    /// <summary>
+    /// Row r = group * size + thread: probs[r] = softmax(logits[r]); partial[group] = the group's sum of
+    /// -log probs[r, label_r], partial[groups + group] = its count of rows whose first argmax is the label.
+    /// </summary>
     [KernelName("softmax_xent_fwd")]
+    [GroupSize(nameof(GroupThreads))]
     internal static void ForwardKernel(ArrayView<float> logits, ArrayView<int> labels, ArrayView<float> probs,
-        ArrayView<float> loss, ArrayView<int> correct, int n, int classes)
+        ArrayView<float> partial, int n, int classes)
     {
         var lossPart = SharedMemory.Allocate<float>(MaxGroup);
-        var correctPart = SharedMemory.Allocate<int>(MaxGroup);
-        int t = Group.IdxX, size = Group.DimX;
+        var hitPart = SharedMemory.Allocate<float>(MaxGroup);
+        int t = Group.IdxX, size = Group.DimX, groups = Grid.DimX;
+        int r = Grid.IdxX * size + t;
 
-        float lossSum = 0f;
-        int hits = 0;
-        for (int r = t; r < n; r += size)
+        float lossValue = 0f, hit = 0f;
+        if (r < n)
         {
             int row = r * classes;
             float max = logits[row];
@@ -76,27 +82,55 @@ public static class SoftmaxCrossEntropy
             if (label >= 0 && label < classes)
             {
                 // -log softmax[label] = log(sum_c exp(z_c - max)) - (z_label - max); sum >= 1, so finite.
-                lossSum += IntrinsicMath.CPUOnly.Log2(sum) * Ln2 - (logits[row + label] - max);
-                if (argmax == label) hits++;
+                lossValue = IntrinsicMath.CPUOnly.Log2(sum) * Ln2 - (logits[row + label] - max);
+                if (argmax == label) hit = 1f;
             }
         }
 
-        lossPart[t] = lossSum;
-        correctPart[t] = hits;
+        TreeSum(lossPart, hitPart, t, size, lossValue, hit);
+        if (t == 0)
+        {
+            partial[Grid.IdxX] = lossPart[0];
+            partial[groups + Grid.IdxX] = hitPart[0];
+        }
+    }
+
+    /// <summary>One group: loss[0] = (sum of the groups' loss partials, in group order) / n; correct[0] = the hits.</summary>
+    [KernelName("softmax_xent_loss")]
+    [GroupSize(nameof(GroupThreads))]
+    internal static void LossKernel(ArrayView<float> partial, ArrayView<float> loss, ArrayView<int> correct, int n, int groups)
+    {
+        var lossPart = SharedMemory.Allocate<float>(MaxGroup);
+        var hitPart = SharedMemory.Allocate<float>(MaxGroup);
+        int t = Group.IdxX, size = Group.DimX;
+        float lossSum = 0f, hits = 0f;
+        for (int g = t; g < groups; g += size)
+        {
+            lossSum += partial[g];
+            hits += partial[groups + g];
+        }
+        TreeSum(lossPart, hitPart, t, size, lossSum, hits);
+        if (t == 0)
+        {
+            loss[0] = lossPart[0] / n;
+            correct[0] = (int)hitPart[0]; // counts up to 2^24 are exact in float32
+        }
+    }
+
+    /// <summary>Sums two values over the group by a fixed-order tree; the results are in a[0] and b[0].</summary>
+    private static void TreeSum(ArrayView<float> a, ArrayView<float> b, int t, int size, float va, float vb)
+    {
+        a[t] = va;
+        b[t] = vb;
         Group.Barrier();
         for (int stride = 1; stride < size; stride *= 2)
         {
             if (t % (2 * stride) == 0 && t + stride < size)
             {
-                lossPart[t] += lossPart[t + stride];
-                correctPart[t] += correctPart[t + stride];
+                a[t] += a[t + stride];
+                b[t] += b[t + stride];
             }
             Group.Barrier();
-        }
-        if (t == 0)
-        {
-            loss[0] = lossPart[0] / n;
-            correct[0] = correctPart[0];
         }
     }
 
@@ -130,10 +164,18 @@ public static class SoftmaxCrossEntropy
         Check.AtLeast("SoftmaxCrossEntropy.Forward", "probs", probs, (long)n * classes);
         Check.AtLeast("SoftmaxCrossEntropy.Forward", "loss", loss, 1);
         Check.AtLeast("SoftmaxCrossEntropy.Forward", "correct", correct, 1);
-        int group = Math.Min(dev.Tuning.GroupSize, MaxGroup);
+        if (n >= 1 << 24)
+        {
+            throw new ArgumentException($"SoftmaxCrossEntropy.Forward: {n} rows exceed the 2^24 that the hit count holds exactly.");
+        }
+        int group = GroupThreads(dev.Tuning), groups = (n + group - 1) / group;
+        var partial = Workspace.For(dev).Get(dev, 2L * groups);
         dev.Kernel("softmax_xent_fwd", acc => acc.LoadKernel<
-                ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int>(ForwardKernel))
-            (dev.Stream, new KernelConfig(1, group), logits, labels, probs, loss, correct, n, classes);
+                ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int>(ForwardKernel))
+            (dev.Stream, new KernelConfig(groups, group), logits, labels, probs, partial, n, classes);
+        dev.Kernel("softmax_xent_loss", acc => acc.LoadKernel<
+                ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int>(LossKernel))
+            (dev.Stream, new KernelConfig(1, group), partial, loss, correct, n, groups);
     }
 
     /// <summary>
@@ -160,6 +202,9 @@ public static class SoftmaxCrossEntropy
     /// <summary>The gradient of the mean loss: <see cref="Backward(Device, ArrayView{float}, ArrayView{int}, ArrayView{float}, int, int, float)"/> with scale 1/n.</summary>
     public static void Backward(Device dev, ArrayView<float> probs, ArrayView<int> labels, ArrayView<float> dlogits, int n, int classes)
         => Backward(dev, probs, labels, dlogits, n, classes, 1f / n);
+
+    /// <summary>Threads in a group of the forward's two kernels.</summary>
+    internal static int GroupThreads(KernelTuning t) => Math.Min(t.GroupSize, MaxGroup);
 
     private static void ValidateShape(Device dev, string method, int n, int classes)
     {

@@ -197,7 +197,7 @@ public sealed class KernelVariants
     public List<Variant<AvgPoolLauncher>> AvgPoolBackward { get; } = [new("grid-stride", 1, AdaptiveAvgPool.Backward)];
     public List<Variant<LinearForwardLauncher>> LinearForward { get; } = [new("tiled GEMM", 1, Linear.Forward)];
     public List<Variant<LinearBackwardLauncher>> LinearBackward { get; } = [new("tiled GEMMs + column sums", 1, Linear.Backward)];
-    public List<Variant<LossForwardLauncher>> LossForward { get; } = [new("one group", 1, SoftmaxCrossEntropy.Forward)];
+    public List<Variant<LossForwardLauncher>> LossForward { get; } = [new("row per thread, group partials", 1, SoftmaxCrossEntropy.Forward)];
     public List<Variant<LossBackwardLauncher>> LossBackward { get; } = [new("grid-stride", 1, SoftmaxCrossEntropy.Backward)];
     public List<Variant<SgdLauncher>> Sgd { get; } =
         [new("grid-stride, one float per load", 1, Engine.Kernels.Sgd.StepScalar), new("grid-stride, float4 loads", 2, Engine.Kernels.Sgd.StepFloat4)];
