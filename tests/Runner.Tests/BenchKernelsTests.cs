@@ -248,3 +248,33 @@ public class BenchKernelsCommandTests
         }
     }
 }
+
+/// <summary>
+/// The bench on the simulated GPU (functional mode in CI: no cycles pass, so only the plumbing is checked here; the
+/// cycle counts come from a timing configuration, docs/PERF.md): rows validated on CUDA, no ceilings, and the clock
+/// that turns its event times back into cycles is the configuration's core clock.
+/// </summary>
+[Collection("console")]
+[Trait("Category", "SimulatedGpu")]
+public class SimulatedGpuBenchKernelsTests
+{
+    [SimulatedGpuFact]
+    public void Bench_rows_validate_on_the_simulated_gpu_and_carry_its_core_clock()
+    {
+        SimulatedGpu.EnterWorkingFolder();
+        using Device dev = Device.Create("cuda");
+        Assert.True(dev.IsSimulated, $"{dev} is not the simulated GPU");
+        ModelShapes shapes = ModelShapes.FromConfig(ResNetConfig.Parse("resnet18", "imagenet", 1), 2);
+        var settings = new BenchSettings(Runs: 1, Warmup: 0, Validate: true, Ops: ["sgd_step", "add_fwd"]);
+        BenchReport report = KernelBench.Run(dev, shapes, new KernelVariants(), settings, "test", TextWriter.Null);
+
+        Assert.NotEmpty(report.Rows);
+        Assert.All(report.Rows, r => Assert.True(r.Passed == true, $"v{r.Version} {r.Op} {r.Shape}: error {r.Error} {r.Failure}"));
+        Assert.False(report.Ceilings.Measured);
+        Assert.Equal(SimulatedGpu.CoreClockHz(), report.SimulatedClockHz);
+        Assert.Equal(Math.Round(2e-3 * SimulatedGpu.CoreClockHz()), report.Cycles(2));
+        string table = KernelBench.Table(report);
+        Assert.Contains("sim cycles", table);
+        Assert.Contains("ceilings: not measured", table);
+    }
+}

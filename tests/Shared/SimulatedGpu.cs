@@ -62,6 +62,20 @@ public static class SimulatedGpu
         }
     }
 
+    /// <summary>The simulated core clock the configuration sets (the first of <c>-gpgpu_clock_domains</c>, in MHz), in Hz.</summary>
+    /// <exception cref="InvalidOperationException">The simulator is not set up, or its configuration sets no clock.</exception>
+    public static double CoreClockHz()
+    {
+        if (NotSetUpReason is { } why) throw new InvalidOperationException(why);
+        string config = Path.Combine(ConfigDirectory!, ConfigFile);
+        string[]? words = File.ReadLines(config)
+            .Select(line => line.Split('#', 2)[0].Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries))
+            .LastOrDefault(w => w is ["-gpgpu_clock_domains", _]);
+        return words is null
+            ? throw new InvalidOperationException($"{config} sets no -gpgpu_clock_domains")
+            : double.Parse(words[1].Split(':')[0], System.Globalization.CultureInfo.InvariantCulture) * 1e6;
+    }
+
     private static readonly Lazy<string> ProcessFolder = new(() =>
     {
         string folder = PrepareFolder();

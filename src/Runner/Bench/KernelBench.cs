@@ -83,7 +83,8 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
         bench.Queue(shapes, variants);
         bench.RunJobs();
         var rows = MarkFastest(bench._rows);
-        double? clock = dev.IsSimulated && dev.Accelerator is ILGPU.Runtime.Cuda.CudaAccelerator cuda ? cuda.ClockRate * 1e3 : null; // kHz
+        // ILGPU gives the clock in MHz (the driver's kHz attribute over 1000).
+        double? clock = dev.IsSimulated && dev.Accelerator is ILGPU.Runtime.Cuda.CudaAccelerator cuda ? cuda.ClockRate * 1e6 : null;
         return new BenchReport(DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture), command, dev.ToString(),
             Machine(), shapes, settings, ceilings, rows, bench._skipped, clock);
     }
