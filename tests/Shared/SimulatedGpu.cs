@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace Engine.Tests;
 
 /// <summary>
@@ -80,6 +82,7 @@ public static class SimulatedGpu
     {
         string folder = PrepareFolder();
         Directory.SetCurrentDirectory(folder);
+        SendStdoutTo(folder + ".log");
         AppDomain.CurrentDomain.ProcessExit += (_, _) =>
         {
             try
@@ -101,6 +104,31 @@ public static class SimulatedGpu
     /// </summary>
     /// <exception cref="InvalidOperationException">The simulator is not set up (the message says what is missing).</exception>
     public static string EnterWorkingFolder() => ProcessFolder.Value;
+
+    /// <summary>
+    /// GPGPU-Sim prints its configuration and several lines per launch on the process's stdout (tens of thousands of
+    /// lines for the kernel tests), which the test logger would copy into the CI log; they go to this file instead
+    /// (kept beside the working folder, for a failure's post-mortem). Test results travel to the runner over a socket.
+    /// </summary>
+    private static void SendStdoutTo(string path)
+    {
+        const int writeOnly = 0x1, create = 0x40, truncate = 0x200, stdout = 1;
+        int fd = Open(path, writeOnly | create | truncate, Convert.ToInt32("644", 8));
+        if (fd < 0 || Dup2(fd, stdout) < 0)
+        {
+            throw new IOException($"could not send the simulator's output to {path} (errno {Marshal.GetLastPInvokeError()})");
+        }
+        Close(fd);
+    }
+
+    [DllImport("libc", EntryPoint = "open", SetLastError = true)]
+    private static extern int Open([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags, int mode);
+
+    [DllImport("libc", EntryPoint = "dup2", SetLastError = true)]
+    private static extern int Dup2(int from, int to);
+
+    [DllImport("libc", EntryPoint = "close")]
+    private static extern int Close(int fd);
 
     /// <summary>A new temporary folder with the configuration files copied in: the working directory for a simulated-GPU process.</summary>
     /// <exception cref="InvalidOperationException">The simulator is not set up (the message says what is missing).</exception>
