@@ -200,19 +200,24 @@ public static class Conv2dTf32
 
     // ---- launchers ----
 
+    /// <summary>Why <paramref name="dev"/> cannot run the TF32 convolution, or null when it can (a CUDA GPU).</summary>
+    public static string? CannotRunOn(Device dev) =>
+        !dev.IsCuda ? $"the TF32 tensor-core convolution runs only on CUDA GPUs (inline PTX mma.sync), not on {dev.Spec} ({dev.Name})"
+        : dev.IsSimulated ? $"the simulated GPU ({dev.Name}) cannot parse the TF32 tensor-core instructions (mma.sync .tf32, cvt.rna.tf32.f32)"
+        : null;
+
     /// <summary>
     /// y = conv2d(x, w) in TF32 on the tensor cores: x [N,C,H,W], w [K,C,R,S], y [N,K,OutH,OutW] (overwritten).
     /// Results differ from fp32 by TF32 input rounding; see <see cref="Tolerance(in Conv2dShape)"/>.
     /// </summary>
-    /// <exception cref="NotSupportedException">The device is not a CUDA GPU (mma.sync has no CPU emulation).</exception>
+    /// <exception cref="NotSupportedException">The device cannot run it (<see cref="CannotRunOn"/>).</exception>
     /// <exception cref="ArgumentException">The shape is invalid or a buffer's length does not match it.</exception>
     public static void Forward(Device dev, ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, in Conv2dShape s)
     {
         const string op = "Conv2dTf32.Forward";
-        if (!dev.IsCuda)
+        if (CannotRunOn(dev) is { } why)
         {
-            throw new NotSupportedException(
-                $"{op}: the TF32 tensor-core convolution runs only on CUDA GPUs (inline PTX mma.sync), not on {dev.Spec} ({dev.Name}); use Conv2d.Forward there.");
+            throw new NotSupportedException($"{op}: {why}; use Conv2d.Forward there.");
         }
         using var profile = dev.Profile("conv2d_fwd_tf32", OpCost.Conv2d(s));
         s.Validate();

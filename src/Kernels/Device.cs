@@ -44,6 +44,12 @@ public sealed class Device : IDisposable
     public string Spec { get; }
     public bool IsCuda => Accelerator.AcceleratorType == AcceleratorType.Cuda;
     public bool IsCpu => Accelerator.AcceleratorType == AcceleratorType.CPU;
+
+    /// <summary>
+    /// True on a GPU simulated by GPGPU-Sim (../shared/gpusim puts it behind libcuda.so.1): the real CUDA path,
+    /// except for the instructions the simulator cannot parse (Ampere's tensor-core mma.sync and TF32 rounding).
+    /// </summary>
+    public bool IsSimulated => IsCuda && Name.Contains("GPGPU-Sim", StringComparison.Ordinal);
     public string Name => Accelerator.Name;
 
     /// <summary>Tile sizes for the GEMM-shaped kernels, chosen per accelerator (small on the CPU emulator).</summary>

@@ -97,7 +97,7 @@ public class Conv2dTests
     });
 
     /// <summary>
-    /// Tunings other than the CPU's, each run on the CPU device with 16-thread groups: thread mappings where
+    /// Tunings other than the CPU's, each run on the CPU device with 16-thread groups (or on the CUDA test device): thread mappings where
     /// a group is at least as wide as the staged operand's fast dimension (CUDA's case: Tile 4 / Depth 4,
     /// Tile 2 / Work 1 / Depth 4), narrower (Tile 2 / Work 4), and mixed. Columns: Tile, Work, Depth.
     /// </summary>
@@ -152,7 +152,7 @@ public class Conv2dTests
         });
     }
 
-    [Fact]
+    [CpuFact("Tile 8 and 16 are rejected by the 16-thread groups of the CPU device; a GPU runs them")]
     public void Unsupported_tunings_are_rejected() => WideGroupDevice.Use(dev =>
     {
         var shape = Shape(1, 2, 5, 5, 3, 3, 3, 1, 1);

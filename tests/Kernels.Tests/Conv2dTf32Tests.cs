@@ -46,7 +46,7 @@ public class Conv2dTf32Tests
             string.Join('\n', ptx.Split('\n').Where(l => l.Contains(".local")).Take(5)));
     }
 
-    [Fact]
+    [CpuFact("the TF32 launcher refuses the CPU accelerator; on CUDA it launches")]
     public void Forward_refuses_the_cpu_device_with_a_clear_message() => TestDevice.Use(dev =>
     {
         var s = new Conv2dShape(1, 2, 4, 4, 3, 3, 3, 1, 1);

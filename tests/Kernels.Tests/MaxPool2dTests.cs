@@ -98,6 +98,38 @@ public class MaxPool2dTests
         Assert.Equal([0f, 3f, 0f, 0f, 0f, 0f, 0f, 0f, 0f], dev.Download<float>(dx2.View));
     });
 
+    /// <summary>
+    /// PyTorch's max-pool propagates NaN (`val > maxval || isnan(val)`): a NaN takes the window, a later larger value
+    /// does not displace it, the last NaN in row-major order wins, and the gradient goes to it.
+    /// </summary>
+    [Fact]
+    public void NaN_takes_the_window_as_in_pytorch() => TestDevice.Use(dev =>
+    {
+        var s = new Pool2dShape(1, 2, 3, 3, 3, 1, 0);
+        float nan = float.NaN;
+        float[] xHost =
+        [
+            0f, nan, 9f, 5f, nan, 2f, 7f, 1f, 3f,   // two NaNs: the second (index 4) wins over them and over 9
+            1f, 2f, nan, 9f, 8f, 7f, 6f, 5f, 4f,    // one NaN (index 2): the 9 after it does not displace it
+        ];
+        int[] expectedArgmax = [4, 2];
+        using var x = dev.Upload<float>(xHost);
+        using var y = dev.Upload<float>([0f, 0f]);
+        using var argmax = dev.Allocate<int>(2);
+        using var dy = dev.Upload<float>([3f, 4f]);
+        using var dx = Numerics.Poisoned(dev, s.InputLength);
+        MaxPool2d.Forward(dev, x.View, y.View, argmax.View, s);
+        MaxPool2d.Backward(dev, dy.View, argmax.View, dx.View, s);
+
+        Assert.All(dev.Download<float>(y.View), v => Assert.True(float.IsNaN(v), $"max-pool of a window holding NaN gave {v}"));
+        Assert.Equal(expectedArgmax, dev.Download<int>(argmax.View));
+        Assert.Equal(expectedArgmax, MaxPool2d.Reference.Forward(Numerics.ToDouble(xHost), s).Argmax);
+        float[] expectedDx = new float[s.InputLength];
+        expectedDx[4] = 3f;
+        expectedDx[9 + 2] = 4f;
+        Assert.Equal(expectedDx, dev.Download<float>(dx.View));
+    });
+
     [Theory]
     [InlineData(2, 2, 7, 7, 3, 2, 1)]
     [InlineData(1, 2, 6, 5, 3, 1, 1)]

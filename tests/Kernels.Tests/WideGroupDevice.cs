@@ -6,6 +6,8 @@ namespace Engine.Kernels.Tests;
 /// A second CPU device with 16-thread groups and a CUDA-like tuning (Tile 4, Work 4, Depth 4). The shared
 /// test device runs the CPU's own tuning (one-thread groups); this one exercises the multi-thread paths
 /// the GPU takes: tiles loaded by many threads, shared-memory tree reductions, barriers that matter.
+/// When the test device is CUDA (ENGINE_TEST_DEVICE), its groups are already that wide: <see cref="Use"/> runs on
+/// the test device and <see cref="Both"/> once, on the test device (the CPU run covers the two CPU shapes).
 /// </summary>
 public static class WideGroupDevice
 {
@@ -17,6 +19,11 @@ public static class WideGroupDevice
     /// <summary>Runs <paramref name="action"/> with exclusive use of the wide-group device.</summary>
     public static void Use(Action<Device> action)
     {
+        if (!TestDevice.IsCpu)
+        {
+            TestDevice.Use(action);
+            return;
+        }
         lock (Gate)
         {
             action(Shared.Value);
@@ -26,6 +33,11 @@ public static class WideGroupDevice
     /// <summary>Runs <paramref name="action"/> on the shared test device, then on the wide-group device, naming the one that fails.</summary>
     public static void Both(Action<Device> action)
     {
+        if (!TestDevice.IsCpu)
+        {
+            TestDevice.Use(dev => Run(TestDevice.Description, dev, action));
+            return;
+        }
         TestDevice.Use(dev => Run("the CPU tuning", dev, action));
         Use(dev => Run($"16-thread groups, {dev.Tuning}", dev, action));
     }

@@ -153,10 +153,12 @@ public class BenchKernelsTests
 
         // The CUDA-only TF32 conv forward (v3) is listed as skipped on the CPU accelerator, never timed.
         Assert.DoesNotContain(report.Rows, r => r.Op == "conv2d_fwd" && r.Version == 3);
-        Assert.Equal(["conv2d_fwd v3 TF32 mma.sync implicit GEMM: skipped, CUDA only"], report.Skipped!);
+        string skipped = Assert.Single(report.Skipped!);
+        Assert.StartsWith("conv2d_fwd v3 TF32 mma.sync implicit GEMM: skipped, ", skipped);
+        Assert.Contains("runs only on CUDA GPUs", skipped);
 
         string text = KernelBench.Table(report);
-        Assert.Contains("conv2d_fwd v3 TF32 mma.sync implicit GEMM: skipped, CUDA only", text);
+        Assert.Contains(skipped, text);
         Assert.Contains("FAIL", text);
         Assert.Contains("no-op (wrong on purpose)", text);
 
@@ -174,6 +176,18 @@ public class BenchKernelsTests
         Assert.All(report.Rows, r => Assert.Null(r.Passed));
         Assert.All(report.Rows.GroupBy(r => (r.Op, r.Shape)), g => Assert.Single(g, r => r.Fastest));
         Assert.Contains("not validated", KernelBench.Table(report));
+    }
+
+    /// <summary>--ops keeps the ops whose names start with one of its prefixes, and every variant of them.</summary>
+    [Fact]
+    public void Ops_selects_the_ops_by_name_prefix()
+    {
+        ModelShapes shapes = ModelShapes.FromConfig(ResNetConfig.Parse("resnet18", "cifar", 1), 1);
+        var settings = new BenchSettings(Runs: 1, Warmup: 0, Validate: false, Ops: ["linear", "add_fwd"]);
+        BenchReport report = TestDevice.Use(dev => KernelBench.Run(dev, shapes, new KernelVariants(), settings, "test", TextWriter.Null));
+        Assert.Equal(["add_fwd", "linear_bwd", "linear_fwd"], report.Rows.Select(r => r.Op).Distinct().Order());
+        Assert.Equal(new KernelVariants().Add.Count * shapes.Adds.Count, report.Rows.Count(r => r.Op == "add_fwd"));
+        Assert.Contains("only the ops starting linear, add_fwd", KernelBench.Table(report));
     }
 
     /// <summary>
@@ -232,5 +246,35 @@ public class BenchKernelsCommandTests
         {
             File.Delete(path);
         }
+    }
+}
+
+/// <summary>
+/// The bench on the simulated GPU (functional mode in CI: no cycles pass, so only the plumbing is checked here; the
+/// cycle counts come from a timing configuration, docs/PERF.md): rows validated on CUDA, no ceilings, and the clock
+/// that turns its event times back into cycles is the configuration's core clock.
+/// </summary>
+[Collection("console")]
+[Trait("Category", "SimulatedGpu")]
+public class SimulatedGpuBenchKernelsTests
+{
+    [SimulatedGpuFact]
+    public void Bench_rows_validate_on_the_simulated_gpu_and_carry_its_core_clock()
+    {
+        SimulatedGpu.EnterWorkingFolder();
+        using Device dev = Device.Create("cuda");
+        Assert.True(dev.IsSimulated, $"{dev} is not the simulated GPU");
+        ModelShapes shapes = ModelShapes.FromConfig(ResNetConfig.Parse("resnet18", "imagenet", 1), 2);
+        var settings = new BenchSettings(Runs: 1, Warmup: 0, Validate: true, Ops: ["sgd_step", "add_fwd"]);
+        BenchReport report = KernelBench.Run(dev, shapes, new KernelVariants(), settings, "test", TextWriter.Null);
+
+        Assert.NotEmpty(report.Rows);
+        Assert.All(report.Rows, r => Assert.True(r.Passed == true, $"v{r.Version} {r.Op} {r.Shape}: error {r.Error} {r.Failure}"));
+        Assert.False(report.Ceilings.Measured);
+        Assert.Equal(SimulatedGpu.CoreClockHz(), report.SimulatedClockHz);
+        Assert.Equal(Math.Round(2e-3 * SimulatedGpu.CoreClockHz()), report.Cycles(2));
+        string table = KernelBench.Table(report);
+        Assert.Contains("sim cycles", table);
+        Assert.Contains("ceilings: not measured", table);
     }
 }

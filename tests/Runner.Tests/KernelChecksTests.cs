@@ -36,3 +36,29 @@ public class KernelChecksTests
         Assert.Contains(c.Results, r => r.Kernel == "relu_fwd" && r.Passed);
     });
 }
+
+/// <summary>`engine check kernels --device cuda` on the simulated GPU: every check passes; only the TF32 rows are skipped, saying why.</summary>
+[Collection("console")]
+[Trait("Category", "SimulatedGpu")]
+public class SimulatedGpuKernelChecksTests
+{
+    [SimulatedGpuFact]
+    public void Every_kernel_check_passes_on_the_simulated_gpu_and_only_tf32_is_skipped()
+    {
+        SimulatedGpu.EnterWorkingFolder();
+        int seed = Random.Shared.Next();
+        var (code, stdout, stderr) = Cli.Run("check", "kernels", "--device", "cuda", "--seed", $"{seed}");
+        string[] lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        Assert.True(code == 0, $"engine check kernels --device cuda --seed {seed} exited {code}:\n{stdout}\n{stderr}");
+        Assert.Contains("GPGPU-Sim", lines[0]);
+        Assert.DoesNotContain(lines, l => l.StartsWith("FAIL", StringComparison.Ordinal));
+        string[] skipped = lines.Where(l => l.StartsWith("skip", StringComparison.Ordinal)).ToArray();
+        Assert.NotEmpty(skipped);
+        Assert.All(skipped, l => Assert.StartsWith("skip conv2d_fwd_tf32 ", l));
+        Assert.All(skipped, l => Assert.Contains("cannot parse the TF32 tensor-core instructions", l));
+        foreach (string op in new[] { "conv2d_fwd", "conv2d_bwd_weight", "batchnorm_add_relu_bwd", "maxpool_bwd", "softmax_xent_bwd", "sgd_step x3", "augment", "relu_bwd (scalar)" })
+        {
+            Assert.Contains(lines, l => l.StartsWith($"ok   {op} ", StringComparison.Ordinal));
+        }
+    }
+}

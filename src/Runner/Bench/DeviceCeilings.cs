@@ -16,6 +16,11 @@ public sealed record DeviceCeilings(long CopyBytes, double CopyMs, double CopyGB
     /// <summary>FMAs one thread of <see cref="FmaKernel"/> runs per loop iteration (8 chains x 4).</summary>
     public const int FmasPerIteration = 32;
 
+    /// <summary>No ceilings (NaN rates): what a simulated GPU reports, see <see cref="Measure"/>.</summary>
+    public static DeviceCeilings NotMeasured { get; } = new(0, double.NaN, double.NaN, 0, double.NaN, double.NaN);
+
+    public bool Measured => double.IsFinite(CopyGBps) && double.IsFinite(FmaGflops);
+
     /// <summary>
     /// Every thread keeps 8 independent accumulators (enough in-flight FMAs to hide the pipeline
     /// latency) and advances each 4 times per iteration with a = a*m + c: no memory traffic in the
@@ -43,9 +48,15 @@ public sealed record DeviceCeilings(long CopyBytes, double CopyMs, double CopyGB
         output[i] = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
     }
 
-    /// <summary>Measures both ceilings on <paramref name="dev"/>: medians of <paramref name="runs"/> timed runs after warm-up.</summary>
+    /// <summary>
+    /// Measures both ceilings on <paramref name="dev"/>: medians of <paramref name="runs"/> timed runs after warm-up.
+    /// Not on a simulated GPU (<see cref="NotMeasured"/>): its timing model runs 10-20 thousand cycles a second, so a
+    /// 256 MiB copy and a launch of several milliseconds would take hours, and the small ones it could afford would
+    /// measure caches, not the ceilings.
+    /// </summary>
     public static DeviceCeilings Measure(Device dev, int runs)
     {
+        if (dev.IsSimulated) return NotMeasured;
         var (copyBytes, copyMs) = MeasureCopy(dev, runs);
         var (fmaFlops, fmaMs) = MeasureFma(dev, runs);
         return new DeviceCeilings(copyBytes, copyMs, copyBytes / (copyMs * 1e-3) / 1e9, fmaFlops, fmaMs, fmaFlops / (fmaMs * 1e-3) / 1e9);

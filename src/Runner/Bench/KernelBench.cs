@@ -16,7 +16,12 @@ namespace Engine.Runner.Bench;
 /// same layer. A GPU always checks the real shape.
 /// </param>
 /// <param name="Lookahead">Jobs prepared ahead of the one being timed (null: several on a GPU, none on the CPU accelerator).</param>
-public sealed record BenchSettings(int Runs = 30, int Warmup = 5, bool Validate = true, int Seed = 1, long CpuCheckWork = 20_000_000, int? Lookahead = null);
+/// <param name="Ops">Only the ops whose names start with one of these (null: every op), for a device too slow for the whole step (a simulated GPU).</param>
+public sealed record BenchSettings(int Runs = 30, int Warmup = 5, bool Validate = true, int Seed = 1, long CpuCheckWork = 20_000_000, int? Lookahead = null,
+    IReadOnlyList<string>? Ops = null)
+{
+    public bool Includes(string op) => Ops is null || Ops.Any(prefix => op.StartsWith(prefix, StringComparison.Ordinal));
+}
 
 /// <summary>One variant of one op at one shape: its check and its median time, judged against the device's ceilings.</summary>
 public sealed record BenchRow(
@@ -36,9 +41,16 @@ public sealed record BenchRow(
 }
 
 /// <param name="Skipped">Variants not run on this device (a CUDA-only kernel on the CPU accelerator), one line each.</param>
+/// <param name="SimulatedClockHz">
+/// On a simulated GPU, its core clock: its events count simulated cycles and report them as time at this clock, so
+/// a row's cycles are its median time times the clock (<see cref="Cycles"/>). Null on real devices.
+/// </param>
 public sealed record BenchReport(string Date, string Command, string Device, string Machine, ModelShapes Shapes, BenchSettings Settings,
-    DeviceCeilings Ceilings, IReadOnlyList<BenchRow> Rows, IReadOnlyList<string>? Skipped = null)
+    DeviceCeilings Ceilings, IReadOnlyList<BenchRow> Rows, IReadOnlyList<string>? Skipped = null, double? SimulatedClockHz = null)
 {
+    /// <summary>Simulated cycles of <paramref name="ms"/> on a simulated GPU (null elsewhere).</summary>
+    public double? Cycles(double ms) => SimulatedClockHz is double hz ? Math.Round(ms * 1e-3 * hz) : null;
+
     /// <summary>The fastest correct variant of every (op, shape), in step order.</summary>
     public IEnumerable<BenchRow> Fastest => Rows.Where(r => r.Fastest);
 
@@ -71,8 +83,10 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
         bench.Queue(shapes, variants);
         bench.RunJobs();
         var rows = MarkFastest(bench._rows);
+        // ILGPU gives the clock in MHz (the driver's kHz attribute over 1000).
+        double? clock = dev.IsSimulated && dev.Accelerator is ILGPU.Runtime.Cuda.CudaAccelerator cuda ? cuda.ClockRate * 1e6 : null;
         return new BenchReport(DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture), command, dev.ToString(),
-            Machine(), shapes, settings, ceilings, rows, bench._skipped);
+            Machine(), shapes, settings, ceilings, rows, bench._skipped, clock);
     }
 
     private void Queue(ModelShapes m, KernelVariants v)
@@ -201,12 +215,13 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
         {
             Prepare();
             OpCase<TL> timed = _timed!;
+            if (!b.Settings.Includes(timed.Op)) return;
             foreach (Variant<TL> variant in variants)
             {
-                if (variant.CudaOnly && !b.Dev.IsCuda)
+                if (variant.CannotRunOn?.Invoke(b.Dev) is { } cannot)
                 {
-                    b.Progress.WriteLine($"  {timed.Op,-20} {variant.Label,-40} {timed.Shape}  skipped: CUDA only");
-                    string line = $"{timed.Op} {variant.Label}: skipped, CUDA only";
+                    b.Progress.WriteLine($"  {timed.Op,-20} {variant.Label,-40} {timed.Shape}  skipped: {cannot}");
+                    string line = $"{timed.Op} {variant.Label}: skipped, {cannot}";
                     if (!b._skipped.Contains(line)) b._skipped.Add(line);
                     continue;
                 }
@@ -295,10 +310,18 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
         sb.AppendLine($"# command: {r.Command}");
         sb.AppendLine($"# device: {r.Device}; machine: {r.Machine}");
         sb.AppendLine($"# model: {r.Shapes.Describe}");
-        sb.AppendLine(string.Format(inv, "# runs {0} after {1} warm-up, median; validate {2}", r.Settings.Runs, r.Settings.Warmup, r.Settings.Validate));
-        sb.AppendLine(string.Format(inv, "# ceilings: copy {0:F1} GB/s ({1} MiB device-to-device, read + write), fp32 FMA {2:F1} GFLOP/s (bench_fma)",
-            c.CopyGBps, c.CopyBytes / 2 >> 20, c.FmaGflops));
-        sb.AppendLine(string.Format(inv, "{0,-20} {1,-50} {2,6}  {3,-42} {4,10} {5,16} {6,7}  {7}", "op", "shape", "x/step", "variant", "median ms", "achieved", "% ceil", "check"));
+        sb.AppendLine(string.Format(inv, "# runs {0} after {1} warm-up, median; validate {2}", r.Settings.Runs, r.Settings.Warmup, r.Settings.Validate)
+            + (r.Settings.Ops is { } ops ? $"; only the ops starting {string.Join(", ", ops)}" : ""));
+        sb.AppendLine(c.Measured
+            ? string.Format(inv, "# ceilings: copy {0:F1} GB/s ({1} MiB device-to-device, read + write), fp32 FMA {2:F1} GFLOP/s (bench_fma)",
+                c.CopyGBps, c.CopyBytes / 2 >> 20, c.FmaGflops)
+            : "# ceilings: not measured (a simulated GPU: too slow to simulate at the sizes that measure them)");
+        if (r.SimulatedClockHz is double hz)
+        {
+            sb.AppendLine(string.Format(inv, "# simulated GPU: times are its model's cycles at its {0:F0} MHz core clock; a model's opinion, not a card's time", hz / 1e6));
+        }
+        string cyclesHeader = r.SimulatedClockHz is null ? "" : string.Format(inv, " {0,12}", "sim cycles");
+        sb.AppendLine(string.Format(inv, "{0,-20} {1,-50} {2,6}  {3,-42} {4,10}{8} {5,16} {6,7}  {7}", "op", "shape", "x/step", "variant", "median ms", "achieved", "% ceil", "check", cyclesHeader));
         foreach (BenchRow row in r.Rows)
         {
             // GEMM rates below 0.1 TFLOP/s (the CPU accelerator, tiny layers) read better in GFLOP/s.
@@ -311,13 +334,17 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
                 false when row.Failure is not null => "FAIL threw " + row.Failure,
                 false => string.Format(inv, "FAIL {0:G3}", row.Error) + (row.CheckedAt == "real shape" ? "" : $" at {row.CheckedAt}"),
             };
-            sb.AppendLine(string.Format(inv, "{0,-20} {1,-50} {2,6}  {3,-42} {4,10:F4} {5,16} {6,6:F1}%  {7}",
-                row.Op, row.Shape, row.PerStep, (row.Fastest ? "* " : "  ") + $"v{row.Version} {row.Variant}", row.MedianMs, rate, row.PercentOf(c), check));
+            string percent = c.Measured ? string.Format(inv, "{0,6:F1}%", row.PercentOf(c)) : string.Format(inv, "{0,7}", "-");
+            string cycles = r.Cycles(row.MedianMs) is double n ? string.Format(inv, " {0,12:F0}", n) : "";
+            sb.AppendLine(string.Format(inv, "{0,-20} {1,-50} {2,6}  {3,-42} {4,10:F4}{8} {5,16} {6}  {7}",
+                row.Op, row.Shape, row.PerStep, (row.Fastest ? "* " : "  ") + $"v{row.Version} {row.Variant}", row.MedianMs, rate, percent, check, cycles));
         }
         sb.AppendLine("* fastest correct variant of its op and shape; x/step: launches per training step; % ceil: of the FMA rate (FLOP/s rows) or the copy bandwidth (GB/s rows).");
         sb.AppendLine();
         double step = r.StepMs;
-        sb.AppendLine(string.Format(inv, "kernel time of one training step (fastest variants x launches per step): {0:F3} ms", step));
+        sb.AppendLine(string.Format(inv, "kernel time of one training step (fastest variants x launches per step{1}): {0:F3} ms", step,
+                r.Settings.Ops is null ? "" : ", the selected ops only")
+            + (r.Cycles(step) is double stepCycles ? string.Format(inv, " ({0:F0} simulated cycles)", stepCycles) : ""));
         foreach (var g in r.Fastest.GroupBy(x => x.Op).Select(g => (Op: g.Key, Ms: g.Sum(x => x.MedianMs * x.PerStep))).OrderByDescending(g => g.Ms))
         {
             sb.AppendLine(string.Format(inv, "  {0,-20} {1,10:F3} ms {2,6:F1}%", g.Op, g.Ms, step > 0 ? 100 * g.Ms / step : 0));
@@ -347,17 +374,20 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
             r.Device,
             r.Machine,
             Model = new { s.Config.ModelName, s.Config.Stem, s.Config.Width, s.Batch, s.Parameters },
-            Settings = new { r.Settings.Runs, r.Settings.Warmup, r.Settings.Validate, r.Settings.Seed },
+            Settings = new { r.Settings.Runs, r.Settings.Warmup, r.Settings.Validate, r.Settings.Seed, r.Settings.Ops },
             Ceilings = new
             {
                 r.Ceilings.CopyBytes, r.Ceilings.CopyMs, CopyGbPerSecond = r.Ceilings.CopyGBps, r.Ceilings.FmaFlops, r.Ceilings.FmaMs, FmaGflopPerSecond = r.Ceilings.FmaGflops,
             },
             StepMs = r.StepMs,
+            r.SimulatedClockHz,
+            StepSimulatedCycles = r.Cycles(r.StepMs),
             Skipped = r.Skipped ?? [],
             Rows = r.Rows.Select(x => new
             {
                 x.Op, x.Shape, x.PerStep, x.Variant, x.Version, x.Gemm, x.Flops, x.Bytes, x.MedianMs, x.MinMs,
                 x.Rate, x.RateUnit, PercentOfCeiling = x.PercentOf(r.Ceilings), x.CheckedAt, x.Error, x.Passed, x.Fastest, x.Failure,
+                SimulatedCycles = r.Cycles(x.MedianMs),
             }),
         };
         return JsonSerializer.Serialize(doc, JsonOptions);

@@ -71,10 +71,10 @@ public enum Precision
 }
 
 /// <summary>
-/// One numbered version of an op's kernel: what it is, its number (v1, v2, ...) and its launcher; a
-/// <c>CudaOnly</c> variant is listed as skipped on other devices instead of run.
+/// One numbered version of an op's kernel: what it is, its number (v1, v2, ...) and its launcher; a variant
+/// with <c>CannotRunOn</c> is listed as skipped, with its reason, on a device it names a reason for, instead of run.
 /// </summary>
-public sealed record Variant<TLauncher>(string Name, int Version, TLauncher Launch, Precision Precision = Precision.Fp32, bool CudaOnly = false)
+public sealed record Variant<TLauncher>(string Name, int Version, TLauncher Launch, Precision Precision = Precision.Fp32, Func<Device, string?>? CannotRunOn = null)
     where TLauncher : Delegate
 {
     public string Label => $"v{Version} {Name}";
@@ -92,7 +92,7 @@ public sealed class KernelVariants
     public List<Variant<ConvLauncher>> ConvForward { get; } =
     [
         new("implicit GEMM, shared-memory tiles", 1, Conv2d.Forward),
-        new("TF32 mma.sync implicit GEMM", 3, Conv2dTf32.Forward, Precision.Tf32, CudaOnly: true),
+        new("TF32 mma.sync implicit GEMM", 3, Conv2dTf32.Forward, Precision.Tf32, Conv2dTf32.CannotRunOn),
     ];
     public List<Variant<ConvLauncher>> ConvBackwardData { get; } =
     [

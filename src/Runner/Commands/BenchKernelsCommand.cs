@@ -24,16 +24,19 @@ internal static class BenchKernelsCommand
         var validate = new Option<bool>("--validate") { Description = "true | false: check every variant against its float64 reference first.", DefaultValueFactory = _ => true };
         var seed = new Option<int>("--seed") { Description = "Seed of the random operands.", DefaultValueFactory = _ => 1 };
         var json = new Option<string?>("--json") { Description = "Also write the report as JSON to this file." };
+        var ops = new Option<string?>("--ops") { Description = "Only these ops (comma-separated name prefixes: conv2d_bwd_data,relu,batchnorm_relu); every op by default." };
 
         var command = new Command("kernels", "Every kernel of a training step at the model's layer shapes: validated, timed, and compared with the device's copy and FMA ceilings.")
         {
-            device, model, stem, width, batch, runs, warmup, validate, seed, json,
+            device, model, stem, width, batch, runs, warmup, validate, seed, json, ops,
         };
         command.SetAction(parse => CliErrors.Run(() =>
         {
             ResNetConfig config = ResNetConfig.Parse(parse.GetValue(model)!, parse.GetValue(stem)!, parse.GetValue(width));
             ModelShapes shapes = ModelShapes.FromConfig(config, parse.GetValue(batch));
-            var settings = new BenchSettings(parse.GetValue(runs), parse.GetValue(warmup), parse.GetValue(validate), parse.GetValue(seed));
+            string[]? only = parse.GetValue(ops)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            if (only is { Length: 0 }) throw new ArgumentException("--ops needs at least one op name prefix (conv2d_bwd_data, relu, batchnorm_relu, ...).");
+            var settings = new BenchSettings(parse.GetValue(runs), parse.GetValue(warmup), parse.GetValue(validate), parse.GetValue(seed), Ops: only);
             if (settings.Runs < 1) throw new ArgumentException($"--runs must be at least 1, got {settings.Runs}.");
             if (settings.Warmup < 0) throw new ArgumentException($"--warmup must be non-negative, got {settings.Warmup}.");
             using Device dev = Device.Create(parse.GetValue(device)!);

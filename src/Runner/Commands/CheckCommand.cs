@@ -25,12 +25,13 @@ internal static class CheckCommand
             var results = KernelChecks.RunAll(dev, s, r.GetValue(large));
             foreach (var k in results)
             {
-                Console.WriteLine(k.Failure is null
+                Console.WriteLine(k.Skipped is not null ? $"skip {k.Kernel,-42} {k.Shape,-40} {k.Skipped}"
+                    : k.Failure is null
                     ? $"{(k.Passed ? "ok  " : "FAIL")} {k.Kernel,-42} {k.Shape,-40} err {k.MaxError,8:G3} (<= 1)  {k.Milliseconds,9:F3} ms"
                     : $"FAIL {k.Kernel,-42} {k.Shape,-40} threw {k.Failure}");
             }
-            int failed = results.Count(k => !k.Passed);
-            Console.WriteLine($"{results.Count - failed} passed, {failed} failed");
+            int failed = results.Count(k => k.Failed), skipped = results.Count(k => k.Skipped is not null);
+            Console.WriteLine($"{results.Count(k => k.Passed)} passed, {failed} failed{(skipped > 0 ? $", {skipped} skipped (the device cannot run them)" : "")}");
             return failed == 0 ? 0 : 1;
         }));
         check.Subcommands.Add(kernels);
