@@ -23,36 +23,75 @@ public static class Launcher
     public static int Run(LaunchOptions options, ProcessTarget target, IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr, CancellationToken cancel = default, Func<int>? stopSignal = null)
     {
         Validate(options);
-        int port = options.MasterPort != 0 ? options.MasterPort : FreePort(options.MasterAddr);
-        int world = options.Nnodes * options.NprocPerNode;
+        EmulatedCluster? cluster = options.EmulatedNodes > 0 ? EmulatedCluster.Create(options.EmulatedNodes, options.Link!.Value, stderr) : null;
+        if (cluster is not null)
+        {
+            stderr.WriteLine($"launch: emulating {cluster.Describe()}; {options.NprocPerNode} rank(s) per node share its link.");
+        }
+        try
+        {
+            return Run(options, cluster, target, args, stdout, stderr, cancel, stopSignal);
+        }
+        finally
+        {
+            if (cluster is not null)
+            {
+                cluster.Dispose();
+                stderr.WriteLine($"launch: removed the emulated nodes (namespaces {cluster.Prefix}*, their links, bridge and qdiscs).");
+            }
+        }
+    }
+
+    private static int Run(LaunchOptions options, EmulatedCluster? cluster, ProcessTarget target, IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr,
+        CancellationToken cancel, Func<int>? stopSignal)
+    {
+        // Emulated nodes are fresh namespaces: nothing else listens there, so the default port is free.
+        string masterAddr = cluster is null ? options.MasterAddr : EmulatedCluster.NodeAddress(0);
+        int port = options.MasterPort != 0 ? options.MasterPort : cluster is null ? FreePort(options.MasterAddr) : DefaultEmulatedPort;
+        int nodes = cluster?.Nodes ?? options.Nnodes;
+        int world = nodes * options.NprocPerNode;
+        IEnumerable<int> startedNodes = cluster is null ? [options.NodeRank] : Enumerable.Range(0, cluster.Nodes);
         var gate = new object();
         var ranks = new List<(int Rank, Process Process)>();
         try
         {
-            for (int local = 0; local < options.NprocPerNode; local++)
+            foreach ((int node, int local) in startedNodes.SelectMany(node => Enumerable.Range(0, options.NprocPerNode).Select(local => (node, local))))
             {
-                int rank = options.NodeRank * options.NprocPerNode + local;
+                int rank = node * options.NprocPerNode + local;
+                IReadOnlyList<string> inNode = cluster?.ExecPrefix(node) ?? [];
                 string? setsid = ProcessGroups.Setsid;
-                var psi = new ProcessStartInfo(setsid ?? target.FileName)
+                string first = setsid ?? (inNode.Count > 0 ? inNode[0] : target.FileName);
+                var psi = new ProcessStartInfo(first)
                 {
                     UseShellExecute = false,
                     RedirectStandardOutput = true,
                     RedirectStandardError = true,
                     RedirectStandardInput = false,
                 };
+                var command = new List<string>();
                 if (setsid is not null)
                 {
                     // --wait keeps the rank's exit code ours even if setsid had to fork (it does not when the
                     // child is no group leader, which a freshly started process never is).
-                    psi.ArgumentList.Add("--wait");
-                    psi.ArgumentList.Add(target.FileName);
+                    command.Add("--wait");
+                    command.AddRange(inNode);
                 }
-                foreach (string a in target.PrefixArgs.Concat(args))
+                else
+                {
+                    command.AddRange(inNode.Skip(1));
+                }
+                // ip netns exec execs the program in place, so the pid (and process group) stays the rank's.
+                if (setsid is not null || inNode.Count > 0)
+                {
+                    command.Add(target.FileName);
+                }
+                command.AddRange(target.PrefixArgs.Concat(args));
+                foreach (string a in command)
                 {
                     psi.ArgumentList.Add(a);
                 }
                 psi.Environment[LauncherWatch.Variable] = Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture);
-                foreach ((string k, string v) in LaunchEnvironment.ForChild(rank, world, local, options.NprocPerNode, options.MasterAddr, port))
+                foreach ((string k, string v) in LaunchEnvironment.ForChild(rank, world, local, options.NprocPerNode, masterAddr, port))
                 {
                     psi.Environment[k] = v;
                 }
@@ -109,6 +148,9 @@ public static class Launcher
     }
 
     private const int Sigint = 2, Sigterm = 15, Sigkill = 9;
+
+    /// <summary>The store's port on emulated nodes when none is given (torchrun's default).</summary>
+    public const int DefaultEmulatedPort = 29500;
 
     private static int Monitor(List<(int Rank, Process Process)> ranks, LaunchOptions options, TextWriter stderr, object gate, CancellationToken cancel, Func<int>? stopSignal)
     {
@@ -207,6 +249,22 @@ public static class Launcher
         if (o.MasterPort < 0 || o.MasterPort > 65535)
         {
             throw new ArgumentException($"--master-port {o.MasterPort}: must be in 0..65535.");
+        }
+        if (o.EmulatedNodes > 0 && (o.Nnodes != 1 || o.NodeRank != 0))
+        {
+            throw new ArgumentException("--emulate-nodes builds every node of the job on this machine: leave --nnodes and --node-rank at their defaults.");
+        }
+        if (o.EmulatedNodes > 0 && o.Link is null)
+        {
+            throw new ArgumentException("--emulate-nodes needs --link RATE (for example 1gbit or 200mbit): the bandwidth of each node's link.");
+        }
+        if (o.EmulatedNodes < 0 || o.EmulatedNodes > EmulatedCluster.MaxNodes)
+        {
+            throw new ArgumentException($"--emulate-nodes {o.EmulatedNodes}: must be in 0..{EmulatedCluster.MaxNodes} (0: no emulation).");
+        }
+        if (o.Link is not null && o.EmulatedNodes == 0)
+        {
+            throw new ArgumentException("--link shapes the links of emulated nodes: give --emulate-nodes N with it.");
         }
         if (o.MasterPort == 0 && o.Nnodes > 1)
         {
