@@ -115,6 +115,9 @@ public sealed class EmulatedCluster : IDisposable
         _namespaces.Add(name);
     }
 
+    /// <summary>Why emulated nodes cannot be made on this machine (not Linux, no iproute2, not root), or null when they can.</summary>
+    public static string? Unavailable() => Tools.Unavailable();
+
     /// <summary>One line for the launcher's log: what was built.</summary>
     public string Describe() =>
         $"{Nodes} node(s) in network namespaces {NodeNamespace(0)}..{Nodes - 1} at {NodeAddress(0)}..{NodeAddress(Nodes - 1)} ({Subnet}, reachable only " +
