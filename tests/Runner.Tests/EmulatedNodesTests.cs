@@ -275,3 +275,22 @@ public class EmulatedNodesTests
         }
     }
 }
+
+/// <summary>Emulated-node options refused up front, in one line (exit 2), before anything is built; no root needed.</summary>
+[Collection("console")]
+public class EmulatedNodesOptionTests
+{
+    [Theory]
+    [InlineData("needs --link RATE", "launch", "--nproc-per-node", "1", "--emulate-nodes", "2", "--", "bench", "allreduce")]
+    [InlineData("--link '10mbps'", "launch", "--nproc-per-node", "1", "--emulate-nodes", "2", "--link", "10mbps", "--", "bench", "allreduce")]
+    [InlineData("leave --nnodes and --node-rank", "launch", "--nproc-per-node", "1", "--nnodes", "2", "--master-port", "29500", "--emulate-nodes", "2", "--link", "1gbit", "--", "bench", "allreduce")]
+    [InlineData("give --emulate-nodes N with it", "bench", "allreduce", "--link", "1gbit")]
+    [InlineData("does not spread evenly", "bench", "allreduce", "--emulate-nodes", "2", "--nproc", "3", "--link", "1gbit")]
+    public void Refused_up_front_in_one_line(string expected, params string[] args)
+    {
+        var (code, _, err) = Cli.Run(args);
+        Assert.Equal(2, code);
+        Assert.Contains(expected, err);
+        Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+    }
+}
