@@ -115,6 +115,24 @@ public sealed class EmulatedCluster : IDisposable
         _namespaces.Add(name);
     }
 
+    /// <summary>--emulate-nodes and --link as every command takes them: both or neither, nodes in 0..<see cref="MaxNodes"/> (0: none).</summary>
+    /// <exception cref="ArgumentException">They do not go together.</exception>
+    public static void CheckOptions(int nodes, LinkRate? link)
+    {
+        if (nodes < 0 || nodes > MaxNodes)
+        {
+            throw new ArgumentException($"--emulate-nodes {nodes}: must be in 0..{MaxNodes} (0: no emulation).");
+        }
+        if (nodes > 0 && link is null)
+        {
+            throw new ArgumentException("--emulate-nodes needs --link RATE (for example 1gbit or 200mbit): the bandwidth of each node's link.");
+        }
+        if (nodes == 0 && link is not null)
+        {
+            throw new ArgumentException("--link shapes the links of emulated nodes: give --emulate-nodes N with it.");
+        }
+    }
+
     /// <summary>Why emulated nodes cannot be made on this machine (not Linux, no iproute2, not root), or null when they can.</summary>
     public static string? Unavailable() => Tools.Unavailable();
 

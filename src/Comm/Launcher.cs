@@ -254,18 +254,7 @@ public static class Launcher
         {
             throw new ArgumentException("--emulate-nodes builds every node of the job on this machine: leave --nnodes and --node-rank at their defaults.");
         }
-        if (o.EmulatedNodes > 0 && o.Link is null)
-        {
-            throw new ArgumentException("--emulate-nodes needs --link RATE (for example 1gbit or 200mbit): the bandwidth of each node's link.");
-        }
-        if (o.EmulatedNodes < 0 || o.EmulatedNodes > EmulatedCluster.MaxNodes)
-        {
-            throw new ArgumentException($"--emulate-nodes {o.EmulatedNodes}: must be in 0..{EmulatedCluster.MaxNodes} (0: no emulation).");
-        }
-        if (o.Link is not null && o.EmulatedNodes == 0)
-        {
-            throw new ArgumentException("--link shapes the links of emulated nodes: give --emulate-nodes N with it.");
-        }
+        EmulatedCluster.CheckOptions(o.EmulatedNodes, o.Link);
         if (o.MasterPort == 0 && o.Nnodes > 1)
         {
             throw new ArgumentException("--master-port 0 (pick a free port) only works on one node: with --nnodes > 1 every node must be given the same port.");

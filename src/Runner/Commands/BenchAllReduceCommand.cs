@@ -44,7 +44,7 @@ internal static class BenchAllReduceCommand
             var t = TimeSpan.FromSeconds(parse.GetValue(timeout));
             LaunchEnvironment env = LaunchEnvironment.FromEnvironment();
 
-            if (env.WorldSize == 1 && linkRate is not null && nodes == 0) throw new ArgumentException("--link shapes the links of emulated nodes: give --emulate-nodes N with it.");
+            if (env.WorldSize == 1) EmulatedCluster.CheckOptions(nodes, linkRate); // a rank is given --link alone, to report against it
             if (env.WorldSize == 1 && (n > 1 || nodes > 0))
             {
                 // The parent: start n ranks of this same command; rank 0's table is the output.
