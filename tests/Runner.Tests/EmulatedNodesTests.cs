@@ -286,6 +286,8 @@ public class EmulatedNodesOptionTests
     [InlineData("leave --nnodes and --node-rank", "launch", "--nproc-per-node", "1", "--nnodes", "2", "--master-port", "29500", "--emulate-nodes", "2", "--link", "1gbit", "--", "bench", "allreduce")]
     [InlineData("give --emulate-nodes N with it", "bench", "allreduce", "--link", "1gbit")]
     [InlineData("does not spread evenly", "bench", "allreduce", "--emulate-nodes", "2", "--nproc", "3", "--link", "1gbit")]
+    [InlineData("needs --link RATE", "compare", "--emulate-nodes", "2")]
+    [InlineData("give --emulate-nodes N with it", "compare", "--link", "1gbit")]
     public void Refused_up_front_in_one_line(string expected, params string[] args)
     {
         var (code, _, err) = Cli.Run(args);
