@@ -14,6 +14,9 @@ namespace Engine.Comm;
 /// return 128 + the signal's number. Each rank runs in a process group of its own (started through
 /// setsid), so a signal sent to the group reaches whatever the rank started too; and each rank is told
 /// the launcher's pid (<see cref="LauncherWatch"/>), so it exits by itself if the launcher is killed.
+/// With <see cref="LaunchOptions.EmulatedNodes"/> it first builds that many nodes on this machine
+/// (<see cref="EmulatedCluster"/>), starts every node's ranks inside it, and removes the nodes however
+/// the job ends.
 /// </summary>
 public static class Launcher
 {
@@ -58,35 +61,25 @@ public static class Launcher
             foreach ((int node, int local) in startedNodes.SelectMany(node => Enumerable.Range(0, options.NprocPerNode).Select(local => (node, local))))
             {
                 int rank = node * options.NprocPerNode + local;
-                IReadOnlyList<string> inNode = cluster?.ExecPrefix(node) ?? [];
-                string? setsid = ProcessGroups.Setsid;
-                string first = setsid ?? (inNode.Count > 0 ? inNode[0] : target.FileName);
-                var psi = new ProcessStartInfo(first)
+                // setsid puts the rank in a process group of its own; --wait keeps the rank's exit code ours even if
+                // setsid had to fork (it does not when the child is no group leader, which a freshly started
+                // process never is). ip netns exec (emulated nodes) execs the program in place: same pid and group.
+                List<string> argv =
+                [
+                    .. ProcessGroups.Setsid is string setsid ? [setsid, "--wait"] : Array.Empty<string>(),
+                    .. cluster?.ExecPrefix(node) ?? [],
+                    target.FileName,
+                    .. target.PrefixArgs,
+                    .. args,
+                ];
+                var psi = new ProcessStartInfo(argv[0])
                 {
                     UseShellExecute = false,
                     RedirectStandardOutput = true,
                     RedirectStandardError = true,
                     RedirectStandardInput = false,
                 };
-                var command = new List<string>();
-                if (setsid is not null)
-                {
-                    // --wait keeps the rank's exit code ours even if setsid had to fork (it does not when the
-                    // child is no group leader, which a freshly started process never is).
-                    command.Add("--wait");
-                    command.AddRange(inNode);
-                }
-                else
-                {
-                    command.AddRange(inNode.Skip(1));
-                }
-                // ip netns exec execs the program in place, so the pid (and process group) stays the rank's.
-                if (setsid is not null || inNode.Count > 0)
-                {
-                    command.Add(target.FileName);
-                }
-                command.AddRange(target.PrefixArgs.Concat(args));
-                foreach (string a in command)
+                foreach (string a in argv.Skip(1))
                 {
                     psi.ArgumentList.Add(a);
                 }
