@@ -92,7 +92,7 @@ public class EmulatedNodesTests
     }
 
     [EmulatedNodesFact]
-    public void The_nodes_reach_only_each_other()
+    public void Each_node_has_only_its_link_and_no_route_beyond_the_nodes_subnet()
     {
         var before = HostNetwork.Snapshot();
         using (var cluster = EmulatedCluster.Create(2, LinkRate.Parse("1gbit"), TextWriter.Null))
