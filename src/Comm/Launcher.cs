@@ -14,6 +14,9 @@ namespace Engine.Comm;
 /// return 128 + the signal's number. Each rank runs in a process group of its own (started through
 /// setsid), so a signal sent to the group reaches whatever the rank started too; and each rank is told
 /// the launcher's pid (<see cref="LauncherWatch"/>), so it exits by itself if the launcher is killed.
+/// With <see cref="LaunchOptions.EmulatedNodes"/> it first builds that many nodes on this machine
+/// (<see cref="EmulatedCluster"/>), starts every node's ranks inside it, and removes the nodes however
+/// the job ends.
 /// </summary>
 public static class Launcher
 {
@@ -23,36 +26,65 @@ public static class Launcher
     public static int Run(LaunchOptions options, ProcessTarget target, IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr, CancellationToken cancel = default, Func<int>? stopSignal = null)
     {
         Validate(options);
-        int port = options.MasterPort != 0 ? options.MasterPort : FreePort(options.MasterAddr);
-        int world = options.Nnodes * options.NprocPerNode;
+        EmulatedCluster? cluster = options.EmulatedNodes > 0 ? EmulatedCluster.Create(options.EmulatedNodes, options.Link!.Value, stderr) : null;
+        if (cluster is not null)
+        {
+            stderr.WriteLine($"launch: emulating {cluster.Describe()}; {options.NprocPerNode} rank(s) per node share its link.");
+        }
+        try
+        {
+            return Run(options, cluster, target, args, stdout, stderr, cancel, stopSignal);
+        }
+        finally
+        {
+            if (cluster is not null)
+            {
+                cluster.Dispose();
+                stderr.WriteLine($"launch: removed the emulated nodes (namespaces {cluster.Prefix}*, their links, bridge and qdiscs).");
+            }
+        }
+    }
+
+    private static int Run(LaunchOptions options, EmulatedCluster? cluster, ProcessTarget target, IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr,
+        CancellationToken cancel, Func<int>? stopSignal)
+    {
+        // Emulated nodes are fresh namespaces: nothing else listens there, so the default port is free.
+        string masterAddr = cluster is null ? options.MasterAddr : EmulatedCluster.NodeAddress(0);
+        int port = options.MasterPort != 0 ? options.MasterPort : cluster is null ? FreePort(options.MasterAddr) : DefaultEmulatedPort;
+        int nodes = cluster?.Nodes ?? options.Nnodes;
+        int world = nodes * options.NprocPerNode;
+        IEnumerable<int> startedNodes = cluster is null ? [options.NodeRank] : Enumerable.Range(0, cluster.Nodes);
         var gate = new object();
         var ranks = new List<(int Rank, Process Process)>();
         try
         {
-            for (int local = 0; local < options.NprocPerNode; local++)
+            foreach ((int node, int local) in startedNodes.SelectMany(node => Enumerable.Range(0, options.NprocPerNode).Select(local => (node, local))))
             {
-                int rank = options.NodeRank * options.NprocPerNode + local;
-                string? setsid = ProcessGroups.Setsid;
-                var psi = new ProcessStartInfo(setsid ?? target.FileName)
+                int rank = node * options.NprocPerNode + local;
+                // setsid puts the rank in a process group of its own; --wait keeps the rank's exit code ours even if
+                // setsid had to fork (it does not when the child is no group leader, which a freshly started
+                // process never is). ip netns exec (emulated nodes) execs the program in place: same pid and group.
+                List<string> argv =
+                [
+                    .. ProcessGroups.Setsid is string setsid ? [setsid, "--wait"] : Array.Empty<string>(),
+                    .. cluster?.ExecPrefix(node) ?? [],
+                    target.FileName,
+                    .. target.PrefixArgs,
+                    .. args,
+                ];
+                var psi = new ProcessStartInfo(argv[0])
                 {
                     UseShellExecute = false,
                     RedirectStandardOutput = true,
                     RedirectStandardError = true,
                     RedirectStandardInput = false,
                 };
-                if (setsid is not null)
-                {
-                    // --wait keeps the rank's exit code ours even if setsid had to fork (it does not when the
-                    // child is no group leader, which a freshly started process never is).
-                    psi.ArgumentList.Add("--wait");
-                    psi.ArgumentList.Add(target.FileName);
-                }
-                foreach (string a in target.PrefixArgs.Concat(args))
+                foreach (string a in argv.Skip(1))
                 {
                     psi.ArgumentList.Add(a);
                 }
                 psi.Environment[LauncherWatch.Variable] = Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture);
-                foreach ((string k, string v) in LaunchEnvironment.ForChild(rank, world, local, options.NprocPerNode, options.MasterAddr, port))
+                foreach ((string k, string v) in LaunchEnvironment.ForChild(rank, world, local, options.NprocPerNode, masterAddr, port))
                 {
                     psi.Environment[k] = v;
                 }
@@ -109,6 +141,9 @@ public static class Launcher
     }
 
     private const int Sigint = 2, Sigterm = 15, Sigkill = 9;
+
+    /// <summary>The store's port on emulated nodes when none is given (torchrun's default).</summary>
+    public const int DefaultEmulatedPort = 29500;
 
     private static int Monitor(List<(int Rank, Process Process)> ranks, LaunchOptions options, TextWriter stderr, object gate, CancellationToken cancel, Func<int>? stopSignal)
     {
@@ -208,6 +243,11 @@ public static class Launcher
         {
             throw new ArgumentException($"--master-port {o.MasterPort}: must be in 0..65535.");
         }
+        if (o.EmulatedNodes > 0 && (o.Nnodes != 1 || o.NodeRank != 0))
+        {
+            throw new ArgumentException("--emulate-nodes builds every node of the job on this machine: leave --nnodes and --node-rank at their defaults.");
+        }
+        EmulatedCluster.CheckOptions(o.EmulatedNodes, o.Link);
         if (o.MasterPort == 0 && o.Nnodes > 1)
         {
             throw new ArgumentException("--master-port 0 (pick a free port) only works on one node: with --nnodes > 1 every node must be given the same port.");

@@ -35,7 +35,7 @@ internal static class CliErrors
     }
 
     public static bool IsUserError(Exception e) => e is ArgumentException or DataException or CheckpointException
-        or TrainingDivergedException or CommException or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException;
+        or TrainingDivergedException or CommException or EmulationException or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException;
 
     private static bool Debugging => Environment.GetEnvironmentVariable(DebugVariable) == "1";
 

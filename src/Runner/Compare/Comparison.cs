@@ -31,7 +31,9 @@ public static class Comparison
 {
     /// <param name="reportDir">With a folder: each mode also writes a trace, and report.md with charts goes there.</param>
     /// <param name="chooseBucket">No --bucket-mb was given: when the whole gradient would fit DDP's first bucket, cut it into <see cref="DefaultBuckets"/> so that the overlap shows.</param>
-    public static ComparisonResult Run(TrainOptions baseOptions, TextWriter stdout, TextWriter progress, string? reportDir = null, bool chooseBucket = false)
+    /// <param name="emulatedNodes">With a count above 0: DDP's ranks run on that many emulated nodes joined by links of <paramref name="link"/> (see <see cref="EmulatedCluster"/>).</param>
+    public static ComparisonResult Run(TrainOptions baseOptions, TextWriter stdout, TextWriter progress, string? reportDir = null, bool chooseBucket = false,
+        int emulatedNodes = 0, LinkRate? link = null)
     {
         // Everything a user can get wrong is refused before the first of three runs starts.
         (baseOptions with { Mode = "single", Devices = null }).Validate();
@@ -44,7 +46,7 @@ public static class Comparison
                 traceDir = Path.Combine(Path.GetTempPath(), $"engine-compare-traces-{Environment.ProcessId}-{Guid.NewGuid():N}");
                 Directory.CreateDirectory(traceDir);
             }
-            return RunModes(baseOptions, stdout, progress, reportDir, traceDir, chooseBucket);
+            return RunModes(baseOptions, stdout, progress, reportDir, traceDir, chooseBucket, new DdpPlacement(emulatedNodes, link));
         }
         finally
         {
@@ -67,19 +69,35 @@ public static class Comparison
         return gradientMb <= BucketPlan.FirstCapMb(requestedMb) ? gradientMb / DefaultBuckets : requestedMb;
     }
 
-    private static ComparisonResult RunModes(TrainOptions baseOptions, TextWriter stdout, TextWriter progress, string? reportDir, string? traceDir, bool chooseBucket)
+    /// <summary>Where DDP's ranks run: this machine's loopback, or <see cref="Nodes"/> emulated nodes over links of <see cref="Link"/>.</summary>
+    private sealed record DdpPlacement(int Nodes, LinkRate? Link)
+    {
+        public LaunchOptions For(int ranks)
+        {
+            if (Nodes == 0) return new LaunchOptions(ranks);
+            if (ranks % Nodes != 0) throw new ArgumentException($"ddp's {ranks} ranks do not spread evenly over --emulate-nodes {Nodes}: give a number of nodes that divides {ranks}.");
+            return new LaunchOptions(ranks / Nodes) { EmulatedNodes = Nodes, Link = Link };
+        }
+
+        public string Describe(int ranks) => Nodes == 0 ? $"{ranks} ranks through engine launch"
+            : $"{ranks} ranks through engine launch on {Nodes} emulated nodes, links of {Link} each way";
+    }
+
+    private static ComparisonResult RunModes(TrainOptions baseOptions, TextWriter stdout, TextWriter progress, string? reportDir, string? traceDir, bool chooseBucket,
+        DdpPlacement placement)
     {
         string? TraceFor(string mode) => traceDir is null ? null : Path.Combine(traceDir, $"trace_{mode}.json");
         TrainOptions dpOptions = (baseOptions with { Mode = "dp" }).ResolveDevices();
         string[] replicas = dpOptions.DeviceList();
         int n = replicas.Length;
+        LaunchOptions ddpLaunch = placement.For(n); // refused here, before the first run, if the ranks do not fit the nodes
         var runs = new List<RunResult>();
 
         progress.WriteLine("== compare: single");
         runs.Add(RunInProcess(baseOptions with { Mode = "single", Devices = null, Output = null, Save = null, Trace = TraceFor("single") }, progress));
         progress.WriteLine($"== compare: dp over {string.Join(",", replicas)}");
         runs.Add(RunInProcess(dpOptions with { Output = null, Save = null, Trace = TraceFor("dp") }, progress));
-        progress.WriteLine($"== compare: ddp, {n} ranks through engine launch");
+        progress.WriteLine($"== compare: ddp, {placement.Describe(n)}");
         TrainOptions ddpBase = baseOptions;
         if (chooseBucket && BucketMbShowingOverlap(runs[0].Parameters, baseOptions.BucketMb) is double mb && mb != baseOptions.BucketMb)
         {
@@ -87,7 +105,7 @@ public static class Comparison
                 Bytes(runs[0].Parameters * sizeof(float)), mb, DefaultBuckets));
             ddpBase = baseOptions with { BucketMb = mb };
         }
-        runs.Add(RunDdp(ddpBase with { Mode = "ddp", Devices = null, Save = null, Device = DdpDevice(baseOptions, replicas), Trace = TraceFor("ddp") }, n, progress));
+        runs.Add(RunDdp(ddpBase with { Mode = "ddp", Devices = null, Save = null, Device = DdpDevice(baseOptions, replicas), Trace = TraceFor("ddp") }, ddpLaunch, progress));
 
         double single = runs[0].MeanEpochSeconds;
         var modes = runs.Select((r, i) => new ModeResult(r.Breakdown!.Mode, i == 0 ? 1 : n, r.MeanEpochSeconds,
@@ -122,13 +140,13 @@ public static class Comparison
         return t.Run();
     }
 
-    private static RunResult RunDdp(TrainOptions o, int ranks, TextWriter progress)
+    private static RunResult RunDdp(TrainOptions o, LaunchOptions launch, TextWriter progress)
     {
         string json = Path.Combine(Path.GetTempPath(), $"engine-compare-ddp-{Environment.ProcessId}-{Guid.NewGuid():N}.json");
         try
         {
             var args = (o with { Output = json }).ToArgs();
-            int code = Launcher.Run(new LaunchOptions(ranks), ProcessTarget.CurrentProcess(), args, TextWriter.Null, progress);
+            int code = Launcher.Run(launch, ProcessTarget.CurrentProcess(), args, TextWriter.Null, progress);
             if (code != 0) throw new InvalidOperationException($"the ddp run failed (launch exited with {code}); its ranks' errors are above.");
             return JsonSerializer.Deserialize<RunResult>(File.ReadAllText(json), RunResult.Json)
                 ?? throw new InvalidOperationException($"the ddp run wrote no result to {json}.");
