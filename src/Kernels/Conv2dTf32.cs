@@ -28,7 +28,10 @@ namespace Engine.Kernels;
 /// 4 accumulator loads and 4 stores plus 12 fragment loads per thread. That extra shared-memory traffic
 /// (several times what the tensor cores need) likely bounds this version well below TF32 peak; accumulators in registers
 /// need either ptxas to promote ILGPU's .local slots (check <c>ptxas -v</c>: 0 bytes stack frame) or
-/// a newer ILGPU.</item>
+/// a newer ILGPU. The same choice sets its occupancy (<c>engine kernels</c>): 71 registers, 44% on sm_90;
+/// 26 KB of shared memory, 25% on sm_86/89. That is deliberate while the kernel is off by default and
+/// unvalidated: the register-resident accumulators (named PTX registers) that would lift both cannot be
+/// checked by any simulator or CPU here, so they wait for a GPU to validate this version first.</item>
 /// <item>Fragments, per the PTX ISA's layout for m16n8k8 .tf32 (groupID g = lane / 4, t = lane % 4):
 /// A a0 (g, t), a1 (g+8, t), a2 (g, t+4), a3 (g+8, t+4); B b0 (k t, n g), b1 (k t+4, n g);
 /// C/D c0 (g, 2t), c1 (g, 2t+1), c2 (g+8, 2t), c3 (g+8, 2t+1). The A layout was read in the ISA's
