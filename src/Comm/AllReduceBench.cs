@@ -16,6 +16,19 @@ public static class AllReduceBench
 {
     public sealed record Row(long Bytes, int Iterations, double Seconds, double AlgBw, double BusBw, double? PointToPoint);
 
+    /// <summary>
+    /// The least time the host ring's all-reduce of <paramref name="bytes"/> over <paramref name="ranks"/>
+    /// ranks can take when they sit on two or more nodes joined by links of <paramref name="link"/>: the
+    /// launcher places ranks node by node, so the ring leaves each node through exactly one hop, and that
+    /// hop carries what every rank sends, 2(n-1)/n of the buffer; less the burst the link's shaper lets
+    /// through at once after being idle. (busbw / link is the same ratio: floor / time.)
+    /// </summary>
+    public static double LinkFloorSeconds(long bytes, int ranks, LinkRate link)
+    {
+        double sent = ranks > 1 ? 2.0 * (ranks - 1) / ranks * bytes : 0;
+        return Math.Max(0, sent - EmulatedCluster.BurstBytes(link)) / link.BytesPerSecond;
+    }
+
     /// <summary>Parses "4K,1M,25M,85M" (binary units: K = 1024 bytes, M = 1024 K, G = 1024 M; a trailing B is allowed).</summary>
     public static IReadOnlyList<long> ParseSizes(string text)
     {
@@ -35,7 +48,8 @@ public static class AllReduceBench
     }
 
     /// <summary>Runs on every rank; rank 0 prints the table to <paramref name="output"/>.</summary>
-    public static IReadOnlyList<Row> Run(ICommunicator comm, Device dev, IReadOnlyList<long> sizes, TextWriter output, int? iterations = null)
+    /// <param name="link">Emulated nodes' link rate: busbw is also given as a fraction of it.</param>
+    public static IReadOnlyList<Row> Run(ICommunicator comm, Device dev, IReadOnlyList<long> sizes, TextWriter output, int? iterations = null, LinkRate? link = null)
     {
         int n = comm.WorldSize;
         double busFactor = n > 1 ? 2.0 * (n - 1) / n : 1.0;
@@ -44,7 +58,11 @@ public static class AllReduceBench
         {
             output.WriteLine($"# all_reduce (in place, float32, avg): backend {comm.Backend}, {n} rank(s), device {dev}");
             output.WriteLine($"# busbw = algbw x 2(n-1)/n; p2p = one-way socket bandwidth rank 0 -> rank 1 in this run (the ring's ceiling)");
-            output.WriteLine($"{"size",12} {"count",12} {"iters",6} {"time(ms)",10} {"algbw(GB/s)",12} {"busbw(GB/s)",12} {(host is null || n < 2 ? "" : "p2p(GB/s)"),10}");
+            if (link is LinkRate l)
+            {
+                output.WriteLine($"# link = {l} ({l.BytesPerSecond / 1e9:F4} GB/s, frame headers included: TCP over 1500-byte frames carries at most 0.956 of it); busbw/link = busbw / link");
+            }
+            output.WriteLine($"{"size",12} {"count",12} {"iters",6} {"time(ms)",10} {"algbw(GB/s)",12} {"busbw(GB/s)",12} {(host is null || n < 2 ? "" : "p2p(GB/s)"),10}{(link is null ? "" : $" {"busbw/link",10}")}");
         }
         var rows = new List<Row>();
         foreach (long bytes in sizes)
@@ -78,7 +96,7 @@ public static class AllReduceBench
             rows.Add(row);
             if (comm.Rank == 0)
             {
-                output.WriteLine($"{bytes,12} {count,12} {iters,6} {seconds * 1e3,10:F3} {algbw / 1e9,12:F3} {row.BusBw / 1e9,12:F3} {(p2p is double p ? (p / 1e9).ToString("F3", CultureInfo.InvariantCulture) : ""),10}");
+                output.WriteLine($"{bytes,12} {count,12} {iters,6} {seconds * 1e3,10:F3} {algbw / 1e9,12:F3} {row.BusBw / 1e9,12:F3} {(p2p is double p ? (p / 1e9).ToString("F3", CultureInfo.InvariantCulture) : ""),10}{(link is LinkRate lr ? $" {row.BusBw / lr.BytesPerSecond,10:F3}" : "")}");
                 output.Flush();
             }
         }

@@ -30,9 +30,12 @@ public static class CommunicatorFactory
         {
             throw new ArgumentException($"Unknown communication backend '{backend}': expected host, nccl or auto.", nameof(backend));
         }
-        if (env.WorldSize == 1 && b != "nccl")
+        if (env.WorldSize == 1)
         {
-            return HostRingCommunicator.Create(dev, null, 0, 1, t, sliceBytes);
+            // One rank has no one to meet: no store (with no MASTER_PORT there is not even a port to dial).
+            return b == "nccl"
+                ? NcclCommunicator.Create(dev, null, 0, 1, t)
+                : HostRingCommunicator.Create(dev, null, 0, 1, t, sliceBytes);
         }
 
         RendezvousServer? server = null;
@@ -43,7 +46,8 @@ public static class CommunicatorFactory
             {
                 server = StartStore(env, t);
             }
-            store = RendezvousClient.Connect(env.MasterAddr, env.StorePort, env.Rank, env.WorldSize, t);
+            // Rank 0 dials the port its store really bound (the same as StorePort unless that was 0).
+            store = RendezvousClient.Connect(env.MasterAddr, server?.Port ?? env.StorePort, env.Rank, env.WorldSize, t);
             bool nccl = b switch
             {
                 "nccl" => true,

@@ -18,4 +18,15 @@ public sealed record LaunchOptions(
 
     /// <summary>How long stopped ranks get between SIGTERM and SIGKILL.</summary>
     public TimeSpan StopGrace { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// When above 0, the launcher builds that many emulated nodes on this machine (see
+    /// <see cref="EmulatedCluster"/>) joined by links of <see cref="Link"/>, and starts
+    /// <see cref="NprocPerNode"/> ranks inside each; <see cref="Nnodes"/>, <see cref="NodeRank"/> and
+    /// <see cref="MasterAddr"/> are then the emulated cluster's.
+    /// </summary>
+    public int EmulatedNodes { get; init; }
+
+    /// <summary>Each emulated node's link rate, both ways (required with <see cref="EmulatedNodes"/>).</summary>
+    public LinkRate? Link { get; init; }
 }

@@ -33,7 +33,7 @@ public static partial class BatchNorm2d
     /// </summary>
     [KernelName("batchnorm2d_stats_partial")]
     [GroupSize(nameof(PartialGroupThreads))]
-    internal static void StatsPartialKernel(ArrayView<float> x, ArrayView<float> partial, int channels, int hw, int m, int parts, int chunk)
+    internal static void StatsPartialKernel(ArrayView<float> x, ArrayView<float> partial, int channels, int hw, FastDivisor divHw, int m, int parts, int chunk)
     {
         var sCount = SharedMemory.Allocate<int>(MaxGroup);
         var sMean = SharedMemory.Allocate<float>(MaxGroup);
@@ -50,7 +50,7 @@ public static partial class BatchNorm2d
         float mean = 0f, m2 = 0f;
         for (int k = begin + t; k < end; k += groupSize)
         {
-            int n = k / hw;
+            int n = divHw.Divide(k);
             float v = x[(n * channels + channel) * hw + (k - n * hw)];
             count++;
             float delta = v - mean;
@@ -121,11 +121,11 @@ public static partial class BatchNorm2d
     /// <summary>y = (x - mean) * invStd * gamma + beta, grid-stride over the elements.</summary>
     [KernelName("batchnorm2d_normalize")]
     internal static void NormalizeKernel(Index1D index, ArrayView<float> x, ArrayView<float> mean, ArrayView<float> invStd,
-        ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> y, int channels, int hw, int n, int stride)
+        ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> y, ChannelIndex channelOf, int n, int stride)
     {
         for (int i = index; i < n; i += stride)
         {
-            int c = i / hw % channels;
+            int c = channelOf.Of(i);
             y[i] = (x[i] - mean[c]) * (invStd[c] * gamma[c]) + beta[c];
         }
     }
@@ -133,11 +133,11 @@ public static partial class BatchNorm2d
     /// <summary>Eval: y = (x - runningMean) / sqrt(runningVar + eps) * gamma + beta, grid-stride over the elements.</summary>
     [KernelName("batchnorm2d_fwd_eval")]
     internal static void EvalKernel(Index1D index, ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta,
-        ArrayView<float> runningMean, ArrayView<float> runningVar, ArrayView<float> y, int channels, int hw, float eps, int n, int stride)
+        ArrayView<float> runningMean, ArrayView<float> runningVar, ArrayView<float> y, ChannelIndex channelOf, float eps, int n, int stride)
     {
         for (int i = index; i < n; i += stride)
         {
-            int c = i / hw % channels;
+            int c = channelOf.Of(i);
             float invStd = 1f / XMath.Sqrt(runningVar[c] + eps);
             y[i] = (x[i] - runningMean[c]) * (invStd * gamma[c]) + beta[c];
         }
@@ -177,7 +177,7 @@ public static partial class BatchNorm2d
     [KernelName("batchnorm2d_bwd_partial")]
     [GroupSize(nameof(PartialGroupThreads))]
     internal static void BackwardPartialKernel(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> saveMean, ArrayView<float> partial,
-        int channels, int hw, int m, int parts, int chunk)
+        int channels, int hw, FastDivisor divHw, int m, int parts, int chunk)
     {
         var sDy = SharedMemory.Allocate<float>(MaxGroup);
         var sDyXc = SharedMemory.Allocate<float>(MaxGroup);
@@ -193,7 +193,7 @@ public static partial class BatchNorm2d
         float sumDy = 0f, sumDyXc = 0f;
         for (int k = begin + t; k < end; k += groupSize)
         {
-            int n = k / hw;
+            int n = divHw.Divide(k);
             int idx = (n * channels + channel) * hw + (k - n * hw);
             float d = dy[idx];
             sumDy += d;
@@ -222,11 +222,11 @@ public static partial class BatchNorm2d
     [KernelName("batchnorm2d_bwd_dx")]
     internal static void BackwardDxKernel(Index1D index, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> gamma,
         ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> dgamma, ArrayView<float> dbeta, ArrayView<float> dx,
-        int channels, int hw, float invM, int n, int stride)
+        ChannelIndex channelOf, float invM, int n, int stride)
     {
         for (int i = index; i < n; i += stride)
         {
-            int c = i / hw % channels;
+            int c = channelOf.Of(i);
             float invStd = saveInvStd[c];
             float xhat = (x[i] - saveMean[c]) * invStd;
             dx[i] = gamma[c] * invStd * (dy[i] - dbeta[c] * invM - xhat * dgamma[c] * invM);
@@ -249,9 +249,9 @@ public static partial class BatchNorm2d
         int count = TrainStatistics(dev, "BatchNorm2d.ForwardTrain", x, gamma, beta, y, saveMean, saveInvStd, runningMean, runningVar, n, c, hw, momentum, eps);
         if (TryNormalizeFloat4(dev, x, x, y, saveMean, saveInvStd, gamma, beta, c, hw, count, Plain)) return;
         int threads = dev.GridStrideThreads(count);
-        dev.Kernel("batchnorm2d_normalize", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(NormalizeKernel))
-            (dev.Stream, threads, x, saveMean, saveInvStd, gamma, beta, y, c, hw, count, threads);
+        dev.Kernel("batchnorm2d_normalize", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, ChannelIndex, int, int>(NormalizeKernel))
+            (dev.Stream, threads, x, saveMean, saveInvStd, gamma, beta, y, new ChannelIndex(c, hw), count, threads);
     }
 
     /// <summary>
@@ -273,10 +273,11 @@ public static partial class BatchNorm2d
 
         var (groupSize, parts, chunk) = Plan(dev, m);
         var partial = y.SubView(0, 2L * c * parts);
-        dev.Kernel("batchnorm2d_stats_partial", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, int, int, int, int>(StatsPartialKernel))
-            (dev.Stream, new KernelConfig(c * parts, groupSize), x, partial, c, hw, m, parts, chunk);
-        dev.Kernel("batchnorm2d_stats_finalize", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, int, int, int, int, float, float>(StatsFinalizeKernel))
+        dev.Kernel("batchnorm2d_stats_partial", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, int, FastDivisor, int,
+                int, int>(StatsPartialKernel))
+            (dev.Stream, new KernelConfig(c * parts, groupSize), x, partial, c, hw, new FastDivisor(hw), m, parts, chunk);
+        dev.Kernel("batchnorm2d_stats_finalize", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                int, int, int, int, float, float>(StatsFinalizeKernel))
             (dev.Stream, c, partial, saveMean, saveInvStd, runningMean, runningVar, c, m, parts, chunk, momentum, eps);
         return checked((int)total);
     }
@@ -293,9 +294,9 @@ public static partial class BatchNorm2d
         Check.AtLeast(op, "y", y, total);
         CheckChannels(op, c, ("gamma", gamma), ("beta", beta), ("runningMean", runningMean), ("runningVar", runningVar));
         int count = checked((int)total), threads = dev.GridStrideThreads(count);
-        dev.Kernel("batchnorm2d_fwd_eval", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float, int, int>(EvalKernel))
-            (dev.Stream, threads, x, gamma, beta, runningMean, runningVar, y, c, hw, eps, count, threads);
+        dev.Kernel("batchnorm2d_fwd_eval", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, ChannelIndex, float, int, int>(EvalKernel))
+            (dev.Stream, threads, x, gamma, beta, runningMean, runningVar, y, new ChannelIndex(c, hw), eps, count, threads);
     }
 
     /// <summary>
@@ -311,9 +312,10 @@ public static partial class BatchNorm2d
         var (m, count) = BackwardSums(dev, "BatchNorm2d.Backward", x, null, dy, saveMean, saveInvStd, gamma, dx, dgamma, dbeta, n, c, hw);
         if (TryBackwardDxFloat4(dev, x, x, dy, dx, dx, gamma, saveMean, saveInvStd, dgamma, dbeta, c, hw, m, count, Plain)) return;
         int threads = dev.GridStrideThreads(count);
-        dev.Kernel("batchnorm2d_bwd_dx", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float, int, int>(BackwardDxKernel))
-            (dev.Stream, threads, x, dy, gamma, saveMean, saveInvStd, dgamma, dbeta, dx, c, hw, 1f / m, count, threads);
+        dev.Kernel("batchnorm2d_bwd_dx", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, ChannelIndex, float, int,
+                int>(BackwardDxKernel))
+            (dev.Stream, threads, x, dy, gamma, saveMean, saveInvStd, dgamma, dbeta, dx, new ChannelIndex(c, hw), 1f / m, count, threads);
     }
 
     /// <summary>
@@ -353,18 +355,18 @@ public static partial class BatchNorm2d
         var config = new KernelConfig(c * parts, groupSize);
         if (reluY is { } mask)
         {
-            dev.Kernel("batchnorm2d_relu_bwd_partial", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                    ArrayView<float>, int, int, int, int, int>(BackwardReluPartialKernel))
-                (dev.Stream, config, x, mask, dy, saveMean, partial, c, hw, m, parts, chunk);
+            dev.Kernel("batchnorm2d_relu_bwd_partial", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int,
+                int, FastDivisor, int, int, int>(BackwardReluPartialKernel))
+                (dev.Stream, config, x, mask, dy, saveMean, partial, c, hw, new FastDivisor(hw), m, parts, chunk);
         }
         else
         {
-            dev.Kernel("batchnorm2d_bwd_partial", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                    int, int, int, int, int>(BackwardPartialKernel))
-                (dev.Stream, config, x, dy, saveMean, partial, c, hw, m, parts, chunk);
+            dev.Kernel("batchnorm2d_bwd_partial", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int,
+                FastDivisor, int, int, int>(BackwardPartialKernel))
+                (dev.Stream, config, x, dy, saveMean, partial, c, hw, new FastDivisor(hw), m, parts, chunk);
         }
-        dev.Kernel("batchnorm2d_bwd_finalize", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, int, int>(BackwardFinalizeKernel))
+        dev.Kernel("batchnorm2d_bwd_finalize", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int,
+                int>(BackwardFinalizeKernel))
             (dev.Stream, c, partial, saveInvStd, dgamma, dbeta, c, parts);
         return (m, checked((int)total));
     }

@@ -19,11 +19,11 @@ public static partial class BatchNorm2d
     /// <summary>y = max(0, (x - mean) * invStd * gamma + beta + identity), grid-stride over the elements (NaN passes).</summary>
     [KernelName("batchnorm2d_normalize_add_relu")]
     internal static void NormalizeAddReluKernel(Index1D index, ArrayView<float> x, ArrayView<float> identity, ArrayView<float> mean,
-        ArrayView<float> invStd, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> y, int channels, int hw, int n, int stride)
+        ArrayView<float> invStd, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> y, ChannelIndex channelOf, int n, int stride)
     {
         for (int i = index; i < n; i += stride)
         {
-            int c = i / hw % channels;
+            int c = channelOf.Of(i);
             float v = (x[i] - mean[c]) * (invStd[c] * gamma[c]) + beta[c];
             float s = v + identity[i];
             y[i] = s < 0f ? 0f : s;
@@ -33,11 +33,11 @@ public static partial class BatchNorm2d
     /// <summary>Eval: y = max(0, (x - runningMean) / sqrt(runningVar + eps) * gamma + beta + identity).</summary>
     [KernelName("batchnorm2d_fwd_eval_add_relu")]
     internal static void EvalAddReluKernel(Index1D index, ArrayView<float> x, ArrayView<float> identity, ArrayView<float> gamma, ArrayView<float> beta,
-        ArrayView<float> runningMean, ArrayView<float> runningVar, ArrayView<float> y, int channels, int hw, float eps, int n, int stride)
+        ArrayView<float> runningMean, ArrayView<float> runningVar, ArrayView<float> y, ChannelIndex channelOf, float eps, int n, int stride)
     {
         for (int i = index; i < n; i += stride)
         {
-            int c = i / hw % channels;
+            int c = channelOf.Of(i);
             float invStd = 1f / XMath.Sqrt(runningVar[c] + eps);
             float v = (x[i] - runningMean[c]) * (invStd * gamma[c]) + beta[c];
             float s = v + identity[i];
@@ -52,12 +52,12 @@ public static partial class BatchNorm2d
     [KernelName("batchnorm2d_add_relu_bwd_dx")]
     internal static void BackwardAddReluDxKernel(Index1D index, ArrayView<float> x, ArrayView<float> y, ArrayView<float> dy, ArrayView<float> gamma,
         ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> dgamma, ArrayView<float> dbeta, ArrayView<float> dx,
-        ArrayView<float> dIdentity, int channels, int hw, float invM, int stride)
+        ArrayView<float> dIdentity, ChannelIndex channelOf, float invM, int stride)
     {
         int n = dx.IntLength; // the launcher passes dx cut to the element count
         for (int i = index; i < n; i += stride)
         {
-            int c = i / hw % channels;
+            int c = channelOf.Of(i);
             float invStd = saveInvStd[c];
             float xhat = (x[i] - saveMean[c]) * invStd;
             float g = y[i] > 0f ? dy[i] : 0f;
@@ -88,9 +88,9 @@ public static partial class BatchNorm2d
         int count = TrainStatistics(dev, op, x, gamma, beta, y, saveMean, saveInvStd, runningMean, runningVar, n, c, hw, momentum, eps);
         if (TryNormalizeFloat4(dev, x, identity, y, saveMean, saveInvStd, gamma, beta, c, hw, count, WithAddRelu)) return;
         int threads = dev.GridStrideThreads(count);
-        dev.Kernel("batchnorm2d_normalize_add_relu", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(NormalizeAddReluKernel))
-            (dev.Stream, threads, x, identity, saveMean, saveInvStd, gamma, beta, y, c, hw, count, threads);
+        dev.Kernel("batchnorm2d_normalize_add_relu", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, ArrayView<float>, ChannelIndex, int, int>(NormalizeAddReluKernel))
+            (dev.Stream, threads, x, identity, saveMean, saveInvStd, gamma, beta, y, new ChannelIndex(c, hw), count, threads);
     }
 
     /// <summary>Eval forward with the running statistics, + identity and ReLU in one pass; y may be x or identity (exactly).</summary>
@@ -108,9 +108,9 @@ public static partial class BatchNorm2d
         CheckSameOrDisjoint(op, "y", y.SubView(0, total), "x", x.SubView(0, total));
         CheckSameOrDisjoint(op, "y", y.SubView(0, total), "identity", identity.SubView(0, total));
         int count = checked((int)total), threads = dev.GridStrideThreads(count);
-        dev.Kernel("batchnorm2d_fwd_eval_add_relu", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float, int, int>(EvalAddReluKernel))
-            (dev.Stream, threads, x, identity, gamma, beta, runningMean, runningVar, y, c, hw, eps, count, threads);
+        dev.Kernel("batchnorm2d_fwd_eval_add_relu", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, ArrayView<float>, ChannelIndex, float, int, int>(EvalAddReluKernel))
+            (dev.Stream, threads, x, identity, gamma, beta, runningMean, runningVar, y, new ChannelIndex(c, hw), eps, count, threads);
     }
 
     /// <summary>
@@ -129,10 +129,10 @@ public static partial class BatchNorm2d
         var dxT = dx.SubView(0, count);
         if (TryBackwardDxFloat4(dev, x, y, dy, dxT, dIdentity, gamma, saveMean, saveInvStd, dgamma, dbeta, c, hw, m, count, WithAddRelu)) return;
         int threads = dev.GridStrideThreads(count);
-        dev.Kernel("batchnorm2d_add_relu_bwd_dx", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                int, int, float, int>(BackwardAddReluDxKernel))
-            (dev.Stream, threads, x, y, dy, gamma, saveMean, saveInvStd, dgamma, dbeta, dxT, dIdentity, c, hw, 1f / m, threads);
+        dev.Kernel("batchnorm2d_add_relu_bwd_dx", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ChannelIndex,
+                float, int>(BackwardAddReluDxKernel))
+            (dev.Stream, threads, x, y, dy, gamma, saveMean, saveInvStd, dgamma, dbeta, dxT, dIdentity, new ChannelIndex(c, hw), 1f / m, threads);
     }
 
     /// <summary>Element-wise kernels may write in place (the same elements) but not into a shifted overlap, where another thread reads.</summary>

@@ -28,11 +28,11 @@ public static partial class BatchNorm2d
     /// <summary>y = epilogue((x - mean) * (invStd * gamma) + beta); <paramref name="id4"/> is read only in add + ReLU mode.</summary>
     [KernelName("batchnorm2d_normalize_v4")]
     internal static void NormalizeKernel4(Index1D index, ArrayView<Float4> x4, ArrayView<Float4> id4, ArrayView<Float4> y4, ArrayView<float> mean,
-        ArrayView<float> invStd, ArrayView<float> gamma, ArrayView<float> beta, int channels, int hw4, int mode, int n4, int stride)
+        ArrayView<float> invStd, ArrayView<float> gamma, ArrayView<float> beta, ChannelIndex channelOf, int mode, int n4, int stride)
     {
         for (int i = index; i < n4; i += stride)
         {
-            int c = i / hw4 % channels;
+            int c = channelOf.Of(i);
             float mu = mean[c], scale = invStd[c] * gamma[c], b = beta[c];
             Float4 v = x4[i];
             Float4 id = mode == WithAddRelu ? id4[i] : default;
@@ -53,12 +53,12 @@ public static partial class BatchNorm2d
     [KernelName("batchnorm2d_bwd_dx_v4")]
     internal static void BackwardDxKernel4(Index1D index, ArrayView<Float4> x4, ArrayView<Float4> y4, ArrayView<Float4> dy4, ArrayView<Float4> dx4,
         ArrayView<Float4> di4, ArrayView<float> gamma, ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> dgamma,
-        ArrayView<float> dbeta, int hw4, float invM, int mode, int stride)
+        ArrayView<float> dbeta, ChannelIndex channelOf, float invM, int mode, int stride)
     {
-        int n4 = dx4.IntLength, channels = gamma.IntLength; // the launcher passes exactly the float4 body and c channels
+        int n4 = dx4.IntLength; // the launcher passes exactly the float4 body
         for (int i = index; i < n4; i += stride)
         {
-            int c = i / hw4 % channels;
+            int c = channelOf.Of(i);
             float invStd = saveInvStd[c], mu = saveMean[c];
             float gammaInvStd = gamma[c] * invStd, dbetaM = dbeta[c] * invM, dg = dgamma[c];
             Float4 x = x4[i], g = dy4[i];
@@ -81,10 +81,10 @@ public static partial class BatchNorm2d
         if (hw % 4 != 0 || !Float4Dispatch.CanUse(count, x, y, mode == WithAddRelu ? identity : x)) return false;
         int n4 = count / 4, threads = dev.GridStrideThreads(n4);
         var x4 = Float4Dispatch.Body(x, count);
-        dev.Kernel("batchnorm2d_normalize_v4", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<Float4>, ArrayView<Float4>, ArrayView<Float4>,
-                ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int>(NormalizeKernel4))
+        dev.Kernel("batchnorm2d_normalize_v4", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<Float4>, ArrayView<Float4>, ArrayView<Float4>, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, ArrayView<float>, ChannelIndex, int, int, int>(NormalizeKernel4))
             (dev.Stream, threads, x4, mode == WithAddRelu ? Float4Dispatch.Body(identity, count) : x4, Float4Dispatch.Body(y, count), mean, invStd, gamma, beta,
-                c, hw / 4, mode, n4, threads);
+                new ChannelIndex(c, hw / 4), mode, n4, threads);
         return true;
     }
 
@@ -97,11 +97,11 @@ public static partial class BatchNorm2d
         int n4 = count / 4, threads = dev.GridStrideThreads(n4);
         var x4 = Float4Dispatch.Body(x, count);
         var dx4 = Float4Dispatch.Body(dx, count);
-        dev.Kernel("batchnorm2d_bwd_dx_v4", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<Float4>, ArrayView<Float4>, ArrayView<Float4>,
-                ArrayView<Float4>, ArrayView<Float4>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                int, float, int, int>(BackwardDxKernel4))
+        dev.Kernel("batchnorm2d_bwd_dx_v4", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<Float4>, ArrayView<Float4>, ArrayView<Float4>, ArrayView<Float4>, ArrayView<Float4>,
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ChannelIndex,
+                float, int, int>(BackwardDxKernel4))
             (dev.Stream, threads, x4, mode == Plain ? x4 : Float4Dispatch.Body(y, count), Float4Dispatch.Body(dy, count), dx4,
-                mode == WithAddRelu ? Float4Dispatch.Body(dIdentity, count) : dx4, gamma.SubView(0, c), saveMean, saveInvStd, dgamma, dbeta, hw / 4, 1f / m, mode, threads);
+                mode == WithAddRelu ? Float4Dispatch.Body(dIdentity, count) : dx4, gamma.SubView(0, c), saveMean, saveInvStd, dgamma, dbeta, new ChannelIndex(c, hw / 4), 1f / m, mode, threads);
         return true;
     }
 }

@@ -18,11 +18,11 @@ public static partial class BatchNorm2d
     /// <summary>y = max(0, (x - mean) * invStd * gamma + beta), grid-stride over the elements (NaN passes, as in relu_fwd).</summary>
     [KernelName("batchnorm2d_normalize_relu")]
     internal static void NormalizeReluKernel(Index1D index, ArrayView<float> x, ArrayView<float> mean, ArrayView<float> invStd,
-        ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> y, int channels, int hw, int n, int stride)
+        ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> y, ChannelIndex channelOf, int n, int stride)
     {
         for (int i = index; i < n; i += stride)
         {
-            int c = i / hw % channels;
+            int c = channelOf.Of(i);
             float v = (x[i] - mean[c]) * (invStd[c] * gamma[c]) + beta[c];
             y[i] = v < 0f ? 0f : v;
         }
@@ -31,11 +31,11 @@ public static partial class BatchNorm2d
     /// <summary>Eval: y = max(0, (x - runningMean) / sqrt(runningVar + eps) * gamma + beta).</summary>
     [KernelName("batchnorm2d_fwd_eval_relu")]
     internal static void EvalReluKernel(Index1D index, ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta,
-        ArrayView<float> runningMean, ArrayView<float> runningVar, ArrayView<float> y, int channels, int hw, float eps, int n, int stride)
+        ArrayView<float> runningMean, ArrayView<float> runningVar, ArrayView<float> y, ChannelIndex channelOf, float eps, int n, int stride)
     {
         for (int i = index; i < n; i += stride)
         {
-            int c = i / hw % channels;
+            int c = channelOf.Of(i);
             float invStd = 1f / XMath.Sqrt(runningVar[c] + eps);
             float v = (x[i] - runningMean[c]) * (invStd * gamma[c]) + beta[c];
             y[i] = v < 0f ? 0f : v;
@@ -49,7 +49,7 @@ public static partial class BatchNorm2d
     [KernelName("batchnorm2d_relu_bwd_partial")]
     [GroupSize(nameof(PartialGroupThreads))]
     internal static void BackwardReluPartialKernel(ArrayView<float> x, ArrayView<float> y, ArrayView<float> dy, ArrayView<float> saveMean,
-        ArrayView<float> partial, int channels, int hw, int m, int parts, int chunk)
+        ArrayView<float> partial, int channels, int hw, FastDivisor divHw, int m, int parts, int chunk)
     {
         var sDy = SharedMemory.Allocate<float>(MaxGroup);
         var sDyXc = SharedMemory.Allocate<float>(MaxGroup);
@@ -65,7 +65,7 @@ public static partial class BatchNorm2d
         float sumDy = 0f, sumDyXc = 0f;
         for (int k = begin + t; k < end; k += groupSize)
         {
-            int n = k / hw;
+            int n = divHw.Divide(k);
             int idx = (n * channels + channel) * hw + (k - n * hw);
             float d = y[idx] > 0f ? dy[idx] : 0f; // a select, not a branch: the mask is data-dependent
             sumDy += d;
@@ -78,11 +78,11 @@ public static partial class BatchNorm2d
     [KernelName("batchnorm2d_relu_bwd_dx")]
     internal static void BackwardReluDxKernel(Index1D index, ArrayView<float> x, ArrayView<float> y, ArrayView<float> dy, ArrayView<float> gamma,
         ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> dgamma, ArrayView<float> dbeta, ArrayView<float> dx,
-        int channels, int hw, float invM, int n, int stride)
+        ChannelIndex channelOf, float invM, int n, int stride)
     {
         for (int i = index; i < n; i += stride)
         {
-            int c = i / hw % channels;
+            int c = channelOf.Of(i);
             float invStd = saveInvStd[c];
             float xhat = (x[i] - saveMean[c]) * invStd;
             float g = y[i] > 0f ? dy[i] : 0f;
@@ -104,9 +104,9 @@ public static partial class BatchNorm2d
         int count = TrainStatistics(dev, "BatchNorm2d.ForwardTrainRelu", x, gamma, beta, y, saveMean, saveInvStd, runningMean, runningVar, n, c, hw, momentum, eps);
         if (TryNormalizeFloat4(dev, x, x, y, saveMean, saveInvStd, gamma, beta, c, hw, count, WithRelu)) return;
         int threads = dev.GridStrideThreads(count);
-        dev.Kernel("batchnorm2d_normalize_relu", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(NormalizeReluKernel))
-            (dev.Stream, threads, x, saveMean, saveInvStd, gamma, beta, y, c, hw, count, threads);
+        dev.Kernel("batchnorm2d_normalize_relu", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, ChannelIndex, int, int>(NormalizeReluKernel))
+            (dev.Stream, threads, x, saveMean, saveInvStd, gamma, beta, y, new ChannelIndex(c, hw), count, threads);
     }
 
     /// <summary>Eval forward with the running statistics and ReLU in one pass; y may alias x.</summary>
@@ -121,9 +121,9 @@ public static partial class BatchNorm2d
         Check.AtLeast(op, "y", y, total);
         CheckChannels(op, c, ("gamma", gamma), ("beta", beta), ("runningMean", runningMean), ("runningVar", runningVar));
         int count = checked((int)total), threads = dev.GridStrideThreads(count);
-        dev.Kernel("batchnorm2d_fwd_eval_relu", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float, int, int>(EvalReluKernel))
-            (dev.Stream, threads, x, gamma, beta, runningMean, runningVar, y, c, hw, eps, count, threads);
+        dev.Kernel("batchnorm2d_fwd_eval_relu", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, ChannelIndex, float, int, int>(EvalReluKernel))
+            (dev.Stream, threads, x, gamma, beta, runningMean, runningVar, y, new ChannelIndex(c, hw), eps, count, threads);
     }
 
     /// <summary>
@@ -140,9 +140,10 @@ public static partial class BatchNorm2d
         var (m, count) = BackwardSums(dev, "BatchNorm2d.BackwardRelu", x, y, dy, saveMean, saveInvStd, gamma, dx, dgamma, dbeta, n, c, hw);
         if (TryBackwardDxFloat4(dev, x, y, dy, dx, dx, gamma, saveMean, saveInvStd, dgamma, dbeta, c, hw, m, count, WithRelu)) return;
         int threads = dev.GridStrideThreads(count);
-        dev.Kernel("batchnorm2d_relu_bwd_dx", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float, int, int>(BackwardReluDxKernel))
-            (dev.Stream, threads, x, y, dy, gamma, saveMean, saveInvStd, dgamma, dbeta, dx, c, hw, 1f / m, count, threads);
+        dev.Kernel("batchnorm2d_relu_bwd_dx", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ChannelIndex, float,
+                int, int>(BackwardReluDxKernel))
+            (dev.Stream, threads, x, y, dy, gamma, saveMean, saveInvStd, dgamma, dbeta, dx, new ChannelIndex(c, hw), 1f / m, count, threads);
     }
 
     // ---- float64 references: the unfused references composed with ReLU's ----

@@ -19,29 +19,34 @@ namespace Engine.Kernels;
 /// reduction split into chunks whose partial products a second kernel sums in a fixed order
 /// (reproducible, no float atomics).</item>
 /// </list>
-/// All three share one tiled GEMM core: a group of Tile x Tile threads owns a (Tile·Work)² output
-/// block, stages Depth-deep slices of both operands in shared memory (im2col is never materialised:
-/// the loaders compute the gather addresses), and each thread keeps a hand-unrolled 4x4 register
-/// accumulator of which it uses Work x Work. Tile, Work and Depth come from <see cref="Device.Tuning"/>
-/// as ILGPU specialised values, so each device compiles the one kernel body with them as constants:
-/// CUDA runs 16x16 groups with 16-deep slices; the CPU emulator runs one-thread groups (its barriers
-/// cost OS-thread handshakes) that each compute a 4x4 block over 32-deep slices.
+/// All three share one tiled GEMM core (<see cref="MultiplyTiles"/>): a group of Tile x Tile threads owns a
+/// 2·Tile·Work x Tile·Work output block, stages Depth-deep slices of both operands in shared memory (im2col
+/// is never materialised: the loaders compute the gather addresses), and each thread keeps an 8x4 register
+/// accumulator (Work rows in each half of the block, Work columns) fed by 16-byte shared-memory reads.
+/// Tile, Work and Depth come from <see cref="Device.Tuning"/> as ILGPU specialised values, so each device
+/// compiles the one kernel body with them as constants: CUDA runs 16x16 groups (128x64 blocks) with 16-deep
+/// slices; the CPU emulator runs one-thread groups (its barriers cost OS-thread handshakes) that each
+/// compute an 8x4 block.
 /// <para>Backward-data v1 (<see cref="BackwardDataGather(Device, ArrayView{float}, ArrayView{float}, ArrayView{float}, in Conv2dShape)"/>, one GEMM
 /// over all taps) stays for the kernel bench: for stride 2 it visits every tap for every dx pixel although
 /// only the taps of matching parity contribute (the others gather zeros), about 4x the useful work.</para>
 /// </summary>
 public static class Conv2d
 {
-    /// <summary>Largest supported tuning: Tile 16, Work 4 (a 64x64 block per group), Depth 16.</summary>
+    /// <summary>Largest supported tuning: Tile 16, Work 4 (a 128x64 block per group), Depth 16.</summary>
     private const int MaxTile = 16;
     private const int MaxWork = 4;
 
     /// <summary>
-    /// Shared floats per operand: Depth rows of Tile·Work + 1 (the +1 pad keeps tiles that are stored
-    /// depth-fastest, i.e. transposed, from hitting one bank). SharedMemory.Allocate needs a constant, so this is the size
-    /// for the CUDA tuning; other tunings use a prefix (<see cref="CheckedTuning"/> checks that they fit).
+    /// Shared floats of the A operand: Depth rows of 2·Tile·Work + 4 (the pad keeps the depth-fastest,
+    /// i.e. transposed, stores of consecutive threads on different banks and every row 16-byte aligned for
+    /// the float4 fragment reads). SharedMemory.Allocate needs a constant, so this is the size for the CUDA
+    /// tuning; other tunings use a prefix (<see cref="CheckedTuning"/> checks that they fit).
     /// </summary>
-    private const int TileFloats = MaxTile * (MaxTile * MaxWork + 1);
+    private const int AFloats = 16 * (2 * MaxTile * MaxWork + 4);
+
+    /// <summary>Shared floats of the B operand: Depth rows of Tile·Work (+ 4 when stored transposed), + 4 for the last fragment read.</summary>
+    private const int BFloats = 16 * (MaxTile * MaxWork + 4) + 8;
 
     /// <summary>
     /// Geometry handed to the kernels, with the products and divisors they would otherwise recompute
@@ -52,7 +57,7 @@ public static class Conv2d
     {
         public int N, C, H, W, K, R, S, Stride, Pad, OutH, OutW;
         public int HW, OHW, RS, CRS;
-        public Conv2dDivisor DivW, DivHW, DivOutW, DivOHW, DivS, DivRS, DivStride;
+        public FastDivisor DivW, DivHW, DivOutW, DivOHW, DivS, DivRS, DivStride;
 
         /// <summary>Backward-weight only: reduction elements (of N·OutH·OutW) per split, a multiple of Depth.</summary>
         public int Chunk;
@@ -79,7 +84,7 @@ public static class Conv2d
         public int HW, OHW, RS;
         public int Ph, Pw, Rp, Sp, RSp;
         public int H0, W0, Hp, Wp, HWp, Qh0, Qw0;
-        public Conv2dDivisor DivSp, DivRSp, DivWp, DivHWp;
+        public FastDivisor DivSp, DivRSp, DivWp, DivHWp;
 
         internal PhaseArgs(in Conv2dShape s, int ph, int pw)
         {
@@ -100,13 +105,21 @@ public static class Conv2d
         private static int First(int phase, int pad, int stride) => ((phase - pad) % stride + stride) % stride;
     }
 
-    /// <summary>A thread's 4x4 register accumulator (row i, column j). Fields, not an array, so it stays in registers.</summary>
-    internal struct Acc4x4
+    /// <summary>
+    /// A thread's 8x4 register accumulator: rows 0-3 are its rows in the first half of the group's block,
+    /// rows 4-7 the same rows in the second half; columns are its four consecutive columns. Fields, not an
+    /// array, so it stays in registers.
+    /// </summary>
+    internal struct Acc8x4
     {
         public float A00, A01, A02, A03;
         public float A10, A11, A12, A13;
         public float A20, A21, A22, A23;
         public float A30, A31, A32, A33;
+        public float A40, A41, A42, A43;
+        public float A50, A51, A52, A53;
+        public float A60, A61, A62, A63;
+        public float A70, A71, A72, A73;
     }
 
     // ---- kernels ----
@@ -125,22 +138,25 @@ public static class Conv2d
     internal static void ForwardKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, Args a,
         SpecializedValue<int> tileSize, SpecializedValue<int> workSize, SpecializedValue<int> depthSize)
     {
-        var tileA = SharedMemory.Allocate<float>(TileFloats);
-        var tileB = SharedMemory.Allocate<float>(TileFloats);
-        int tile = tileSize, work = workSize, slice = depthSize, block = tile * work, threads = tile * tile;
+        var tileA = SharedMemory.Allocate<Float4>(AFloats / 4).Cast<float>();
+        var tileB = SharedMemory.Allocate<Float4>(BFloats / 4).Cast<float>();
+        int tile = tileSize, work = workSize, slice = depthSize, blockN = tile * work, blockM = 2 * blockN, threads = tile * tile;
         int tx = Group.IdxX, ty = Group.IdxY, tid = ty * tile + tx;
-        int row0 = Grid.IdxY * block, col0 = Grid.IdxX * block;
+        int row0 = Grid.IdxY * blockM, col0 = Grid.IdxX * blockN;
         int rows = a.K, cols = a.N * a.OHW, depth = a.CRS;
-        int aStep = SlowStep(threads, slice), bStep = SlowStep(threads, block);
+        int aStep = SlowStep(threads, slice), bStep = SlowStep(threads, blockN);
 
-        var acc = default(Acc4x4);
+        var acc = default(Acc8x4);
+        var lo = FragmentView(tileA, ty * work);
+        var hi = FragmentView(tileA, blockN + ty * work);
+        var fragmentCols = FragmentView(tileB, tx * work);
         for (int k0 = 0; k0 < depth; k0 += slice)
         {
             // A = w [K x C·R·S], fast along the depth (contiguous in w).
             for (int kk = tid % slice; kk < slice; kk += threads)
             {
                 int q = k0 + kk;
-                for (int m = tid / slice; m < block; m += aStep)
+                for (int m = tid / slice; m < blockM; m += aStep)
                 {
                     int gm = row0 + m;
                     float v = 0f;
@@ -148,17 +164,17 @@ public static class Conv2d
                     {
                         v = w[gm * depth + q];
                     }
-                    tileA[kk * (block + 1) + m] = v;
+                    tileA[kk * (blockM + 4) + m] = v;
                 }
             }
             // B = im2col(x) [C·R·S x N·OH·OW], fast along the output pixels (contiguous rows of x).
-            for (int col = tid % block; col < block; col += threads)
+            for (int col = tid % blockN; col < blockN; col += threads)
             {
                 int p = col0 + col;
                 bool pInside = p < cols;
                 int pn = a.DivOHW.Divide(p), pRem = p - pn * a.OHW, poh = a.DivOutW.Divide(pRem), pow = pRem - poh * a.OutW;
                 int ih0 = poh * a.Stride - a.Pad, iw0 = pow * a.Stride - a.Pad, xImage = pn * a.C * a.HW;
-                for (int kk = tid / block; kk < slice; kk += bStep)
+                for (int kk = tid / blockN; kk < slice; kk += bStep)
                 {
                     int qq = k0 + kk;
                     float v = 0f;
@@ -171,21 +187,22 @@ public static class Conv2d
                             v = x[xImage + (c * a.H + ih) * a.W + iw];
                         }
                     }
-                    tileB[kk * block + col] = v;
+                    tileB[kk * blockN + col] = v;
                 }
             }
             Group.Barrier();
-            acc = MultiplyTiles(acc, tileA, tileB, tx, ty, tile, slice, block + 1, block);
+            acc = MultiplyTiles(acc, lo, hi, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN);
             Group.Barrier();
         }
 
         // Output column p = (n, oh·OW+ow) lives at n·K·OHW + pixel; row k adds k·OHW.
         int kOhw = a.K * a.OHW;
-        int c0 = ImageColumn(col0 + tx, 0, work, cols, a.DivOHW, kOhw);
-        int c1 = ImageColumn(col0 + tx + tile, 1, work, cols, a.DivOHW, kOhw);
-        int c2 = ImageColumn(col0 + tx + 2 * tile, 2, work, cols, a.DivOHW, kOhw);
-        int c3 = ImageColumn(col0 + tx + 3 * tile, 3, work, cols, a.DivOHW, kOhw);
-        StoreBlock(y, acc, row0 + ty, tile, work, rows, a.OHW, c0, c1, c2, c3);
+        int cb = col0 + tx * work;
+        int c0 = ImageColumn(cb, 0, work, cols, a.DivOHW, kOhw);
+        int c1 = ImageColumn(cb + 1, 1, work, cols, a.DivOHW, kOhw);
+        int c2 = ImageColumn(cb + 2, 2, work, cols, a.DivOHW, kOhw);
+        int c3 = ImageColumn(cb + 3, 3, work, cols, a.DivOHW, kOhw);
+        StoreBlock(y, acc, row0 + ty * work, row0 + blockN + ty * work, work, rows, a.OHW, c0, c1, c2, c3);
     }
 
     /// <summary>dx[n,c,h,w] = Σ_{k,r,s} dy[n,k,oh,ow] · w[k,c,r,s] over the (oh, ow) with oh·stride−pad+r = h, ow·stride−pad+s = w.</summary>
@@ -194,15 +211,18 @@ public static class Conv2d
     internal static void BackwardDataKernel(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, Args a,
         SpecializedValue<int> tileSize, SpecializedValue<int> workSize, SpecializedValue<int> depthSize)
     {
-        var tileA = SharedMemory.Allocate<float>(TileFloats);
-        var tileB = SharedMemory.Allocate<float>(TileFloats);
-        int tile = tileSize, work = workSize, slice = depthSize, block = tile * work, threads = tile * tile;
+        var tileA = SharedMemory.Allocate<Float4>(AFloats / 4).Cast<float>();
+        var tileB = SharedMemory.Allocate<Float4>(BFloats / 4).Cast<float>();
+        int tile = tileSize, work = workSize, slice = depthSize, blockN = tile * work, blockM = 2 * blockN, threads = tile * tile;
         int tx = Group.IdxX, ty = Group.IdxY, tid = ty * tile + tx;
-        int row0 = Grid.IdxY * block, col0 = Grid.IdxX * block;
+        int row0 = Grid.IdxY * blockM, col0 = Grid.IdxX * blockN;
         int rows = a.C, cols = a.N * a.HW, depth = a.K * a.RS;
-        int aStep = SlowStep(threads, slice), bStep = SlowStep(threads, block);
+        int aStep = SlowStep(threads, slice), bStep = SlowStep(threads, blockN);
 
-        var acc = default(Acc4x4);
+        var acc = default(Acc8x4);
+        var lo = FragmentView(tileA, ty * work);
+        var hi = FragmentView(tileA, blockN + ty * work);
+        var fragmentCols = FragmentView(tileB, tx * work);
         for (int k0 = 0; k0 < depth; k0 += slice)
         {
             // A = wᵀ [C x K·R·S]: A[c, (k,r,s)] = w[k,c,r,s], fast along the depth (r, s contiguous in w).
@@ -210,7 +230,7 @@ public static class Conv2d
             {
                 int j = k0 + kk;
                 int jk = a.DivRS.Divide(j), jrs = j - jk * a.RS;
-                for (int m = tid / slice; m < block; m += aStep)
+                for (int m = tid / slice; m < blockM; m += aStep)
                 {
                     int gc = row0 + m;
                     float v = 0f;
@@ -218,17 +238,17 @@ public static class Conv2d
                     {
                         v = w[(jk * a.C + gc) * a.RS + jrs];
                     }
-                    tileA[kk * (block + 1) + m] = v;
+                    tileA[kk * (blockM + 4) + m] = v;
                 }
             }
             // B = col(dy) [K·R·S x N·H·W], fast along the input pixels.
-            for (int col = tid % block; col < block; col += threads)
+            for (int col = tid % blockN; col < blockN; col += threads)
             {
                 int p = col0 + col;
                 bool pInside = p < cols;
                 int pn = a.DivHW.Divide(p), pRem = p - pn * a.HW, ph = a.DivW.Divide(pRem), pw = pRem - ph * a.W;
                 int hp = ph + a.Pad, wp = pw + a.Pad, dyImage = pn * a.K * a.OHW;
-                for (int kk = tid / block; kk < slice; kk += bStep)
+                for (int kk = tid / blockN; kk < slice; kk += bStep)
                 {
                     int jj = k0 + kk;
                     float v = 0f;
@@ -245,21 +265,22 @@ public static class Conv2d
                             }
                         }
                     }
-                    tileB[kk * block + col] = v;
+                    tileB[kk * blockN + col] = v;
                 }
             }
             Group.Barrier();
-            acc = MultiplyTiles(acc, tileA, tileB, tx, ty, tile, slice, block + 1, block);
+            acc = MultiplyTiles(acc, lo, hi, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN);
             Group.Barrier();
         }
 
         // Output column p = (n, h·W+w) lives at n·C·HW + pixel; row c adds c·HW.
         int cHw = a.C * a.HW;
-        int c0 = ImageColumn(col0 + tx, 0, work, cols, a.DivHW, cHw);
-        int c1 = ImageColumn(col0 + tx + tile, 1, work, cols, a.DivHW, cHw);
-        int c2 = ImageColumn(col0 + tx + 2 * tile, 2, work, cols, a.DivHW, cHw);
-        int c3 = ImageColumn(col0 + tx + 3 * tile, 3, work, cols, a.DivHW, cHw);
-        StoreBlock(dx, acc, row0 + ty, tile, work, rows, a.HW, c0, c1, c2, c3);
+        int cb = col0 + tx * work;
+        int c0 = ImageColumn(cb, 0, work, cols, a.DivHW, cHw);
+        int c1 = ImageColumn(cb + 1, 1, work, cols, a.DivHW, cHw);
+        int c2 = ImageColumn(cb + 2, 2, work, cols, a.DivHW, cHw);
+        int c3 = ImageColumn(cb + 3, 3, work, cols, a.DivHW, cHw);
+        StoreBlock(dx, acc, row0 + ty * work, row0 + blockN + ty * work, work, rows, a.HW, c0, c1, c2, c3);
     }
 
     /// <summary>
@@ -274,15 +295,18 @@ public static class Conv2d
     internal static void BackwardDataPhaseKernel(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, PhaseArgs a,
         SpecializedValue<int> tileSize, SpecializedValue<int> workSize, SpecializedValue<int> depthSize)
     {
-        var tileA = SharedMemory.Allocate<float>(TileFloats);
-        var tileB = SharedMemory.Allocate<float>(TileFloats);
-        int tile = tileSize, work = workSize, slice = depthSize, block = tile * work, threads = tile * tile;
+        var tileA = SharedMemory.Allocate<Float4>(AFloats / 4).Cast<float>();
+        var tileB = SharedMemory.Allocate<Float4>(BFloats / 4).Cast<float>();
+        int tile = tileSize, work = workSize, slice = depthSize, blockN = tile * work, blockM = 2 * blockN, threads = tile * tile;
         int tx = Group.IdxX, ty = Group.IdxY, tid = ty * tile + tx;
-        int row0 = Grid.IdxY * block, col0 = Grid.IdxX * block;
+        int row0 = Grid.IdxY * blockM, col0 = Grid.IdxX * blockN;
         int rows = a.C, cols = a.N * a.HWp, depth = a.K * a.RSp;
-        int aStep = SlowStep(threads, slice), bStep = SlowStep(threads, block);
+        int aStep = SlowStep(threads, slice), bStep = SlowStep(threads, blockN);
 
-        var acc = default(Acc4x4);
+        var acc = default(Acc8x4);
+        var lo = FragmentView(tileA, ty * work);
+        var hi = FragmentView(tileA, blockN + ty * work);
+        var fragmentCols = FragmentView(tileB, tx * work);
         for (int k0 = 0; k0 < depth; k0 += slice)
         {
             // A = w_phaseᵀ [C x K·Rp·Sp]: A[c, (k,i,j)] = w[k, c, Ph + stride·i, Pw + stride·j], fast along the depth.
@@ -291,7 +315,7 @@ public static class Conv2d
                 int q = k0 + kk;
                 int qk = a.DivRSp.Divide(q), qrs = q - qk * a.RSp, qi = a.DivSp.Divide(qrs), qj = qrs - qi * a.Sp;
                 int wBase = qk * a.C * a.RS + (a.Ph + a.Stride * qi) * a.S + a.Pw + a.Stride * qj;
-                for (int m = tid / slice; m < block; m += aStep)
+                for (int m = tid / slice; m < blockM; m += aStep)
                 {
                     int gc = row0 + m;
                     float v = 0f;
@@ -299,17 +323,17 @@ public static class Conv2d
                     {
                         v = w[wBase + gc * a.RS];
                     }
-                    tileA[kk * (block + 1) + m] = v;
+                    tileA[kk * (blockM + 4) + m] = v;
                 }
             }
             // B = col(dy) [K·Rp·Sp x N·Hp·Wp], fast along the phase's dx pixels.
-            for (int col = tid % block; col < block; col += threads)
+            for (int col = tid % blockN; col < blockN; col += threads)
             {
                 int p = col0 + col;
                 bool pInside = p < cols;
                 int pn = a.DivHWp.Divide(p), pRem = p - pn * a.HWp, pi = a.DivWp.Divide(pRem), pj = pRem - pi * a.Wp;
                 int qh = a.Qh0 + pi, qw = a.Qw0 + pj, dyImage = pn * a.K * a.OHW;
-                for (int kk = tid / block; kk < slice; kk += bStep)
+                for (int kk = tid / blockN; kk < slice; kk += bStep)
                 {
                     int jj = k0 + kk;
                     float v = 0f;
@@ -322,20 +346,21 @@ public static class Conv2d
                             v = dy[dyImage + (k * a.OutH + oh) * a.OutW + ow];
                         }
                     }
-                    tileB[kk * block + col] = v;
+                    tileB[kk * blockN + col] = v;
                 }
             }
             Group.Barrier();
-            acc = MultiplyTiles(acc, tileA, tileB, tx, ty, tile, slice, block + 1, block);
+            acc = MultiplyTiles(acc, lo, hi, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN);
             Group.Barrier();
         }
 
         // Column p = (n, i·Wp + j) is dx pixel (H0 + stride·i, W0 + stride·j) of image n; row c adds c·HW.
-        int c0 = PhaseColumn(col0 + tx, 0, work, cols, a);
-        int c1 = PhaseColumn(col0 + tx + tile, 1, work, cols, a);
-        int c2 = PhaseColumn(col0 + tx + 2 * tile, 2, work, cols, a);
-        int c3 = PhaseColumn(col0 + tx + 3 * tile, 3, work, cols, a);
-        StoreBlock(dx, acc, row0 + ty, tile, work, rows, a.HW, c0, c1, c2, c3);
+        int cb = col0 + tx * work;
+        int c0 = PhaseColumn(cb, 0, work, cols, a);
+        int c1 = PhaseColumn(cb + 1, 1, work, cols, a);
+        int c2 = PhaseColumn(cb + 2, 2, work, cols, a);
+        int c3 = PhaseColumn(cb + 3, 3, work, cols, a);
+        StoreBlock(dx, acc, row0 + ty * work, row0 + blockN + ty * work, work, rows, a.HW, c0, c1, c2, c3);
     }
 
     /// <summary>
@@ -347,11 +372,11 @@ public static class Conv2d
     internal static void BackwardWeightKernel(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> partial, Args a,
         SpecializedValue<int> tileSize, SpecializedValue<int> workSize, SpecializedValue<int> depthSize)
     {
-        var tileA = SharedMemory.Allocate<float>(TileFloats);
-        var tileB = SharedMemory.Allocate<float>(TileFloats);
-        int tile = tileSize, work = workSize, slice = depthSize, block = tile * work, threads = tile * tile;
+        var tileA = SharedMemory.Allocate<Float4>(AFloats / 4).Cast<float>();
+        var tileB = SharedMemory.Allocate<Float4>(BFloats / 4).Cast<float>();
+        int tile = tileSize, work = workSize, slice = depthSize, blockN = tile * work, blockM = 2 * blockN, threads = tile * tile;
         int tx = Group.IdxX, ty = Group.IdxY, tid = ty * tile + tx;
-        int row0 = Grid.IdxY * block, col0 = Grid.IdxX * block;
+        int row0 = Grid.IdxY * blockM, col0 = Grid.IdxX * blockN;
         int rows = a.K, cols = a.CRS;
         int pBegin = Grid.IdxZ * a.Chunk;
         int pEnd = XMin(pBegin + a.Chunk, a.N * a.OHW);
@@ -361,7 +386,10 @@ public static class Conv2d
         // take consecutive output pixels p = (n, oh, ow), which are contiguous in dy and contiguous (or
         // stride-apart) in x, so both gathers coalesce. Each thread decodes its p once per slice and
         // shares it between its A values (rows k) and its B values (columns (c, r, s)).
-        var acc = default(Acc4x4);
+        var acc = default(Acc8x4);
+        var lo = FragmentView(tileA, ty * work);
+        var hi = FragmentView(tileA, blockN + ty * work);
+        var fragmentCols = FragmentView(tileB, tx * work);
         for (int k0 = pBegin; k0 < pEnd; k0 += slice)
         {
             for (int kk = tid % slice; kk < slice; kk += threads)
@@ -371,7 +399,7 @@ public static class Conv2d
                 int n = a.DivOHW.Divide(p), pixel = p - n * a.OHW, oh = a.DivOutW.Divide(pixel), ow = pixel - oh * a.OutW;
                 int ih0 = oh * a.Stride - a.Pad, iw0 = ow * a.Stride - a.Pad;
                 int dyPixel = n * a.K * a.OHW + pixel, xImage = n * a.C * a.HW;
-                for (int m = tid / slice; m < block; m += step)
+                for (int m = tid / slice; m < blockM; m += step)
                 {
                     // A = dy [K x N·OH·OW]: A[k, p] = dy[n,k,pixel].
                     int gk = row0 + m;
@@ -380,8 +408,10 @@ public static class Conv2d
                     {
                         v = dy[dyPixel + gk * a.OHW];
                     }
-                    tileA[kk * (block + 1) + m] = v;
-
+                    tileA[kk * (blockM + 4) + m] = v;
+                }
+                for (int m = tid / slice; m < blockN; m += step)
+                {
                     // B = im2col(x)ᵀ [N·OH·OW x C·R·S]: B[p, (c,r,s)] = x[n, c, oh·stride−pad+r, ow·stride−pad+s].
                     int q = col0 + m;
                     float u = 0f;
@@ -394,21 +424,22 @@ public static class Conv2d
                             u = x[xImage + (c * a.H + ih) * a.W + iw];
                         }
                     }
-                    tileB[kk * (block + 1) + m] = u;
+                    tileB[kk * (blockN + 4) + m] = u;
                 }
             }
             Group.Barrier();
-            acc = MultiplyTiles(acc, tileA, tileB, tx, ty, tile, slice, block + 1, block + 1);
+            acc = MultiplyTiles(acc, lo, hi, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN + 4);
             Group.Barrier();
         }
 
         // Split z's slice starts at z·K·CRS; row k adds k·CRS; column q adds q.
         int splitBase = Grid.IdxZ * rows * cols;
-        int c0 = WeightColumn(col0 + tx, 0, work, cols, splitBase);
-        int c1 = WeightColumn(col0 + tx + tile, 1, work, cols, splitBase);
-        int c2 = WeightColumn(col0 + tx + 2 * tile, 2, work, cols, splitBase);
-        int c3 = WeightColumn(col0 + tx + 3 * tile, 3, work, cols, splitBase);
-        StoreBlock(partial, acc, row0 + ty, tile, work, rows, cols, c0, c1, c2, c3);
+        int cb = col0 + tx * work;
+        int c0 = WeightColumn(cb, 0, work, cols, splitBase);
+        int c1 = WeightColumn(cb + 1, 1, work, cols, splitBase);
+        int c2 = WeightColumn(cb + 2, 2, work, cols, splitBase);
+        int c3 = WeightColumn(cb + 3, 3, work, cols, splitBase);
+        StoreBlock(partial, acc, row0 + ty * work, row0 + blockN + ty * work, work, rows, cols, c0, c1, c2, c3);
     }
 
     /// <summary>dw[i] = Σ_z partial[z·length + i], always in increasing z, so results are reproducible (grid-stride over i).</summary>
@@ -436,37 +467,75 @@ public static class Conv2d
     private static int SlowStep(int threads, int fast) => threads > fast ? threads / fast : 1;
 
     /// <summary>
-    /// acc += A_tile · B_tile over one slice of <paramref name="slice"/> depth steps. Thread (tx, ty) owns
-    /// rows ty + i·Tile and columns tx + j·Tile, so a warp reads one or two A values (broadcast) and
-    /// consecutive B values (no bank conflicts). The depth loop is unrolled by four by hand (ILGPU does
-    /// not unroll), so the slice depth is a multiple of 4. Tile, Work and the depth are specialised to
-    /// constants at load time, so the offsets below are immediates in the generated code.
+    /// acc += A_tile · B_tile over one slice of <paramref name="slice"/> depth steps, 32 multiply-adds per step
+    /// and thread. Thread (tx, ty) owns rows ty·Work .. +Work−1 of each half of the group's 2·Tile·Work rows and
+    /// columns tx·Work .. +Work−1. With Work 4 each depth step reads its rows as two float4 and its columns as one
+    /// (LDS.128; a warp's two rows of threads read two A addresses, a broadcast, and consecutive B float4s, no
+    /// bank conflict) from the fragment views <paramref name="lo"/>, <paramref name="hi"/> and
+    /// <paramref name="cols"/> (<see cref="FragmentViews"/>, taken once before a kernel's slab loop), so every
+    /// address inside is a base plus a constant: Tile, Work and Depth are specialised to constants at load time.
+    /// The views are plain locals and parameters, not fields of a struct, which keeps them in ILGPU's shared
+    /// address space (LDS rather than generic loads). The sixteen depth steps of a slice are written out (ILGPU
+    /// does not unroll, and ptxas left a 4-iteration loop with an address computation per load), so this path
+    /// takes slices of exactly 16 (the CUDA and CPU tunings); other tunings (tests') read scalars.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Acc4x4 MultiplyTiles(Acc4x4 acc, ArrayView<float> tileA, ArrayView<float> tileB, int tx, int ty, int tile, int slice, int strideA, int strideB)
+    private static Acc8x4 MultiplyTiles(Acc8x4 acc, ArrayView<Float4> lo, ArrayView<Float4> hi, ArrayView<Float4> cols,
+        ArrayView<float> tileA, ArrayView<float> tileB, int tx, int ty, int tile, int work, int slice, int strideA, int strideB)
     {
-        int ia = ty, ib = tx;
-        for (int kk = 0; kk < slice; kk += 4)
+        if (work == 4 && slice == 16)
         {
-            acc = Fma(acc, tileA, tileB, ia, ib, tile);
-            acc = Fma(acc, tileA, tileB, ia + strideA, ib + strideB, tile);
-            acc = Fma(acc, tileA, tileB, ia + 2 * strideA, ib + 2 * strideB, tile);
-            acc = Fma(acc, tileA, tileB, ia + 3 * strideA, ib + 3 * strideB, tile);
-            ia += 4 * strideA;
-            ib += 4 * strideB;
+            // Sixteen steps written out, no loop: every offset is a constant that ptxas folds into the LDS.128
+            // instructions, and the views are never reassigned (a view carried around a loop loses ILGPU's
+            // shared address space and its loads become generic).
+            int sa = strideA / 4, sb = strideB / 4;
+            acc = Fma(acc, lo[0 * sa], hi[0 * sa], cols[0 * sb]);
+            acc = Fma(acc, lo[1 * sa], hi[1 * sa], cols[1 * sb]);
+            acc = Fma(acc, lo[2 * sa], hi[2 * sa], cols[2 * sb]);
+            acc = Fma(acc, lo[3 * sa], hi[3 * sa], cols[3 * sb]);
+            acc = Fma(acc, lo[4 * sa], hi[4 * sa], cols[4 * sb]);
+            acc = Fma(acc, lo[5 * sa], hi[5 * sa], cols[5 * sb]);
+            acc = Fma(acc, lo[6 * sa], hi[6 * sa], cols[6 * sb]);
+            acc = Fma(acc, lo[7 * sa], hi[7 * sa], cols[7 * sb]);
+            acc = Fma(acc, lo[8 * sa], hi[8 * sa], cols[8 * sb]);
+            acc = Fma(acc, lo[9 * sa], hi[9 * sa], cols[9 * sb]);
+            acc = Fma(acc, lo[10 * sa], hi[10 * sa], cols[10 * sb]);
+            acc = Fma(acc, lo[11 * sa], hi[11 * sa], cols[11 * sb]);
+            acc = Fma(acc, lo[12 * sa], hi[12 * sa], cols[12 * sb]);
+            acc = Fma(acc, lo[13 * sa], hi[13 * sa], cols[13 * sb]);
+            acc = Fma(acc, lo[14 * sa], hi[14 * sa], cols[14 * sb]);
+            acc = Fma(acc, lo[15 * sa], hi[15 * sa], cols[15 * sb]);
+        }
+        else
+        {
+            int ra = ty * work, rb = tile * work + ty * work, cb = tx * work;
+            for (int kk = 0; kk < slice; kk++)
+            {
+                int row = kk * strideA, col = kk * strideB;
+                acc = Fma(acc, Read4(tileA, row + ra), Read4(tileA, row + rb), Read4(tileB, col + cb));
+            }
         }
         return acc;
     }
 
-    /// <summary>
-    /// One rank-1 update of the 4x4 accumulator. With Work &lt; 4 the extra reads stay inside the
-    /// shared allocation (CheckedTuning requires (Depth−1)·(Tile·Work+1) + 4·Tile ≤ TileFloats) and their products land in accumulators nobody stores.
-    /// </summary>
+    /// <summary>A view of <paramref name="tile"/> as float4s starting at float <paramref name="first"/> (a multiple of 4 when Work is 4; unused otherwise).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Acc4x4 Fma(Acc4x4 c, ArrayView<float> tileA, ArrayView<float> tileB, int ia, int ib, int tile)
+    private static ArrayView<Float4> FragmentView(ArrayView<float> tile, int first)
     {
-        float a0 = tileA[ia], a1 = tileA[ia + tile], a2 = tileA[ia + 2 * tile], a3 = tileA[ia + 3 * tile];
-        float b0 = tileB[ib], b1 = tileB[ib + tile], b2 = tileB[ib + 2 * tile], b3 = tileB[ib + 3 * tile];
+        var t4 = tile.Cast<Float4>();
+        return t4.SubView(first / 4, t4.Length - first / 4);
+    }
+
+    /// <summary>Four consecutive floats (with Work &lt; 4 the extra ones stay inside the allocation, <see cref="CheckedTuning"/>, and feed accumulators nobody stores).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Float4 Read4(ArrayView<float> tile, int i) => new(tile[i], tile[i + 1], tile[i + 2], tile[i + 3]);
+
+    /// <summary>One rank-1 update of the 8x4 accumulator: rows a (first half) and e (second half), columns b.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Acc8x4 Fma(Acc8x4 c, Float4 a, Float4 e, Float4 b)
+    {
+        float a0 = a.X, a1 = a.Y, a2 = a.Z, a3 = a.W, e0 = e.X, e1 = e.Y, e2 = e.Z, e3 = e.W;
+        float b0 = b.X, b1 = b.Y, b2 = b.Z, b3 = b.W;
         c.A00 += a0 * b0;
         c.A01 += a0 * b1;
         c.A02 += a0 * b2;
@@ -483,6 +552,22 @@ public static class Conv2d
         c.A31 += a3 * b1;
         c.A32 += a3 * b2;
         c.A33 += a3 * b3;
+        c.A40 += e0 * b0;
+        c.A41 += e0 * b1;
+        c.A42 += e0 * b2;
+        c.A43 += e0 * b3;
+        c.A50 += e1 * b0;
+        c.A51 += e1 * b1;
+        c.A52 += e1 * b2;
+        c.A53 += e1 * b3;
+        c.A60 += e2 * b0;
+        c.A61 += e2 * b1;
+        c.A62 += e2 * b2;
+        c.A63 += e2 * b3;
+        c.A70 += e3 * b0;
+        c.A71 += e3 * b1;
+        c.A72 += e3 * b2;
+        c.A73 += e3 * b3;
         return c;
     }
 
@@ -491,7 +576,7 @@ public static class Conv2d
     /// n·imageStride + pixel, or −1 if this accumulator column is unused or outside the matrix.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int ImageColumn(int col, int j, int work, int cols, Conv2dDivisor pixels, int imageStride)
+    private static int ImageColumn(int col, int j, int work, int cols, FastDivisor pixels, int imageStride)
     {
         if (j >= work || col >= cols)
         {
@@ -518,23 +603,27 @@ public static class Conv2d
         return n * a.C * a.HW + (a.H0 + a.Stride * pi) * a.W + a.W0 + a.Stride * pj;
     }
 
-    /// <summary>Writes the used Work x Work part of the accumulator: rows row, row + Tile, ...; row i adds i·rowStride.</summary>
+    /// <summary>Writes the used part of the accumulator: rows rowA .. rowA+Work−1 (accumulator rows 0-3) and rowB .. (rows 4-7); row r adds r·rowStride.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreBlock(ArrayView<float> y, Acc4x4 c, int row, int tile, int work, int rows, int rowStride,
+    private static void StoreBlock(ArrayView<float> y, Acc8x4 c, int rowA, int rowB, int work, int rows, int rowStride,
         int c0, int c1, int c2, int c3)
     {
-        StoreRow(y, row, rows, rowStride, c0, c1, c2, c3, c.A00, c.A01, c.A02, c.A03);
+        StoreRow(y, rowA, rows, rowStride, c0, c1, c2, c3, c.A00, c.A01, c.A02, c.A03);
+        StoreRow(y, rowB, rows, rowStride, c0, c1, c2, c3, c.A40, c.A41, c.A42, c.A43);
         if (work > 1)
         {
-            StoreRow(y, row + tile, rows, rowStride, c0, c1, c2, c3, c.A10, c.A11, c.A12, c.A13);
+            StoreRow(y, rowA + 1, rows, rowStride, c0, c1, c2, c3, c.A10, c.A11, c.A12, c.A13);
+            StoreRow(y, rowB + 1, rows, rowStride, c0, c1, c2, c3, c.A50, c.A51, c.A52, c.A53);
         }
         if (work > 2)
         {
-            StoreRow(y, row + 2 * tile, rows, rowStride, c0, c1, c2, c3, c.A20, c.A21, c.A22, c.A23);
+            StoreRow(y, rowA + 2, rows, rowStride, c0, c1, c2, c3, c.A20, c.A21, c.A22, c.A23);
+            StoreRow(y, rowB + 2, rows, rowStride, c0, c1, c2, c3, c.A60, c.A61, c.A62, c.A63);
         }
         if (work > 3)
         {
-            StoreRow(y, row + 3 * tile, rows, rowStride, c0, c1, c2, c3, c.A30, c.A31, c.A32, c.A33);
+            StoreRow(y, rowA + 3, rows, rowStride, c0, c1, c2, c3, c.A30, c.A31, c.A32, c.A33);
+            StoreRow(y, rowB + 3, rows, rowStride, c0, c1, c2, c3, c.A70, c.A71, c.A72, c.A73);
         }
     }
 
@@ -722,7 +811,7 @@ public static class Conv2d
     /// </summary>
     private static int ChooseSplits(Device dev, KernelTuning t, in Conv2dShape s, int steps)
     {
-        long blocks = (long)((s.K + t.Block - 1) / t.Block) * ((s.C * s.R * s.S + t.Block - 1) / t.Block);
+        long blocks = (long)((s.K + 2 * t.Block - 1) / (2 * t.Block)) * ((s.C * s.R * s.S + t.Block - 1) / t.Block);
         long wanted = 4L * Math.Max(1, dev.Accelerator.NumMultiprocessors);
         const int maxSteps = 1024;
         long splits = Math.Max((wanted + blocks - 1) / blocks, (steps + maxSteps - 1) / maxSteps);
@@ -732,17 +821,19 @@ public static class Conv2d
     /// <summary>Threads in a group of the GEMM kernels: Tile x Tile (<see cref="Config"/>).</summary>
     internal static int GroupThreads(KernelTuning t) => t.GroupSize;
 
+    /// <summary>Groups of Tile x Tile threads, each covering 2·Tile·Work rows and Tile·Work columns of the output.</summary>
     private static KernelConfig Config(KernelTuning t, int rows, int cols, int splits)
-        => new(new Index3D((cols + t.Block - 1) / t.Block, (rows + t.Block - 1) / t.Block, splits), new Index3D(t.Tile, t.Tile, 1));
+        => new(new Index3D((cols + t.Block - 1) / t.Block, (rows + 2 * t.Block - 1) / (2 * t.Block), splits), new Index3D(t.Tile, t.Tile, 1));
 
     private static KernelTuning CheckedTuning(Device dev, KernelTuning t)
     {
         if (t.Tile < 1 || t.Tile > MaxTile || t.Work < 1 || t.Work > MaxWork || t.Depth < 4 || t.Depth % 4 != 0
-            || (t.Depth - 1) * (t.Block + 1) + 4 * t.Tile > TileFloats || t.GroupSize > dev.Accelerator.MaxNumThreadsPerGroup)
+            || t.Depth * (2 * t.Block + 4) > AFloats || t.Depth * (t.Block + 4) + 4 > BFloats
+            || t.GroupSize > dev.Accelerator.MaxNumThreadsPerGroup)
         {
             throw new InvalidOperationException(
                 $"Conv2d: tuning {t} is unsupported: Tile 1..{MaxTile}, Work 1..{MaxWork}, Depth a positive multiple of 4 " +
-                $"with Depth·(Tile·Work+1) within {TileFloats} shared floats, and Tile² at most {dev.Accelerator.MaxNumThreadsPerGroup} threads on {dev}.");
+                $"with Depth·(2·Tile·Work+4) within {AFloats} and Depth·(Tile·Work+4)+4 within {BFloats} shared floats, and Tile² at most {dev.Accelerator.MaxNumThreadsPerGroup} threads on {dev}.");
         }
         return t;
     }

@@ -205,7 +205,7 @@ public sealed class Device : IDisposable
     /// ILGPU loads the driver as "cuda" (libcuda.so); many GPU hosts only ship libcuda.so.1.
     /// A resolver on ILGPU's assembly maps the name without touching the host.
     /// </summary>
-    private static class CudaDriverResolver
+    internal static class CudaDriverResolver
     {
         private static int _installed;
 
@@ -225,11 +225,17 @@ public sealed class Device : IDisposable
             }
         }
 
+        /// <summary>
+        /// The driver's real name first: a toolkit's stub libcuda.so (lib64/stubs, on LD_LIBRARY_PATH in build
+        /// environments) would otherwise win and fail every call.
+        /// </summary>
+        internal static readonly string[] DriverCandidates = ["libcuda.so.1", "libcuda.so"];
+
         private static IntPtr Resolve(string name, Assembly assembly, DllImportSearchPath? path)
         {
             if (name is "cuda" or "nvcuda" && OperatingSystem.IsLinux())
             {
-                foreach (string candidate in new[] { "libcuda.so", "libcuda.so.1" })
+                foreach (string candidate in DriverCandidates)
                 {
                     if (NativeLibrary.TryLoad(candidate, out IntPtr handle))
                     {

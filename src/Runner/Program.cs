@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Invocation;
 using Engine.Runner.Commands;
 
 namespace Engine.Runner;
@@ -7,12 +8,35 @@ public static class Program
 {
     public static int Main(string[] args)
     {
+        // A rank of engine launch exits by itself when its launcher dies, rather than train on as an orphan.
+        Engine.Comm.LauncherWatch.StartIfLaunched(Console.Error);
+        try
+        {
+            ParseResult parse = BuildRoot().Parse(args);
+            if (parse.Action is ParseErrorAction)
+            {
+                return CliErrors.ReportParseErrors(parse);
+            }
+            // No default handler: a failure becomes one line below, not System.CommandLine's stack trace; no
+            // termination timeout: the launcher handles its own signals and every other command ends on them.
+            return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null });
+        }
+        catch (Exception e)
+        {
+            return CliErrors.ReportUnexpected(e);
+        }
+    }
+
+    /// <summary>The whole command tree, with worded parse errors and every default in the help (<see cref="OptionConventions"/>).</summary>
+    internal static RootCommand BuildRoot()
+    {
         var root = new RootCommand("engine: ResNet training on hand-written ILGPU kernels, single device vs DataParallel vs DistributedDataParallel.");
         foreach (Command command in Commands())
         {
             root.Subcommands.Add(command);
         }
-        return root.Parse(args).Invoke();
+        OptionConventions.Apply(root);
+        return root;
     }
 
     /// <summary>Every subcommand of the CLI; each lives in its own file under Commands/.</summary>

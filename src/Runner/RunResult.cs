@@ -53,7 +53,15 @@ internal static class AtomicFile
     {
         string full = Path.GetFullPath(path);
         string tmp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
-        File.WriteAllText(tmp, text);
-        File.Move(tmp, full, overwrite: true);
+        try
+        {
+            File.WriteAllText(tmp, text);
+            File.Move(tmp, full, overwrite: true);
+        }
+        catch
+        {
+            File.Delete(tmp); // a failed write leaves nothing behind
+            throw;
+        }
     }
 }

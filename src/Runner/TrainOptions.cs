@@ -128,11 +128,28 @@ public sealed record TrainOptions
         if (Dataset is not ("cifar10" or "fashion-mnist" or "synthetic")) throw new ArgumentException($"--dataset must be cifar10, fashion-mnist or synthetic, got '{Dataset}'.");
         if (Init is not null && Resume is not null) throw new ArgumentException("--init and --resume cannot be used together: --resume restores the model itself.");
         if (Init is not null && !File.Exists(Init)) throw new ArgumentException($"--init {Init}: no such file.");
-        if (Resume is not null && !File.Exists(Resume)) throw new ArgumentException($"--resume {Resume}: no such file.");
-        foreach (var (flag, path) in new[] { ("--save", Save), ("--output", Output), ("--trace", Trace) })
+        if (Resume is not null && !Engine.Nn.Checkpoints.ModelCheckpoint.Exists(Resume)) throw new ArgumentException($"--resume {Resume}: no such file.");
+        if (Resume is not null && !File.Exists(Engine.Nn.Checkpoints.ModelCheckpoint.StatePath(Resume)))
         {
-            string? dir = path is null ? null : Path.GetDirectoryName(Path.GetFullPath(path));
-            if (dir is not null && !Directory.Exists(dir)) throw new ArgumentException($"{flag} {path}: folder {dir} does not exist.");
+            throw new ArgumentException($"--resume {Resume}: its training-state file {Engine.Nn.Checkpoints.ModelCheckpoint.StatePath(Resume)} is missing (--save writes it beside the model).");
         }
+        // Before any set-up: a NaN here would otherwise surface from the optimizer's kernel launcher, after data and devices.
+        if (!float.IsFinite(Lr) || Lr < 0) throw new ArgumentException($"--lr must be a finite number >= 0, got {Lr}.");
+        if (!float.IsFinite(Momentum) || Momentum < 0) throw new ArgumentException($"--momentum must be a finite number >= 0, got {Momentum}.");
+        if (!float.IsFinite(WeightDecay) || WeightDecay < 0) throw new ArgumentException($"--weight-decay must be a finite number >= 0, got {WeightDecay}.");
+        if (!double.IsFinite(BucketMb)) throw new ArgumentException($"--bucket-mb must be a finite number, got {BucketMb}.");
+        CheckOutputs();
+    }
+
+    /// <summary>Every file the run writes can be written: checked now, not after training.</summary>
+    public void CheckOutputs()
+    {
+        if (Save is not null)
+        {
+            OutputPaths.CheckFile("--save", Save);
+            OutputPaths.CheckFile("--save", Engine.Nn.Checkpoints.ModelCheckpoint.StatePath(Save));
+        }
+        if (Output is not null) OutputPaths.CheckFile("--output", Output);
+        if (Trace is not null) OutputPaths.CheckFile("--trace", Trace);
     }
 }

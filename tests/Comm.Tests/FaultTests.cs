@@ -88,7 +88,9 @@ public class FaultTests
         cancel.Cancel();
         Assert.True(await Task.WhenAny(run, Task.Delay(TimeSpan.FromSeconds(15))) == run, "launch did not stop after cancellation");
         Assert.Equal(130, await run);
-        Assert.Contains("interrupted", stderr.ToString());
+        // A cancellation is a SIGINT: forwarded to every rank, said so, and 128 + 2 returned.
+        Assert.Contains("received SIGINT; forwarding it to rank 0, rank 1", stderr.ToString());
+        Assert.Contains("exiting with 130", stderr.ToString());
     }
 
     [Fact]

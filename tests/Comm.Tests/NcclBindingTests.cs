@@ -81,4 +81,24 @@ public class NcclBindingTests
         var e = Assert.Throws<ArgumentException>(() => NcclCommunicator.Create(Engine.Tests.TestDevice.Cpu, null, 0, 1, TimeSpan.FromSeconds(1)));
         Assert.Contains("--backend host", e.Message);
     }
+
+    /// <summary>A candidate the loader refuses keeps the loader's reason (the line .NET puts after its generic sentence).</summary>
+    [Fact]
+    public void A_refused_library_keeps_the_loaders_reason()
+    {
+        string dir = Directory.CreateTempSubdirectory("not-nccl-").FullName;
+        try
+        {
+            string file = Path.Combine(dir, NcclLibrary.FileName);
+            File.WriteAllBytes(file, new byte[4096]); // long enough to be read, not an ELF file
+            var e = Assert.ThrowsAny<Exception>(() => System.Runtime.InteropServices.NativeLibrary.Load(file));
+            string reason = NcclLibrary.LoaderReason(e.Message);
+            Assert.Contains("ELF", reason, StringComparison.Ordinal);
+            Assert.DoesNotContain("\n", reason, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
 }

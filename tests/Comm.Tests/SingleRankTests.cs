@@ -42,4 +42,16 @@ public class SingleRankTests
         var e = Assert.Throws<ArgumentException>(() => CommunicatorFactory.FromEnvironment(TestDevice.Cpu, "gloo", null, LaunchEnvironment.Single));
         Assert.Contains("'gloo'", e.Message);
     }
+
+    /// <summary>
+    /// One NCCL rank without MASTER_PORT (outside the launcher, gpu-check's NCCL step) meets no one, so it opens
+    /// no store: it once dialled port 0 and waited out the whole timeout. On the CPU it now fails at once, and
+    /// for the right reason.
+    /// </summary>
+    [Fact]
+    public void One_nccl_rank_needs_no_store()
+    {
+        var e = Assert.Throws<ArgumentException>(() => CommunicatorFactory.FromEnvironment(TestDevice.Cpu, "nccl", TimeSpan.FromSeconds(20), LaunchEnvironment.Single));
+        Assert.Contains("needs a CUDA device", e.Message, StringComparison.Ordinal);
+    }
 }

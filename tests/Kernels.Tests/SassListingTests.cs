@@ -31,6 +31,7 @@ public class SassListingTests
         var sass = SassListing.Parse(Listing);
         Assert.Equal(13, sass.Instructions.Count);
         Assert.Equal([(0x40, 0x70), (0x20, 0xa0)], sass.Loops.Select(l => (l.Start, l.End)));
+        Assert.Equal(["@!P0", "@P1", ""], sass.Instructions.Where(i => i.Base == "BRA").Select(i => i.Predicate));
     }
 
     [Fact]

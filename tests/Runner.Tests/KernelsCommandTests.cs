@@ -38,6 +38,17 @@ public class KernelsCommandTests
         Assert.True(rows[1].GetProperty("group_from_occupancy_api").GetBoolean(), "relu is auto-grouped");
     }
 
+    [CudaToolsFact]
+    public void Sass_prints_the_main_loop_the_counts_come_from()
+    {
+        var (code, output, err) = Cli.Run("kernels", "--arch", "sm_90", "--kernel", "relu_fwd_v4", "--sass");
+        Assert.True(code == 0, output + err);
+        Assert.Contains("relu_fwd_v4 on sm_90: main loop", output, StringComparison.Ordinal);
+        var listing = output[output.IndexOf("relu_fwd_v4 on sm_90: main loop", StringComparison.Ordinal)..];
+        Assert.Matches(@"LD(G)?\.E\.128", listing);
+        Assert.Contains("BRA", listing, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Unknown_architecture_or_kernel_is_one_clear_error()
     {
@@ -69,5 +80,22 @@ public class KernelsCommandTests
             foreach (var (v, value) in saved) Environment.SetEnvironmentVariable(v, value);
             Directory.Delete(empty);
         }
+    }
+}
+
+/// <summary>The bench's FMA ceiling kernel, judged by the assembler like the engine's kernels.</summary>
+public class BenchFmaAssemblyTests
+{
+    /// <summary>ILGPU writes mul.f32 + add.f32; the ceiling is only an FMA ceiling if ptxas fuses them: FFMA only, no FMUL or FADD.</summary>
+    [CudaToolsFact]
+    public void Bench_fma_main_loop_is_fused_multiply_adds_only()
+    {
+        var kernel = KernelCatalog.Discover(typeof(Program).Assembly).Single(k => k.Name == "bench_fma");
+        using var audit = new KernelAudit(CudaTools.Require());
+        var row = audit.Audit(kernel, "sm_90");
+        Assert.True(row.Passed, string.Join("; ", row.Faults));
+        var loop = row.MainLoop;
+        Assert.NotNull(loop);
+        Assert.True(loop.Ffma >= 32 && loop.Fmul == 0 && loop.Fadd == 0, $"bench_fma loop: {loop.Ffma} FFMA, {loop.Fmul} FMUL, {loop.Fadd} FADD");
     }
 }

@@ -59,7 +59,7 @@ public static class NcclLibrary
                 }
                 catch (Exception e) when (e is DllNotFoundException or BadImageFormatException)
                 {
-                    tried.Add($"{candidate} ({FirstLine(e.Message)})");
+                    tried.Add($"{candidate} ({LoaderReason(e.Message)})");
                 }
             }
             error = NotFoundMessage(tried);
@@ -72,7 +72,16 @@ public static class NcclLibrary
            "\nInstall NCCL (e.g. apt install libnccl2, or pip install nvidia-nccl-cu12), or point ENGINE_NCCL_PATH at the library file " +
            "or its folder; or use --backend host.";
 
-    private static string FirstLine(string s) => s.Split('\n')[0].Trim();
+    /// <summary>
+    /// Why the loader refused a candidate: .NET's message opens with a generic "Unable to load shared library"
+    /// sentence and puts the loader's own reason (dlerror: no such file, wrong ELF class, a missing dependency)
+    /// on the lines after it; keep those, on one line.
+    /// </summary>
+    internal static string LoaderReason(string message)
+    {
+        var lines = message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        return lines.Length > 1 ? string.Join("; ", lines.Skip(1)) : lines.FirstOrDefault() ?? message;
+    }
 
     /// <summary>Every place to try, in order, for the variables in <paramref name="env"/>.</summary>
     public static IReadOnlyList<string> Candidates(IDictionary env)

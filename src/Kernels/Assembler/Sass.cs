@@ -4,7 +4,7 @@ using System.Text.RegularExpressions;
 namespace Engine.Kernels.Assembler;
 
 /// <summary>One SASS instruction as nvdisasm prints it: address, opcode with its modifiers, operands, and a branch's target address.</summary>
-public sealed record SassInstruction(int Address, string Opcode, string Operands, int? BranchTarget = null)
+public sealed record SassInstruction(int Address, string Opcode, string Operands, int? BranchTarget = null, string Predicate = "")
 {
     /// <summary>The opcode without modifiers: "LDS" for "LDS.U.128".</summary>
     public string Base => Opcode.Split('.')[0];
@@ -98,7 +98,7 @@ public sealed class SassListing
     /// </summary>
     public static SassListing Parse(string text)
     {
-        var raw = new List<(int Address, string Opcode, string Operands)>();
+        var raw = new List<(int Address, string Predicate, string Opcode, string Operands)>();
         var labels = new Dictionary<string, int>();
         var pending = new List<string>();
         foreach (string line in text.Split('\n'))
@@ -114,10 +114,10 @@ public sealed class SassListing
             int address = int.Parse(m.Groups[1].Value, NumberStyles.HexNumber, CultureInfo.InvariantCulture);
             foreach (string name in pending) labels[name] = address;
             pending.Clear();
-            raw.Add((address, m.Groups[3].Value, m.Groups[4].Value.Trim()));
+            raw.Add((address, m.Groups[2].Value.Trim(), m.Groups[3].Value, m.Groups[4].Value.Trim()));
         }
         var list = raw.Select(r => new SassInstruction(r.Address, r.Opcode, r.Operands,
-            r.Opcode.Split('.')[0] == "BRA" ? ResolveTarget(r.Operands, labels) : null)).ToArray();
+            r.Opcode.Split('.')[0] == "BRA" ? ResolveTarget(r.Operands, labels) : null, r.Predicate)).ToArray();
         return new SassListing(list);
     }
 

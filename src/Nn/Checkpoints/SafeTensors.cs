@@ -90,6 +90,28 @@ public static class SafeTensors
     /// </summary>
     public static void Write(string path, IEnumerable<SafeTensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
+        string temp = WriteTemporary(path, tensors, metadata);
+        try
+        {
+            File.Move(temp, Path.GetFullPath(path), overwrite: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            TryDelete(temp);
+            throw new CheckpointException($"Checkpoint '{Path.GetFullPath(path)}': write failed: {e.Message}", e);
+        }
+    }
+
+    /// <summary>The name pattern of <see cref="WriteTemporary"/>'s files for <paramref name="path"/> (for removing those a crash left behind).</summary>
+    public static string TemporaryPattern(string path) => $".{Path.GetFileName(Path.GetFullPath(path))}.*.tmp";
+
+    /// <summary>
+    /// The first half of <see cref="Write"/>: the complete file, flushed to disk, under a temporary name
+    /// beside <paramref name="path"/> (see <see cref="TemporaryPattern"/>); the caller renames it into
+    /// place. Lets a caller make several files visible in an order of its choosing.
+    /// </summary>
+    public static string WriteTemporary(string path, IEnumerable<SafeTensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    {
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(tensors);
         string full = Path.GetFullPath(path);
@@ -118,7 +140,7 @@ public static class SafeTensors
                 }
                 stream.Flush(flushToDisk: true);
             }
-            File.Move(temp, full, overwrite: true);
+            return temp;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -129,6 +151,46 @@ public static class SafeTensors
         {
             TryDelete(temp);
             throw;
+        }
+    }
+
+    /// <summary>Only the metadata of a safetensors file (its header, not the tensors' bytes).</summary>
+    public static IReadOnlyDictionary<string, string> ReadMetadata(string path)
+    {
+        string full = Path.GetFullPath(path);
+        try
+        {
+            using SafeFileHandle file = File.OpenHandle(full, FileMode.Open, FileAccess.Read, FileShare.Read);
+            long fileLength = RandomAccess.GetLength(file);
+            Span<byte> lengthBytes = stackalloc byte[8];
+            if (fileLength < 8) throw new CheckpointException($"Checkpoint '{full}': {fileLength} bytes is too short for the 8-byte header length.");
+            ReadExactly(file, lengthBytes, 0);
+            RequireLittleEndian();
+            ulong headerLength = BitConverter.ToUInt64(lengthBytes);
+            if (headerLength > (ulong)(fileLength - 8) || (long)headerLength > MaxHeaderBytes)
+            {
+                throw new CheckpointException($"Checkpoint '{full}': header length {headerLength} bytes does not fit the file ({fileLength} bytes).");
+            }
+            var header = new byte[headerLength];
+            ReadExactly(file, header, 8);
+            using JsonDocument document = JsonDocument.Parse(header);
+            var metadata = new Dictionary<string, string>();
+            if (document.RootElement.ValueKind == JsonValueKind.Object && document.RootElement.TryGetProperty(MetadataKey, out JsonElement m) && m.ValueKind == JsonValueKind.Object)
+            {
+                foreach (JsonProperty p in m.EnumerateObject())
+                {
+                    if (p.Value.ValueKind == JsonValueKind.String) metadata[p.Name] = p.Value.GetString()!;
+                }
+            }
+            return metadata;
+        }
+        catch (JsonException e)
+        {
+            throw new CheckpointException($"Checkpoint '{full}': header is not valid JSON: {e.Message}", e);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new CheckpointException($"Checkpoint '{full}': read failed: {e.Message}", e);
         }
     }
 

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Engine.Comm;
 using Engine.Runner.Compare;
 
 namespace Engine.Runner.Commands;
@@ -22,12 +23,23 @@ internal static class CompareCommand
         var command = new Command("compare", "Run single, dp and ddp with identical settings; print the seed's table and where each mode spends its step. " +
             "Without options: a quick CPU-sized comparison (resnet18 width 4, 256 images, 2 epochs, batch 32); pass the seed's settings explicitly for the full benchmark.");
         var binder = new TrainCommand.Binder(QuickDefaults);
-        binder.AddTo(command);
+        // compare runs every mode, writes no checkpoint, and puts each mode's trace in --report's folder.
+        binder.AddTo(command, binder.Mode, binder.Save, binder.Trace);
         var report = new Option<string?>("--report") { Description = "write DIR/report.md with the table, breakdowns, explanation, PNG charts and each mode's trace" };
         command.Options.Add(report);
+        var emulateNodes = LaunchCommand.EmulateNodesOption();
+        emulateNodes.Description = "Run ddp's ranks on this many emulated nodes (network namespaces on a bridge, links shaped by --link; needs root and iproute2); 0: over loopback.";
+        var link = LaunchCommand.LinkOption();
+        command.Options.Add(emulateNodes);
+        command.Options.Add(link);
         command.SetAction(r => CliErrors.Run(() =>
         {
-            Comparison.Run(binder.Bind(r), Console.Out, Console.Error, r.GetValue(report));
+            bool bucketGiven = r.GetResult(binder.BucketMb) is { Implicit: false };
+            int nodes = r.GetValue(emulateNodes);
+            LinkRate? rate = LaunchCommand.ParseLink(r.GetValue(link));
+            EmulatedCluster.CheckOptions(nodes, rate);
+            if (nodes > 0 && EmulatedCluster.Unavailable() is string why) throw new EmulationException(why + ".");
+            Comparison.Run(binder.Bind(r), Console.Out, Console.Error, r.GetValue(report), chooseBucket: !bucketGiven, nodes, rate);
             return 0;
         }));
         return command;

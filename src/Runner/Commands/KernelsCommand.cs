@@ -25,11 +25,13 @@ internal static class KernelsCommand
             DefaultValueFactory = _ => KernelAudit.Architectures.Keys.ToArray(),
             AllowMultipleArgumentsPerToken = true,
         };
-        var kernel = new Option<string[]>("--kernel") { Description = "only these kernels (default: all)", AllowMultipleArgumentsPerToken = true };
+        var kernel = new Option<string[]>("--kernel") { Description = "only these kernels (none given: every kernel)", AllowMultipleArgumentsPerToken = true };
         var json = new Option<string?>("--json") { Description = "also write the rows as JSON to this file ('-' for stdout instead of the table)" };
+        var sass = new Option<bool>("--sass") { Description = "also print each kernel's main loop in SASS (with --kernel: the loop the table's counts come from)" };
         command.Options.Add(arch);
         command.Options.Add(kernel);
         command.Options.Add(json);
+        command.Options.Add(sass);
         command.SetAction(r => CliErrors.Run(() =>
         {
             string[] architectures = r.GetValue(arch)!.SelectMany(a => a.Split(',', StringSplitOptions.RemoveEmptyEntries)).ToArray();
@@ -55,6 +57,7 @@ internal static class KernelsCommand
                 Console.WriteLine($"ptxas {tools.Version()} ({tools.Ptxas}); PTX ISA {KernelAudit.AuditIsa}; CUDA tuning {Kernels.KernelTuning.Gpu}");
                 foreach (string a in architectures) Print(CudaArchitectureLimits.Parse(a), rows.Where(x => x.Architecture == a).ToArray());
                 if (jsonPath is not null) File.WriteAllText(jsonPath, ToJson(tools, rows));
+                if (r.GetValue(sass)) PrintMainLoops(tools, kernels, architectures);
                 int faulty = rows.Count(x => !x.Passed);
                 Console.WriteLine($"{rows.Count - faulty} passed, {faulty} failed ({rows.Count} kernel x architecture pairs in {clock.Elapsed.TotalSeconds:F1} s)");
             }
@@ -73,6 +76,36 @@ internal static class KernelsCommand
             rows[i] = audit.AuditAll(kernels, architectures[i]);
         });
         return rows.SelectMany(r => r).ToArray();
+    }
+
+    /// <summary>The main loop of each kernel as nvdisasm prints it, one instruction a line.</summary>
+    private static void PrintMainLoops(CudaTools tools, IReadOnlyList<KernelEntry> kernels, IReadOnlyList<string> architectures)
+    {
+        using var audit = new KernelAudit(tools);
+        foreach (string a in architectures)
+        {
+            foreach (var k in kernels)
+            {
+                SassListing listing;
+                try
+                {
+                    listing = audit.Sass(k, a);
+                }
+                catch (PtxasException e)
+                {
+                    Console.WriteLine($"\n{k.Name} on {a}: {e.Message}");
+                    continue;
+                }
+                Console.WriteLine();
+                if (listing.MainLoop is not { } loop)
+                {
+                    Console.WriteLine($"{k.Name} on {a}: no loop ({listing.Instructions.Count} instructions, straight line)");
+                    continue;
+                }
+                Console.WriteLine($"{k.Name} on {a}: main loop 0x{loop.Start:x4}-0x{loop.End:x4}, {loop.Body.Count} instructions");
+                foreach (var i in loop.Body) Console.WriteLine($"  /*{i.Address:x4}*/ {i.Predicate,5} {i.Opcode} {i.Operands}".TrimEnd());
+            }
+        }
     }
 
     private static void Print(CudaArchitectureLimits arch, IReadOnlyList<KernelAuditRow> rows)

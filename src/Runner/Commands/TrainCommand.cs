@@ -17,22 +17,24 @@ internal static class TrainCommand
         public readonly Option<string> Stem = new("--stem") { Description = "imagenet (7x7/2 conv + max-pool, torchvision's) | cifar (3x3/1 conv, no pool)", DefaultValueFactory = _ => D.Stem };
         public readonly Option<int> Width = new("--width") { Description = "base channels (torchvision: 64)", DefaultValueFactory = _ => D.Width };
         public readonly Option<string> Dataset = new("--dataset") { Description = "cifar10 | fashion-mnist | synthetic", DefaultValueFactory = _ => D.Dataset };
-        public readonly Option<string?> Data = new("--data") { Description = "CIFAR-10 binary folder or .tar.gz; Fashion-MNIST IDX folder (default /usr/share/datasets/fashion-mnist)" };
-        public readonly Option<int?> TrainLimit = new("--train-limit") { Description = "use only the first N training images", DefaultValueFactory = _ => D.TrainLimit };
-        public readonly Option<int?> TestLimit = new("--test-limit") { Description = "use only the first N test images (0: no evaluation)", DefaultValueFactory = _ => D.TestLimit };
+        public readonly Option<string?> Data = new("--data") { Description = "CIFAR-10 binary folder or .tar.gz; Fashion-MNIST IDX folder; without --dataset the format is detected [default: ./data for cifar10, /usr/share/datasets/fashion-mnist for fashion-mnist, none for synthetic]" };
+        public readonly Option<int?> TrainLimit = new("--train-limit") { Description = $"use only the first N training images [default: {(D.TrainLimit is int n ? n : "all")}]", DefaultValueFactory = _ => D.TrainLimit };
+        public readonly Option<int?> TestLimit = new("--test-limit") { Description = $"use only the first N test images (0: no evaluation) [default: {(D.TestLimit is int n ? n : "all")}]", DefaultValueFactory = _ => D.TestLimit };
         public readonly Option<int> Epochs = new("--epochs") { DefaultValueFactory = _ => D.Epochs };
         public readonly Option<int> BatchSize = new("--batch-size") { Description = "per device for dp and ddp, as in the seed", DefaultValueFactory = _ => D.BatchSize };
         public readonly Option<float> Lr = new("--lr") { DefaultValueFactory = _ => D.Lr };
         public readonly Option<float> Momentum = new("--momentum") { DefaultValueFactory = _ => D.Momentum };
         public readonly Option<float> WeightDecay = new("--weight-decay") { DefaultValueFactory = _ => D.WeightDecay };
         public readonly Option<string> Augment = new("--augment") { Description = "standard (random crop 4 px + flip) | none", DefaultValueFactory = _ => D.Augment };
-        public readonly Option<bool> Shuffle = new("--shuffle") { Description = "true | false", DefaultValueFactory = _ => D.Shuffle };
+        // A string, not a bool: System.CommandLine leaves a bool option's non-boolean value ("maybe") unparsed
+        // and reports it as an unknown argument, where the user needs to hear what --shuffle expects.
+        public readonly Option<string> Shuffle = new("--shuffle") { Description = "shuffle every epoch: true | false", DefaultValueFactory = _ => D.Shuffle ? "true" : "false" };
         public readonly Option<int> Seed = new("--seed") { DefaultValueFactory = _ => D.Seed };
         public readonly Option<string?> Init = new("--init") { Description = "initial weights: a safetensors state_dict (torchvision names)" };
         public readonly Option<string?> Save = new("--save") { Description = "write the model (safetensors, torchvision names) after every epoch, training state beside it" };
         public readonly Option<string?> Resume = new("--resume") { Description = "continue a run from a --save file and its training-state file" };
         public readonly Option<string?> Output = new("--output") { Description = "write the run's results as JSON" };
-        public readonly Option<string?> DevicesOpt = new("--devices") { Description = "dp: comma-separated replicas (cuda:0,cuda:1 | cpu,cpu | cuda:0,cuda:0); default every GPU, or two CPU replicas" };
+        public readonly Option<string?> DevicesOpt = new("--devices") { Description = "dp: comma-separated replicas (cuda:0,cuda:1 | cpu,cpu | cuda:0,cuda:0) [default: every GPU, or two CPU replicas]" };
         public readonly Option<bool> DpSerialDispatch = new("--dp-serial-dispatch") { Description = "dp: drive every device from one host thread, as Python's GIL effectively forces" };
         public readonly Option<string> Backend = new("--backend") { Description = "ddp: nccl | host | auto", DefaultValueFactory = _ => D.Backend };
         public readonly Option<double> BucketMb = new("--bucket-mb") { Description = "ddp: gradient bucket cap in MB (the first bucket is 1 MB)", DefaultValueFactory = _ => D.BucketMb };
@@ -43,30 +45,43 @@ internal static class TrainCommand
         public readonly Option<string> BnMode = new("--bn-mode") { Description = "train (batch statistics) | eval (BN frozen in eval mode while training)", DefaultValueFactory = _ => D.BnMode };
         public readonly Option<bool> VerifyReplicas = new("--verify-replicas") { Description = "ddp: check after every step that all ranks hold bit-identical parameters" };
 
-        public void AddTo(Command c)
+        private readonly HashSet<Option> _offered = new();
+
+        /// <summary>Adds the options to <paramref name="c"/>, all but <paramref name="ignored"/>: a command offers no option it would ignore.</summary>
+        public void AddTo(Command c, params Option[] ignored)
         {
             foreach (Option o in new Option[] { Mode, Device, Model, Stem, Width, Dataset, Data, TrainLimit, TestLimit, Epochs, BatchSize, Lr, Momentum, WeightDecay, Augment, Shuffle, Seed, Init, Save, Resume, Output, DevicesOpt, DpSerialDispatch, Backend, BucketMb, NoOverlap, Timeout, VerifyReplicas, Trace, Profile, BnMode })
             {
+                if (ignored.Contains(o)) continue;
                 c.Options.Add(o);
+                _offered.Add(o);
             }
         }
 
+        /// <summary>The option's value, or the command's default where the command does not offer it.</summary>
+        private T Get<T>(ParseResult r, Option<T> o, T notOffered) => _offered.Contains(o) ? r.GetValue(o)! : notOffered;
+
         public TrainOptions Bind(ParseResult r)
         {
-            string? data = r.GetValue(Data);
-            string dataset = r.GetValue(Dataset)!;
-            if (data is not null && r.GetResult(Dataset) is null)
+            string? data = Get(r, Data, null);
+            bool datasetGiven = r.GetResult(Dataset) is { Implicit: false };
+            string dataset = r.GetValue(Dataset)!.ToLowerInvariant();
+            if (data is not null && !datasetGiven)
             {
-                throw new ArgumentException("--data was given without --dataset: say which format it is (--dataset cifar10 or fashion-mnist).");
+                dataset = Engine.Runner.Data.DatasetLoader.Detect(data);
+            }
+            else if (data is not null && dataset == "synthetic")
+            {
+                throw new ArgumentException($"--data {data} is not read by --dataset synthetic: drop one of the two (--dataset cifar10 or fashion-mnist reads it).");
             }
             return new TrainOptions
             {
-                Mode = r.GetValue(Mode)!.ToLowerInvariant(),
+                Mode = Get(r, Mode, D.Mode).ToLowerInvariant(),
                 Device = r.GetValue(Device)!,
                 Model = r.GetValue(Model)!,
                 Stem = r.GetValue(Stem)!,
                 Width = r.GetValue(Width),
-                Dataset = dataset.ToLowerInvariant(),
+                Dataset = dataset,
                 Data = data,
                 TrainLimit = r.GetValue(TrainLimit),
                 TestLimit = r.GetValue(TestLimit),
@@ -76,10 +91,10 @@ internal static class TrainCommand
                 Momentum = r.GetValue(Momentum),
                 WeightDecay = r.GetValue(WeightDecay),
                 Augment = r.GetValue(Augment)!.ToLowerInvariant(),
-                Shuffle = r.GetValue(Shuffle),
+                Shuffle = ParseTrueFalse(Shuffle.Name, r.GetValue(Shuffle)!),
                 Seed = r.GetValue(Seed),
                 Init = r.GetValue(Init),
-                Save = r.GetValue(Save),
+                Save = Get(r, Save, D.Save),
                 Resume = r.GetValue(Resume),
                 Output = r.GetValue(Output),
                 Devices = r.GetValue(DevicesOpt),
@@ -89,12 +104,15 @@ internal static class TrainCommand
                 NoOverlap = r.GetValue(NoOverlap),
                 Timeout = r.GetValue(Timeout),
                 VerifyReplicas = r.GetValue(VerifyReplicas),
-                Trace = r.GetValue(Trace),
+                Trace = Get(r, Trace, D.Trace),
                 Profile = r.GetValue(Profile),
                 BnMode = r.GetValue(BnMode)!.ToLowerInvariant(),
             };
         }
     }
+
+    private static bool ParseTrueFalse(string flag, string text) => bool.TryParse(text.Trim(), out bool value) ? value
+        : throw new ArgumentException($"{flag}: expected true or false, got '{text}'.");
 
     /// <summary>The trainer of <paramref name="options"/>' mode.</summary>
     public static Trainer Create(TrainOptions options, TextWriter stdout, TextWriter progress) => options.Mode switch

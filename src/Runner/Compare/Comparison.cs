@@ -30,27 +30,82 @@ public sealed record ComparisonResult(
 public static class Comparison
 {
     /// <param name="reportDir">With a folder: each mode also writes a trace, and report.md with charts goes there.</param>
-    public static ComparisonResult Run(TrainOptions baseOptions, TextWriter stdout, TextWriter progress, string? reportDir = null)
+    /// <param name="chooseBucket">No --bucket-mb was given: when the whole gradient would fit DDP's first bucket, cut it into <see cref="DefaultBuckets"/> so that the overlap shows.</param>
+    /// <param name="emulatedNodes">With a count above 0: DDP's ranks run on that many emulated nodes joined by links of <paramref name="link"/> (see <see cref="EmulatedCluster"/>).</param>
+    public static ComparisonResult Run(TrainOptions baseOptions, TextWriter stdout, TextWriter progress, string? reportDir = null, bool chooseBucket = false,
+        int emulatedNodes = 0, LinkRate? link = null)
     {
+        // Everything a user can get wrong is refused before the first of three runs starts.
+        (baseOptions with { Mode = "single", Devices = null }).Validate();
+        if (reportDir is not null) OutputPaths.CheckFolder("--report", reportDir);
         string? traceDir = null;
-        if (reportDir is not null)
+        try
         {
-            Directory.CreateDirectory(reportDir);
-            traceDir = Path.Combine(Path.GetTempPath(), $"engine-compare-traces-{Environment.ProcessId}-{Guid.NewGuid():N}");
-            Directory.CreateDirectory(traceDir);
+            if (reportDir is not null)
+            {
+                traceDir = Path.Combine(Path.GetTempPath(), $"engine-compare-traces-{Environment.ProcessId}-{Guid.NewGuid():N}");
+                Directory.CreateDirectory(traceDir);
+            }
+            return RunModes(baseOptions, stdout, progress, reportDir, traceDir, chooseBucket, new DdpPlacement(emulatedNodes, link));
         }
+        finally
+        {
+            // The traces are copied into the report; their temporary folder goes whether the runs succeeded or not.
+            if (traceDir is not null && Directory.Exists(traceDir)) Directory.Delete(traceDir, recursive: true);
+        }
+    }
+
+    /// <summary>How many buckets the default compare cuts a gradient into that would otherwise fit one.</summary>
+    public const int DefaultBuckets = 4;
+
+    /// <summary>
+    /// The bucket cap for a compare without --bucket-mb: the requested one, unless the whole gradient
+    /// fits DDP's first bucket (then one all-reduce after backward and nothing to see overlap); in that
+    /// case a cap that cuts it into <see cref="DefaultBuckets"/>.
+    /// </summary>
+    public static double BucketMbShowingOverlap(long parameters, double requestedMb)
+    {
+        double gradientMb = parameters * (double)sizeof(float) / (1024 * 1024);
+        return gradientMb <= BucketPlan.FirstCapMb(requestedMb) ? gradientMb / DefaultBuckets : requestedMb;
+    }
+
+    /// <summary>Where DDP's ranks run: this machine's loopback, or <see cref="Nodes"/> emulated nodes over links of <see cref="Link"/>.</summary>
+    private sealed record DdpPlacement(int Nodes, LinkRate? Link)
+    {
+        public LaunchOptions For(int ranks)
+        {
+            if (Nodes == 0) return new LaunchOptions(ranks);
+            if (ranks % Nodes != 0) throw new ArgumentException($"ddp's {ranks} ranks do not spread evenly over --emulate-nodes {Nodes}: give a number of nodes that divides {ranks}.");
+            return new LaunchOptions(ranks / Nodes) { EmulatedNodes = Nodes, Link = Link };
+        }
+
+        public string Describe(int ranks) => Nodes == 0 ? $"{ranks} ranks through engine launch"
+            : $"{ranks} ranks through engine launch on {Nodes} emulated nodes, links of {Link} each way";
+    }
+
+    private static ComparisonResult RunModes(TrainOptions baseOptions, TextWriter stdout, TextWriter progress, string? reportDir, string? traceDir, bool chooseBucket,
+        DdpPlacement placement)
+    {
         string? TraceFor(string mode) => traceDir is null ? null : Path.Combine(traceDir, $"trace_{mode}.json");
         TrainOptions dpOptions = (baseOptions with { Mode = "dp" }).ResolveDevices();
         string[] replicas = dpOptions.DeviceList();
         int n = replicas.Length;
+        LaunchOptions ddpLaunch = placement.For(n); // refused here, before the first run, if the ranks do not fit the nodes
         var runs = new List<RunResult>();
 
         progress.WriteLine("== compare: single");
         runs.Add(RunInProcess(baseOptions with { Mode = "single", Devices = null, Output = null, Save = null, Trace = TraceFor("single") }, progress));
         progress.WriteLine($"== compare: dp over {string.Join(",", replicas)}");
         runs.Add(RunInProcess(dpOptions with { Output = null, Save = null, Trace = TraceFor("dp") }, progress));
-        progress.WriteLine($"== compare: ddp, {n} ranks through engine launch");
-        runs.Add(RunDdp(baseOptions with { Mode = "ddp", Devices = null, Save = null, Device = DdpDevice(baseOptions, replicas), Trace = TraceFor("ddp") }, n, progress));
+        progress.WriteLine($"== compare: ddp, {placement.Describe(n)}");
+        TrainOptions ddpBase = baseOptions;
+        if (chooseBucket && BucketMbShowingOverlap(runs[0].Parameters, baseOptions.BucketMb) is double mb && mb != baseOptions.BucketMb)
+        {
+            progress.WriteLine(string.Format(CultureInfo.InvariantCulture, "compare: the whole gradient ({0}) fits one bucket, which leaves nothing to overlap; --bucket-mb {1:0.####} cuts it into {2} (pass --bucket-mb to choose).",
+                Bytes(runs[0].Parameters * sizeof(float)), mb, DefaultBuckets));
+            ddpBase = baseOptions with { BucketMb = mb };
+        }
+        runs.Add(RunDdp(ddpBase with { Mode = "ddp", Devices = null, Save = null, Device = DdpDevice(baseOptions, replicas), Trace = TraceFor("ddp") }, ddpLaunch, progress));
 
         double single = runs[0].MeanEpochSeconds;
         var modes = runs.Select((r, i) => new ModeResult(r.Breakdown!.Mode, i == 0 ? 1 : n, r.MeanEpochSeconds,
@@ -67,7 +122,6 @@ public static class Comparison
             var traces = new[] { "single", "dp", "ddp" }.Select(TraceFor).OfType<string>().Where(File.Exists).ToList();
             var written = Report.ReportWriter.Write(result, reportDir, traces);
             progress.WriteLine($"report: {Path.Combine(reportDir, Report.ReportWriter.Markdown)} ({written.Count} files)");
-            Directory.Delete(traceDir!, recursive: true);
         }
         return result;
     }
@@ -86,13 +140,13 @@ public static class Comparison
         return t.Run();
     }
 
-    private static RunResult RunDdp(TrainOptions o, int ranks, TextWriter progress)
+    private static RunResult RunDdp(TrainOptions o, LaunchOptions launch, TextWriter progress)
     {
         string json = Path.Combine(Path.GetTempPath(), $"engine-compare-ddp-{Environment.ProcessId}-{Guid.NewGuid():N}.json");
         try
         {
             var args = (o with { Output = json }).ToArgs();
-            int code = Launcher.Run(new LaunchOptions(ranks), ProcessTarget.CurrentProcess(), args, TextWriter.Null, progress);
+            int code = Launcher.Run(launch, ProcessTarget.CurrentProcess(), args, TextWriter.Null, progress);
             if (code != 0) throw new InvalidOperationException($"the ddp run failed (launch exited with {code}); its ranks' errors are above.");
             return JsonSerializer.Deserialize<RunResult>(File.ReadAllText(json), RunResult.Json)
                 ?? throw new InvalidOperationException($"the ddp run wrote no result to {json}.");
@@ -133,6 +187,12 @@ public static class Comparison
         }
         sb.Append(string.Format(inv, "{0,-12}", "step"));
         foreach (ModeResult m in c.Modes) sb.Append(string.Format(inv, "{0,26}", $"{1000 * m.Run.Breakdown!.StepSeconds:F2}"));
+        sb.AppendLine();
+        sb.Append(string.Format(inv, "{0,-12}", "images/step"));
+        foreach (ModeResult m in c.Modes) sb.Append(string.Format(inv, "{0,26}", Report.ReportText.ImagesPerStep(m)));
+        sb.AppendLine();
+        sb.Append(string.Format(inv, "{0,-12}", "us/image"));
+        foreach (ModeResult m in c.Modes) sb.Append(string.Format(inv, "{0,26:F1}", 1e6 * m.Run.Breakdown!.StepSeconds / Report.ReportText.ImagesPerStep(m)));
         sb.AppendLine();
         sb.Append(string.Format(inv, "{0,-12}", "hidden sync"));
         foreach (ModeResult m in c.Modes) sb.Append(string.Format(inv, "{0,26}", $"{1000 * m.Run.Breakdown!.GradSyncHiddenSecondsPerStep:F2}"));

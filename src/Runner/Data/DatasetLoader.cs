@@ -27,4 +27,38 @@ public static class DatasetLoader
             _ => throw new DataException($"Unknown dataset '{dataset}': expected one of {string.Join(", ", Names)}."),
         };
     }
+
+    /// <summary>
+    /// The dataset a <c>--data</c> path holds, for a user who gave no <c>--dataset</c>: a CIFAR-10
+    /// binary folder or .tar.gz (or a folder holding either) is cifar10, a folder of Fashion-MNIST IDX
+    /// files is fashion-mnist. Anything else is refused rather than guessed.
+    /// </summary>
+    /// <exception cref="DataException">The path is missing or holds neither format.</exception>
+    public static string Detect(string path)
+    {
+        string full = Path.GetFullPath(path);
+        if (File.Exists(full))
+        {
+            if (full.EndsWith(".tar.gz", StringComparison.OrdinalIgnoreCase) || full.EndsWith(".tgz", StringComparison.OrdinalIgnoreCase))
+            {
+                return "cifar10";
+            }
+            throw new DataException($"--data {path}: a file, but not a CIFAR-10 .tar.gz; say what it is with --dataset cifar10 or fashion-mnist.");
+        }
+        if (!Directory.Exists(full))
+        {
+            throw new DataException($"--data {path}: no such file or folder.");
+        }
+        bool Has(string name) => File.Exists(Path.Combine(full, name));
+        if (Cifar10Reader.TrainFiles.Any(Has) || Has(Cifar10Reader.TestFile) || Has(Cifar10Reader.ArchiveName)
+            || Directory.Exists(Path.Combine(full, Cifar10Reader.FolderName)))
+        {
+            return "cifar10";
+        }
+        if (Directory.EnumerateFiles(full).Select(Path.GetFileName).Any(f => f!.Contains("idx3-ubyte", StringComparison.Ordinal) || f.Contains("idx1-ubyte", StringComparison.Ordinal)))
+        {
+            return "fashion-mnist";
+        }
+        throw new DataException($"--data {path}: holds neither CIFAR-10 ({Cifar10Reader.FolderName}, {Cifar10Reader.ArchiveName}, data_batch_N.bin) nor Fashion-MNIST IDX files (*-idx3-ubyte[.gz]); say what it is with --dataset.");
+    }
 }

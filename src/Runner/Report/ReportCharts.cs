@@ -49,11 +49,20 @@ internal static class ReportCharts
         return plot;
     }
 
+    /// <summary>
+    /// Per image, not per step: a DP or DDP step trains on every device's batch, so per step it looks
+    /// slower than single while per image (what the epoch time is made of) it may be faster.
+    /// </summary>
     public static Plot Phases(ComparisonResult c)
     {
-        Plot plot = NewPlot(c, "Time per step by phase (stacked)", "milliseconds per step");
-        var items = StackPhases(plot, c, p => 1000 * p.SecondsPerStep, v => Invariant($"{v:F1} ms"));
-        Finish(plot, c, c.Modes.Max(m => 1000 * m.Run.Breakdown!.PhaseSum), items, legend: null);
+        double SecondsPerImage(ModeResult m, double seconds) => seconds / ReportText.ImagesPerStep(m);
+        double max = c.Modes.Max(m => SecondsPerImage(m, m.Run.Breakdown!.PhaseSum));
+        // Microseconds on a GPU, milliseconds on the CPU accelerator: whichever keeps the numbers short.
+        (double scale, string unit, string name) = max >= 1e-3 ? (1e3, "ms", "milliseconds") : (1e6, "us", "microseconds");
+        Plot plot = NewPlot(c, "Time per image by phase (stacked): step time / images per step", $"{name} per image");
+        var items = StackPhases(plot, c, (m, p) => scale * SecondsPerImage(m, p.SecondsPerStep), v => Invariant($"{v:F1} {unit}"));
+        Finish(plot, c, scale * max, items, legend: null,
+            tickLabel: m => Invariant($"{ReportText.ModeHeader(m)}\n{ReportText.ImagesPerStep(m)} img/step"));
         return plot;
     }
 
@@ -64,7 +73,7 @@ internal static class ReportCharts
         double unit = mb ? 1024.0 * 1024 : 1024.0;
         string name = mb ? "MB" : "KB";
         Plot plot = NewPlot(c, "Bytes moved per step by phase (DDP: per rank)", $"{name} per step");
-        var items = StackPhases(plot, c, p => p.BytesPerStep / unit, v => Invariant($"{v:F1} {name}"));
+        var items = StackPhases(plot, c, (_, p) => p.BytesPerStep / unit, v => Invariant($"{v:F1} {name}"));
         Finish(plot, c, max / unit, items, legend: null);
         return plot;
     }
@@ -88,6 +97,12 @@ internal static class ReportCharts
             double sync = hidden + exposed;
             e.Label = sync > 0 ? Invariant($"{sync:F1} ms, {100 * hidden / sync:F0}% hidden") : "no sync";
             AddBars(plot, bw, h, e);
+            if (ReportText.OneBucketNote(modes[i]) is not null)
+            {
+                // The chart alone would read "0% hidden" with no reason given.
+                var note = plot.Add.Annotation("DDP: the whole gradient is one bucket, so its all-reduce\nstarts only after backward; nothing can overlap.\nA smaller --bucket-mb splits it (see report.md).", Alignment.UpperRight);
+                note.LabelFontSize = 13;
+            }
             top = Math.Max(top, Math.Max(backward, sync));
         }
         var items = new List<LegendItem>
@@ -102,16 +117,16 @@ internal static class ReportCharts
     }
 
     /// <summary>One stacked column per mode, one segment per phase that is non-zero somewhere; the total above each column.</summary>
-    private static List<LegendItem> StackPhases(Plot plot, ComparisonResult c, Func<PhaseStat, double> value, Func<double, string> total)
+    private static List<LegendItem> StackPhases(Plot plot, ComparisonResult c, Func<ModeResult, PhaseStat, double> value, Func<double, string> total)
     {
-        var used = PhaseClock.Phases.Where(p => c.Modes.Any(m => value(m.Run.Breakdown!.Phases[p]) > 0)).ToList();
+        var used = PhaseClock.Phases.Where(p => c.Modes.Any(m => value(m, m.Run.Breakdown!.Phases[p]) > 0)).ToList();
         for (int i = 0; i < c.Modes.Count; i++)
         {
             double sum = 0;
             var bars = new List<Bar>();
             foreach (string phase in used)
             {
-                double v = value(c.Modes[i].Run.Breakdown!.Phases[phase]);
+                double v = value(c.Modes[i], c.Modes[i].Run.Breakdown!.Phases[phase]);
                 if (v <= 0) continue;
                 bars.Add(Column(i, sum, sum + v, PhaseColor[phase], 0.6));
                 sum += v;
@@ -164,18 +179,18 @@ internal static class ReportCharts
         LineWidth = 1,
     };
 
-    private static void SetModeTicks(Plot plot, IReadOnlyList<ModeResult> modes)
+    private static void SetModeTicks(Plot plot, IReadOnlyList<ModeResult> modes, Func<ModeResult, string>? tickLabel = null)
     {
         double[] positions = Enumerable.Range(0, modes.Count).Select(i => (double)i).ToArray();
-        string[] labels = modes.Select(ReportText.ModeHeader).ToArray();
+        string[] labels = modes.Select(tickLabel ?? ReportText.ModeHeader).ToArray();
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(positions, labels);
     }
 
     /// <summary>Mode names under the columns, the y axis from zero with room above the tallest column for its label and the legend.</summary>
     /// <param name="legend">Where inside the axes the legend goes; null puts it outside, right of the axes (for long phase lists).</param>
-    private static void Finish(Plot plot, ComparisonResult c, double top, List<LegendItem> items, Alignment? legend, bool ticks = true)
+    private static void Finish(Plot plot, ComparisonResult c, double top, List<LegendItem> items, Alignment? legend, bool ticks = true, Func<ModeResult, string>? tickLabel = null)
     {
-        if (ticks) SetModeTicks(plot, c.Modes);
+        if (ticks) SetModeTicks(plot, c.Modes, tickLabel);
         int count = ticks ? c.Modes.Count : Math.Max(1, c.Modes.Count(m => m.Devices > 1));
         plot.Axes.SetLimitsX(-0.6, count - 0.4);
         double room = legend is null ? 1.12 : 1.18 + 0.07 * items.Count;

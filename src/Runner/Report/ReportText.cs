@@ -114,6 +114,10 @@ internal static class ReportText
         }
         sb.AppendLine("| **step** | " + string.Join(" | ", c.Modes.Select(m => "**" + Ms(m.Run.Breakdown!.StepSeconds) + "**")) + " |");
         sb.AppendLine("| all-reduce hidden behind backward (not in the step) | " + string.Join(" | ", c.Modes.Select(m => Ms(m.Run.Breakdown!.GradSyncHiddenSecondsPerStep))) + " |");
+        sb.AppendLine("| images per step | " + string.Join(" | ", c.Modes.Select(m => ImagesPerStep(m).ToString(System.Globalization.CultureInfo.InvariantCulture))) + " |");
+        sb.AppendLine("| **step / images per step** | " + string.Join(" | ", c.Modes.Select(m => Invariant($"**{1e6 * m.Run.Breakdown!.StepSeconds / ImagesPerStep(m):F1} us/image**"))) + " |");
+        sb.AppendLine();
+        sb.AppendLine("A dp or ddp step trains on every device's batch, so compare modes per image (the last row, and the phase chart), not per step.");
         sb.AppendLine();
 
         sb.AppendLine("Bytes moved per step:");
@@ -206,7 +210,8 @@ internal static class ReportText
                 + Invariant($"{Comparison.Bytes(b.Phases["grad_sync"].BytesPerStep)} measured. Of its {1000 * total:F1} ms of all-reduce per step, {1000 * hidden:F1} ms ran hidden behind backward ")
                 + Invariant($"and {1000 * exposed:F1} ms was exposed (waited for after backward){(total > 0 ? Invariant($", {100 * hidden / total:F0}% hidden") : "")}.")
                 + (ddp.Run.Config.NoOverlap ? " Overlap was switched off for this run (--no-overlap), so every bucket waited for the end of backward." : "")
-                + Invariant($" Buckets held up to {ddp.Run.Config.BucketMb:G} MB of gradients."));
+                + Invariant($" Buckets held up to {ddp.Run.Config.BucketMb:G} MB of gradients{(b.GradientBuckets > 0 ? Invariant($" ({b.GradientBuckets} bucket(s))") : "")}.")
+                + (OneBucketNote(ddp) is string note ? " " + note : ""));
         }
         sb.AppendLine();
 
@@ -238,6 +243,25 @@ internal static class ReportText
     public static string Label(string mode) => mode switch { "single" => "Single", "dp" => "DP", "ddp" => "DDP", _ => mode };
 
     public static string ModeHeader(ModeResult m) => Invariant($"{Label(m.Mode)} ({m.Devices})");
+
+    /// <summary>
+    /// Images one step of the mode trains on: the batch for single, --batch-size per device times the
+    /// devices for dp and ddp (so per-image figures compare modes whose steps differ in size).
+    /// </summary>
+    public static int ImagesPerStep(ModeResult m) => m.Run.Config.BatchSize * (m.Mode == "single" ? 1 : m.Devices);
+
+    /// <summary>
+    /// Why a DDP run hid none of its all-reduce, when the reason is the bucket plan: with the whole
+    /// gradient in one bucket, its all-reduce can only start once backward has produced the last
+    /// gradient. Null when there was more than one bucket, or overlap was off.
+    /// </summary>
+    public static string? OneBucketNote(ModeResult ddp)
+    {
+        Breakdown b = ddp.Run.Breakdown!;
+        if (ddp.Mode != "ddp" || b.GradientBuckets != 1 || ddp.Run.Config.NoOverlap) return null;
+        long gradient = ddp.Run.Parameters * sizeof(float);
+        return Invariant($"The whole gradient ({Comparison.Bytes(gradient)}) fits one bucket, so its all-reduce can start only when backward has finished: nothing can overlap. A --bucket-mb below {gradient / (1024.0 * 1024):0.###} splits it into buckets that start during backward.");
+    }
 
     public static long TotalBytes(Breakdown b) => b.Phases.Values.Sum(p => p.BytesPerStep);
 

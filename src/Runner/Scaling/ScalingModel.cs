@@ -49,24 +49,9 @@ public static class ScalingModel
     /// <summary>DDP broadcast_buffers: rank 0's BN buffers before every forward.</summary>
     public static long DdpBroadcastBytes(int n, ModelState m) => n > 1 ? m.BufferBytes : 0;
 
-    /// <summary>DDP's buckets (bytes) in gradient-ready order: parameters are added whole until a bucket reaches its cap (1 MiB first, then the bucket cap).</summary>
-    public static IReadOnlyList<long> Buckets(ModelState m, double bucketMb)
-    {
-        var buckets = new List<long>();
-        long cap = (long)(ScalingSettings.FirstBucketMb * 1024 * 1024), size = 0;
-        foreach (long length in m.GradientReadyOrder)
-        {
-            size += length * sizeof(float);
-            if (size >= cap)
-            {
-                buckets.Add(size);
-                size = 0;
-                cap = (long)(bucketMb * 1024 * 1024);
-            }
-        }
-        if (size > 0) buckets.Add(size);
-        return buckets;
-    }
+    /// <summary>DDP's buckets (bytes) in gradient-ready order, cut as the reducer cuts them (<see cref="Training.BucketPlan"/>).</summary>
+    public static IReadOnlyList<long> Buckets(ModelState m, double bucketMb) =>
+        Training.BucketPlan.Cut(m.GradientReadyOrder.Select(length => length * sizeof(float)).ToArray(), bucketMb).Select(b => b.Bytes).ToArray();
 
     /// <summary>Seconds of one ring all-reduce of <paramref name="bytes"/>: 2(N-1) steps, each paying latency, moving 2(N-1)/N of the bytes per rank.</summary>
     public static double RingSeconds(int n, double bytes, Link link)
@@ -168,11 +153,11 @@ public static class ScalingModel
         assumptions.Add(string.Format(inv, "DDP: broadcast_buffers sends rank 0's {0} of BN buffers before every forward: (N-1) latencies + bytes / bandwidth, pipelined, not overlapped.", Bytes(broadcast)));
         assumptions.Add(string.Format(inv, "DDP: ring all-reduce, 2(N-1) = {0} steps per bucket, each paying the link latency, moving 2(N-1)/N x gradient bytes = {1} per rank at the link's bandwidth{2}; all-reduce kernels do not slow compute.",
             2 * (n - 1), Bytes(ring), link.PeerToPeer ? "" : ", through the host (time doubled)"));
-        assumptions.Add(string.Format(inv, "DDP: {0} bucket(s) ({1}), the first capped at 1 MiB, the rest at {2:G3} MiB, filled with whole parameters in reverse forward order; {3}",
+        assumptions.Add(string.Format(inv, "DDP: {0} bucket(s) ({1}), the first capped at {4:G3} MiB, the rest at {2:G3} MiB, filled with whole parameters in reverse forward order; {3}",
             buckets.Count, string.Join(", ", buckets.Select(x => Bytes(x))), s.BucketMb,
             s.Overlap
                 ? "a bucket is ready when backward has produced its gradients, uniformly in bytes over backward's time; buckets go one after another on one stream; only what runs past the end of backward is exposed. (ResNet's late layers hold most parameters but little compute, so real readiness is earlier: this is pessimistic.)"
-                : "no overlap: every bucket starts after backward."));
+                : "no overlap: every bucket starts after backward.", Training.BucketPlan.FirstCapMb(s.BucketMb)));
         var ddpPrediction = new ModePrediction("ddp", n, s.ParallelSteps, ddp, hidden);
         var dpPrediction = new ModePrediction("dp", n, s.ParallelSteps, dp, 0);
         if (n == 1)

@@ -25,8 +25,6 @@ public sealed record ScalingSettings(
     double MemoryGBs = 504,
     bool SharedDevice = false)
 {
-    public const double FirstBucketMb = 1.0;
-
     public int SingleSteps => TrainImages / BatchSize;
     public int ParallelSteps => TrainImages / (BatchSize * Devices);
 

@@ -7,15 +7,13 @@ namespace Engine.Runner.Training;
 
 /// <summary>
 /// DistributedDataParallel's reducer, as picotron's BucketManager writes it: the flat gradient buffer
-/// is cut into contiguous buckets (the first capped at 1 MB, the rest at --bucket-mb) in the order
-/// backward makes gradients ready; backward marks each parameter ready; a bucket whose parameters
+/// is cut into contiguous buckets (<see cref="BucketPlan"/>: the first capped at 1 MiB, the rest at
+/// --bucket-mb) in the order backward makes gradients ready; backward marks each parameter ready; a bucket whose parameters
 /// are all ready launches its all-reduce (average) at once, overlapping the rest of backward; the
 /// step waits for every bucket. With overlap off, every bucket is launched after backward.
 /// </summary>
 public sealed class DdpReducer
 {
-    public const double FirstBucketMb = 1.0;
-
     private readonly ICommunicator _comm;
     private readonly ParameterStore _store;
     private readonly bool _overlap;
@@ -40,31 +38,15 @@ public sealed class DdpReducer
         _overlap = overlap;
         // Parameters in flat-buffer order are the order backward makes them ready.
         var ordered = store.Parameters.OrderBy(p => p.Offset).ToList();
-        // PyTorch caps the first bucket at 1 MB so the first all-reduce starts early; a smaller --bucket-mb caps it too.
-        long cap = (long)(Math.Min(FirstBucketMb, bucketMb) * 1024 * 1024);
-        long start = 0, size = 0;
-        var members = new List<Parameter>();
-        foreach (Parameter p in ordered)
+        long start = 0;
+        foreach (PlannedBucket planned in BucketPlan.Cut(ordered.Select(p => p.Length * sizeof(float)).ToArray(), bucketMb))
         {
-            members.Add(p);
-            size += p.Length * sizeof(float);
-            if (size >= cap)
-            {
-                Close();
-                cap = (long)(bucketMb * 1024 * 1024);
-            }
-        }
-        if (members.Count > 0) Close();
-
-        void Close()
-        {
+            var members = ordered.GetRange(planned.FirstParameter, planned.Parameters);
             long length = members.Sum(m => m.Length);
             var bucket = new Bucket(_buckets.Count, start, length, members.Count);
             foreach (Parameter m in members) _bucketOf[m] = bucket;
             _buckets.Add(bucket);
             start += length;
-            size = 0;
-            members.Clear();
         }
     }
 

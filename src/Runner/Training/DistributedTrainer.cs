@@ -200,6 +200,8 @@ public sealed class DistributedTrainer : Trainer
     }
 
     /// <summary>Rank 0 evaluates the whole test set; the others wait for it at a barrier.</summary>
+    protected override int GradientBuckets => _reducer.Buckets.Count;
+
     protected override double? Evaluate()
     {
         double? accuracy = IsLeader ? EvaluateOn(_device, _model, _loss) : null;

@@ -118,4 +118,7 @@ public sealed record Breakdown(string Mode, int Devices, bool Shared, int Steps,
     IReadOnlyDictionary<string, PhaseStat> Phases, double GradSyncHiddenSecondsPerStep)
 {
     public double PhaseSum => Phases.Values.Sum(p => p.SecondsPerStep);
+
+    /// <summary>DDP: how many buckets the gradient was cut into (one bucket cannot overlap backward); 0 for the other modes.</summary>
+    public int GradientBuckets { get; init; }
 }

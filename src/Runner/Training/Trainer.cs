@@ -93,7 +93,7 @@ public abstract class Trainer : IDisposable
     {
         if (O.Resume is not null)
         {
-            TrainingState state = ModelCheckpoint.Resume(O.Resume, Model, Optimizer);
+            var (state, modelFile) = ModelCheckpoint.Resume(O.Resume, Model, Optimizer);
             if (state.Model != Config.ModelName || state.Stem != Config.Stem || state.Width != Config.Width)
             {
                 throw new CheckpointException($"--resume {O.Resume} holds {state.Model} (stem {state.Stem}, width {state.Width}), but this run asks for {Config.ModelName} (stem {Config.Stem}, width {Config.Width}).");
@@ -104,7 +104,8 @@ public abstract class Trainer : IDisposable
             }
             StartEpoch = state.EpochsDone;
             RunId = state.RunId;
-            Progress.WriteLine($"resumed from {O.Resume}: {state.EpochsDone} epoch(s), {state.OptimizerSteps} step(s) done");
+            Progress.WriteLine($"resumed from {modelFile}: {state.EpochsDone} epoch(s), {state.OptimizerSteps} step(s) done" +
+                (modelFile != O.Resume ? " (the last complete save; a later one was interrupted)" : ""));
         }
         else if (O.Init is not null)
         {
@@ -168,7 +169,8 @@ public abstract class Trainer : IDisposable
                 AfterStep?.Invoke(epoch, step);
                 if (IsLeader && (lastReport.Elapsed.TotalSeconds >= 5 || step == steps - 1))
                 {
-                    Progress.WriteLine($"epoch {epoch + 1}/{O.Epochs} step {step + 1}/{steps} loss {sum.LossSum / sum.Samples:F4} ({watch.Elapsed.TotalSeconds:F1} s)");
+                    Progress.WriteLine($"epoch {epoch + 1}/{O.Epochs} step {step + 1}/{steps} loss {sum.LossSum / sum.Samples:F4} ({watch.Elapsed.TotalSeconds:F1} s; " +
+                        ProgressLine.Training(step + 1, steps, GlobalBatch, watch.Elapsed.TotalSeconds, O.Epochs - epoch - 1) + ")");
                     lastReport.Restart();
                 }
             }
@@ -192,7 +194,7 @@ public abstract class Trainer : IDisposable
         IReadOnlyList<KernelStat>? kernels = profiler?.Stats();
         var run = new RunResult(O, string.Join(", ", Devices.Select(d => d.ToString())), TrainData.Name, Model.Store.ParameterCount, epochs)
         {
-            Breakdown = clock.ToBreakdown(ModeName, Devices.Count, Shared),
+            Breakdown = clock.ToBreakdown(ModeName, Devices.Count, Shared) with { GradientBuckets = GradientBuckets },
             KernelProfile = kernels,
         };
         if (IsLeader && kernels is not null)
@@ -219,6 +221,9 @@ public abstract class Trainer : IDisposable
         return -1;
     }
 
+    /// <summary>DDP: the number of gradient buckets; 0 for modes without buckets.</summary>
+    protected virtual int GradientBuckets => 0;
+
     /// <summary>Prefix of the kernel tracks (DDP: the rank), so that ranks sharing a device keep separate tracks.</summary>
     protected virtual string KernelTrackPrefix => "";
 
@@ -239,15 +244,7 @@ public abstract class Trainer : IDisposable
     private void Save(int epochsDone)
     {
         var state = new TrainingState(epochsDone, Optimizer.Steps, O.Seed, Config.ModelName, Config.Stem, Config.Width, RunId);
-        // The state file goes first: a crash between the two writes leaves a model whose metadata does
-        // not match its state file, which --resume refuses.
-        ModelCheckpoint.SaveTrainingState(O.Save!, Model, Optimizer, state);
-        ModelCheckpoint.SaveModel(O.Save!, Model, new Dictionary<string, string>
-        {
-            ["run_id"] = RunId,
-            ["optimizer_steps"] = Optimizer.Steps.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["format"] = "torchvision state_dict",
-        });
+        ModelCheckpoint.Save(O.Save!, Model, Optimizer, state, new Dictionary<string, string> { ["format"] = "torchvision state_dict" });
     }
 
     /// <summary>Evaluates <paramref name="model"/> on <paramref name="device"/> over the whole test set.</summary>
@@ -256,6 +253,8 @@ public abstract class Trainer : IDisposable
         using var source = new BatchSource(device, TestData, Math.Min(O.BatchSize, TestData.Count));
         long correct = 0;
         var idx = new int[source.MaxBatch];
+        var watch = Stopwatch.StartNew();
+        var lastReport = Stopwatch.StartNew();
         for (int start = 0; start < TestData.Count; start += source.MaxBatch)
         {
             int n = Math.Min(source.MaxBatch, TestData.Count - start);
@@ -263,6 +262,12 @@ public abstract class Trainer : IDisposable
             var (x, labels) = source.Load(idx.AsSpan(0, n), augment: false, rng: null);
             loss.Forward(model.Forward(x, training: false), labels);
             correct += loss.Read().Correct;
+            int done = start + n;
+            if (IsLeader && (lastReport.Elapsed.TotalSeconds >= 5 || done == TestData.Count))
+            {
+                Progress.WriteLine($"evaluation {done}/{TestData.Count} images ({watch.Elapsed.TotalSeconds:F1} s; {ProgressLine.Evaluation(done, TestData.Count, watch.Elapsed.TotalSeconds)})");
+                lastReport.Restart();
+            }
         }
         return (double)correct / TestData.Count;
     }
