@@ -36,6 +36,9 @@ public sealed class Device : IDisposable
     private readonly ConcurrentDictionary<string, object> _kernels = new();
     private readonly bool _ownsContext;
 
+    /// <summary>The CUdevice whose primary context this accelerator lives in, or null (CPU, or ENGINE_CUDA_CONTEXT=own).</summary>
+    private int? _primaryContextDevice;
+
     public Context Context { get; }
     public Accelerator Accelerator { get; }
     public AcceleratorStream Stream { get; }
@@ -91,11 +94,11 @@ public sealed class Device : IDisposable
             {
                 "cpu" => new Device(context, context.CreateCPUAccelerator(0), "cpu", owns),
                 "auto" => CudaCount(context) > 0
-                    ? new Device(context, context.CreateCudaAccelerator(0), "cuda:0", owns)
+                    ? CreateCuda(context, 0, owns, "cuda:0")
                     : new Device(context, context.CreateCPUAccelerator(0), "cpu", owns),
-                "cuda" => CreateCuda(context, 0, owns),
+                "cuda" => CreateCuda(context, 0, owns, "cuda:0"),
                 _ when s.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(s.AsSpan(5), out int i) && i >= 0
-                    => CreateCuda(context, i, owns),
+                    => CreateCuda(context, i, owns, $"cuda:{i}"),
                 _ => throw new ArgumentException(
                     $"Unknown device '{spec}': expected auto, cpu, cuda or cuda:N."),
             };
@@ -128,7 +131,10 @@ public sealed class Device : IDisposable
         }
     }
 
-    private static Device CreateCuda(Context context, int index, bool owns)
+    /// <summary>A CUDA device in its own context, as ILGPU makes it, instead of the primary one (tests show the difference).</summary>
+    internal static Device CreateCudaInOwnContext(int index) => CreateCuda(CreateContext(), index, owns: true, $"cuda:{index}", primaryContext: false);
+
+    private static Device CreateCuda(Context context, int index, bool owns, string spec, bool? primaryContext = null)
     {
         int n = CudaCount(context);
         if (index >= n)
@@ -137,7 +143,19 @@ public sealed class Device : IDisposable
                 ? $"Device 'cuda:{index}' was asked for, but ILGPU sees no CUDA device (driver libcuda.so.1 missing or no GPU). Use --device cpu."
                 : $"Device 'cuda:{index}' was asked for, but only {n} CUDA device(s) exist (cuda:0..cuda:{n - 1}).");
         }
-        return new Device(context, context.CreateCudaAccelerator(index), $"cuda:{index}", owns);
+        var accelerator = context.CreateCudaAccelerator(index);
+        int? primary = null;
+        try
+        {
+            // One context for the engine, the CUDA runtime and NCCL: the device's primary context.
+            if (primaryContext ?? CudaPrimaryContext.Enabled) primary = CudaPrimaryContext.Adopt(accelerator);
+        }
+        catch
+        {
+            accelerator.Dispose();
+            throw;
+        }
+        return new Device(context, accelerator, spec, owns) { _primaryContextDevice = primary };
     }
 
     /// <summary>How many CUDA devices ILGPU sees in <paramref name="context"/>.</summary>
@@ -194,7 +212,14 @@ public sealed class Device : IDisposable
 
     public void Dispose()
     {
-        Accelerator.Dispose();
+        if (_primaryContextDevice is int device)
+        {
+            CudaPrimaryContext.Dispose((CudaAccelerator)Accelerator, device);
+        }
+        else
+        {
+            Accelerator.Dispose();
+        }
         if (_ownsContext)
         {
             Context.Dispose();

@@ -33,6 +33,18 @@ public sealed class TimedDeviceFactAttribute : FactAttribute
     }
 }
 
+/// <summary>
+/// A fact whose premise is a CUDA device (a driver to ask about contexts, streams and allocations): it runs in the
+/// CUDA test run (a GPU, or the simulated one) and is skipped, with the premise as the reason, on the CPU.
+/// </summary>
+public sealed class CudaFactAttribute : FactAttribute
+{
+    public CudaFactAttribute(string premise)
+    {
+        if (TestDevice.IsCpu) Skip = $"premise is a CUDA device ({premise}); the test device is {TestDevice.Description}";
+    }
+}
+
 /// <summary>The skip reasons, worded once.</summary>
 public static class DeviceSkip
 {
