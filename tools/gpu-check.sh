@@ -44,6 +44,13 @@ step devices "$engine" devices
 large=--large
 [ "$device" = cpu ] && large=
 step kernels "$engine" check kernels --device "$device" $large --seed 1234
+# The engine moves ILGPU's accelerator into the device's primary context (for NCCL). If the driver refused
+# that (the error names ENGINE_CUDA_CONTEXT), keep ILGPU's own context for every later step and say so.
+if grep -q '^kernels *FAILED' "$summary" && grep -q 'ENGINE_CUDA_CONTEXT' "$out/kernels.log"; then
+  export ENGINE_CUDA_CONTEXT=own
+  echo "primary context refused: ENGINE_CUDA_CONTEXT=own for the rest of the run (NCCL will not see the engine's buffers)" | tee -a "$summary"
+  step kernels-own-context "$engine" check kernels --device "$device" $large --seed 1234
+fi
 # One-rank NCCL all-reduce on ILGPU buffers (the bench runs NCCL's self-check first and fails if it fails).
 step nccl "$engine" bench allreduce --backend nccl --nproc 1 --sizes 4K,1M,64M
 # ResNet-34, batch 512: 3 epochs of 20 steps; the first epoch pays for kernel compilation.
