@@ -1,4 +1,5 @@
 using Engine.Comm;
+using Engine.Tests;
 
 namespace Engine.Runner.Tests;
 
@@ -10,9 +11,7 @@ namespace Engine.Runner.Tests;
 internal static class EmulatedNodesAvailability
 {
     public static string? SkipReason =>
-        EmulatedCluster.Unavailable() is string why && string.IsNullOrEmpty(Environment.GetEnvironmentVariable("CI"))
-            ? $"{why} (in CI these tests run, and fail instead)"
-            : null;
+        OutsideCi.SkipReason(EmulatedCluster.Unavailable() is string why ? $"{why} (in CI these tests run, and fail instead)" : null);
 }
 
 /// <summary>A fact that builds emulated nodes (see <see cref="EmulatedNodesAvailability"/>).</summary>

@@ -9,9 +9,7 @@ namespace Engine.Tests;
 internal static class CudaToolsAvailability
 {
     public static string? SkipReason =>
-        CudaTools.Find() is null && string.IsNullOrEmpty(Environment.GetEnvironmentVariable("CI"))
-            ? $"needs NVIDIA's ptxas: {CudaTools.HowToGet}"
-            : null;
+        OutsideCi.SkipReason(CudaTools.Find() is null ? $"needs NVIDIA's ptxas: {CudaTools.HowToGet}" : null);
 }
 
 /// <summary>A fact that runs NVIDIA's assembler (see <see cref="CudaToolsAvailability"/>).</summary>
