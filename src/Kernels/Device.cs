@@ -173,14 +173,21 @@ public sealed class Device : IDisposable
     public T Kernel<T>(string key, Func<Accelerator, T> load) where T : Delegate
         => (T)_kernels.GetOrAdd(key, _ => load(Accelerator));
 
-    /// <summary>A new dense device buffer of <paramref name="length"/> elements (contents undefined).</summary>
-    public MemoryBuffer1D<T, Stride1D.Dense> Allocate<T>(long length) where T : unmanaged
-        => Accelerator.Allocate1D<T>(length);
+    /// <summary>Every buffer this device has allocated, by use: live bytes and the peak.</summary>
+    public DeviceMemory Memory { get; } = new();
+
+    /// <summary>A new dense device buffer of <paramref name="length"/> elements (contents undefined), counted under <paramref name="use"/>.</summary>
+    public MemoryBuffer1D<T, Stride1D.Dense> Allocate<T>(long length, MemoryUse use = MemoryUse.Activations) where T : unmanaged
+    {
+        var buffer = Accelerator.Allocate1D<T>(length);
+        Memory.Add(buffer, use);
+        return buffer;
+    }
 
     /// <summary>Copies host data into a new device buffer.</summary>
     public MemoryBuffer1D<T, Stride1D.Dense> Upload<T>(ReadOnlySpan<T> data) where T : unmanaged
     {
-        var buffer = Accelerator.Allocate1D<T>(data.Length);
+        var buffer = Allocate<T>(data.Length);
         if (data.Length > 0)
         {
             buffer.View.CopyFromCPU(Stream, data);

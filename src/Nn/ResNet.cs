@@ -46,7 +46,8 @@ public sealed class ResNet : Module
     private readonly List<Module> _forwardOrder = new();
     private readonly Conv2dLayer _conv1;
 
-    public ResNet(Device device, ResNetConfig config) : base(device, "")
+    /// <param name="layout">How the flat parameter buffers are cut and which are held (DDP buckets, ZeRO shards, FSDP units); one unpadded segment when null.</param>
+    public ResNet(Device device, ResNetConfig config, Func<IReadOnlyList<Parameter>, StoreLayout>? layout = null) : base(device, "")
     {
         Config = config;
         Store = new ParameterStore();
@@ -73,7 +74,7 @@ public sealed class ResNet : Module
         _forwardOrder.Add(new AdaptiveAvgPoolLayer(device, "avgpool"));
         _forwardOrder.Add(new LinearLayer(device, Store, "fc", inPlanes, config.Classes));
         foreach (Module m in _forwardOrder) Adopt(m);
-        Store.Build(device);
+        Store.Build(device, layout);
         if (config.FreezeBatchNorm)
         {
             foreach (BatchNorm2dLayer bn in BatchNorms()) bn.Frozen = true;
@@ -97,13 +98,21 @@ public sealed class ResNet : Module
 
     public override long ForwardFlops => _forwardOrder.Sum(m => m.ForwardFlops);
 
+    /// <summary>
+    /// Called before and after every top-level module's forward and backward (PyTorch's module pre- and post-hooks),
+    /// with the module and whether it is the backward pass: FSDP gathers a unit's parameters there and frees them.
+    /// </summary>
+    public event Action<Module, bool>? BeforeModule, AfterModule;
+
     public override Tensor Forward(Tensor x, bool training)
     {
         ExpectRank(x, 4, "ResNet");
         foreach (Module m in _forwardOrder)
         {
             using var range = Engine.Kernels.Nvtx.Enabled ? Engine.Kernels.Nvtx.Range(m.Name + " forward") : default;
+            BeforeModule?.Invoke(m, false);
             x = m.Forward(x, training);
+            AfterModule?.Invoke(m, false);
         }
         return x;
     }
@@ -113,11 +122,15 @@ public sealed class ResNet : Module
         for (int i = _forwardOrder.Count - 1; i > 0; i--)
         {
             using var range = Engine.Kernels.Nvtx.Enabled ? Engine.Kernels.Nvtx.Range(_forwardOrder[i].Name + " backward") : default;
+            BeforeModule?.Invoke(_forwardOrder[i], true);
             dy = _forwardOrder[i].Backward(dy);
+            AfterModule?.Invoke(_forwardOrder[i], true);
         }
         using (Engine.Kernels.Nvtx.Enabled ? Engine.Kernels.Nvtx.Range("conv1 backward") : default)
         {
+            BeforeModule?.Invoke(_conv1, true);
             _conv1.BackwardWeightOnly(dy);
+            AfterModule?.Invoke(_conv1, true);
         }
         return default;
     }

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Engine.Nn;
 
 namespace Engine.Runner;
 
@@ -22,7 +23,11 @@ public sealed record RunResult(
 {
     /// <summary>Seconds and bytes per step of each phase (data, h2d, scatter, ..., optimizer).</summary>
     [JsonPropertyName("breakdown")]
-    public Training.Breakdown? Breakdown { get; init; }
+    public Breakdown? Breakdown { get; init; }
+
+    /// <summary>Device memory of every rank (or replica) after training, by use, and its peak during training (bytes).</summary>
+    [JsonPropertyName("memory")]
+    public IReadOnlyList<RankMemory>? Memory { get; init; }
 
     /// <summary>With --profile kernels: every kernel's calls, seconds, FLOPs and bytes over the timed steps.</summary>
     [JsonPropertyName("kernel_profile")]
@@ -45,23 +50,4 @@ public sealed record RunResult(
 
     /// <summary>Writes the JSON atomically (temp file + rename) so a reader never sees half a file.</summary>
     public void Write(string path) => AtomicFile.WriteAllText(path, JsonSerializer.Serialize(this, Json));
-}
-
-internal static class AtomicFile
-{
-    public static void WriteAllText(string path, string text)
-    {
-        string full = Path.GetFullPath(path);
-        string tmp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
-        try
-        {
-            File.WriteAllText(tmp, text);
-            File.Move(tmp, full, overwrite: true);
-        }
-        catch
-        {
-            File.Delete(tmp); // a failed write leaves nothing behind
-            throw;
-        }
-    }
 }

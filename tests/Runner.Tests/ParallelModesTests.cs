@@ -16,7 +16,7 @@ public class ParallelModesTests
 
     private static TrainOptions Options(string mode) => new()
     {
-        Mode = mode,
+        Mode = TrainingMode.Parse(mode),
         Device = "cpu",
         Devices = mode == "dp" ? "cpu,cpu" : null,
         Model = "resnet18",

@@ -30,7 +30,7 @@ public sealed class ReportTests : IDisposable
 
     private static ModeResult MakeMode(string mode, int devices, double[] epochSeconds, double? speedup, Breakdown b)
     {
-        var options = new TrainOptions { Mode = mode, Device = devices > 1 ? "cuda:0,cuda:1" : "cuda:0", Epochs = epochSeconds.Length };
+        var options = new TrainOptions { Mode = TrainingMode.Parse(mode), Device = devices > 1 ? "cuda:0,cuda:1" : "cuda:0", Epochs = epochSeconds.Length };
         var epochs = epochSeconds.Select((s, i) => new EpochResult(i + 1, s, 1.5 - 0.3 * i, 0.4 + 0.1 * i, null, 98, 50_000 / s)).ToList();
         var run = new RunResult(options, devices > 1 ? "2x H100" : "H100", "cifar10", Parameters, epochs) { Breakdown = b };
         return new ModeResult(mode, devices, run.MeanEpochSeconds, speedup, speedup / devices, run);

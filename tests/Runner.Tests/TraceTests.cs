@@ -10,7 +10,7 @@ public class TraceTests
 {
     private static TrainOptions Options(string mode, string trace) => new()
     {
-        Mode = mode,
+        Mode = TrainingMode.Parse(mode),
         Device = "cpu",
         Devices = mode == "dp" ? "cpu,cpu" : null,
         Model = "resnet18",

@@ -39,7 +39,12 @@ public static class ModelCheckpoint
     /// previous save's. Temporary files and a set-aside model left by a killed save are dealt with first.
     /// </summary>
     /// <param name="beforeStep">Test hook, called with each of <see cref="SaveSteps"/> before it runs (a throw there acts as a kill).</param>
-    public static void Save(string modelPath, ResNet model, SgdOptimizer optimizer, TrainingState state,
+    public static void Save(string modelPath, ResNet model, IOptimizer optimizer, TrainingState state,
+        IReadOnlyDictionary<string, string>? modelMetadata = null, Action<string>? beforeStep = null)
+        => Save(modelPath, model, optimizer.DownloadMomentum(), state, modelMetadata, beforeStep);
+
+    /// <summary>As above, with the momentum already in host memory in the store's flat layout (a sharded optimizer gathers it on every rank first).</summary>
+    public static void Save(string modelPath, ResNet model, float[] momentum, TrainingState state,
         IReadOnlyDictionary<string, string>? modelMetadata = null, Action<string>? beforeStep = null)
     {
         string full = Path.GetFullPath(modelPath), statePath = StatePath(full), previous = PreviousModelPath(full);
@@ -55,7 +60,7 @@ public static class ModelCheckpoint
         Step(SaveSteps[1]);
         string modelTemp = SafeTensors.WriteTemporary(full, StateDict(model).ToList(), meta);
         Step(SaveSteps[2]);
-        string stateTemp = SafeTensors.WriteTemporary(statePath, StateTensors(model, optimizer), StateMetadata(state));
+        string stateTemp = SafeTensors.WriteTemporary(statePath, StateTensors(model, momentum), StateMetadata(state));
         Step(SaveSteps[3]);
         if (File.Exists(full)) File.Move(full, previous, overwrite: true);
         Step(SaveSteps[4]);
@@ -144,7 +149,7 @@ public static class ModelCheckpoint
     {
         ParameterStore store = model.Store;
         var problems = new List<string>();
-        var values = new float[store.ParameterCount];
+        var values = new float[store.FlatLength];
         var buffers = new float[store.BufferCount];
         foreach (Parameter p in store.Entries)
         {
@@ -187,9 +192,8 @@ public static class ModelCheckpoint
         store.UploadBuffers(model.Device, buffers);
     }
 
-    private static List<SafeTensor> StateTensors(ResNet model, SgdOptimizer optimizer)
+    private static List<SafeTensor> StateTensors(ResNet model, float[] momentum)
     {
-        float[] momentum = optimizer.DownloadMomentum();
         return model.Store.Parameters
             .Select(p => SafeTensor.FromFloats("momentum." + p.Name, Array.ConvertAll(p.Shape, d => (long)d), momentum.AsSpan((int)p.Offset, (int)p.Length).ToArray()))
             .ToList();
@@ -211,7 +215,7 @@ public static class ModelCheckpoint
     /// file from the same save, the set-aside previous model when a save was killed after moving the
     /// new model into place but before committing its state. Returns the state and the model file used.
     /// </summary>
-    public static (TrainingState State, string ModelFile) Resume(string modelPath, ResNet model, SgdOptimizer optimizer)
+    public static (TrainingState State, string ModelFile) Resume(string modelPath, ResNet model, IOptimizer optimizer)
     {
         string statePath = StatePath(modelPath);
         if (!File.Exists(statePath))
@@ -235,7 +239,7 @@ public static class ModelCheckpoint
             long.Parse(Get(StepsKey), CultureInfo.InvariantCulture),
             int.Parse(Get("seed"), CultureInfo.InvariantCulture),
             Get("model"), Get("stem"), int.Parse(Get("width"), CultureInfo.InvariantCulture), Get(RunIdKey));
-        var momentum = new float[model.Store.ParameterCount];
+        var momentum = new float[model.Store.FlatLength];
         foreach (Parameter p in model.Store.Parameters)
         {
             if (!tensors.TryGetValue("momentum." + p.Name, out SafeTensor? t) || t.Shape.Aggregate(1L, (a, b) => a * b) != p.Length)

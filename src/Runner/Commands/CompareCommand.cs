@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Engine.Comm;
 using Engine.Runner.Compare;
+using Engine.Runner.Training;
 
 namespace Engine.Runner.Commands;
 
@@ -20,11 +21,17 @@ internal static class CompareCommand
 
     public static Command Create()
     {
-        var command = new Command("compare", "Run single, dp and ddp with identical settings; print the seed's table and where each mode spends its step. " +
+        var command = new Command("compare", "Run single, dp and ddp (or the --modes given) with identical settings; print the seed's table and where each mode spends its step. " +
             "Without options: a quick CPU-sized comparison (resnet18 width 4, 256 images, 2 epochs, batch 32); pass the seed's settings explicitly for the full benchmark.");
-        var binder = new TrainCommand.Binder(QuickDefaults);
+        var binder = new TrainOptionBinder(QuickDefaults);
         // compare runs every mode, writes no checkpoint, and puts each mode's trace in --report's folder.
-        binder.AddTo(command, binder.Mode, binder.Save, binder.Trace);
+        binder.AddTo(command, nameof(TrainOptions.Mode), nameof(TrainOptions.Save), nameof(TrainOptions.Trace));
+        var modes = new Option<string>("--modes")
+        {
+            Description = $"comma-separated modes to run, in order ({TrainingMode.Names})",
+            DefaultValueFactory = _ => string.Join(",", TrainingMode.Seed.Select(m => m.Name)),
+        };
+        command.Options.Add(modes);
         var report = new Option<string?>("--report") { Description = "write DIR/report.md with the table, breakdowns, explanation, PNG charts and each mode's trace" };
         command.Options.Add(report);
         var emulateNodes = LaunchCommand.EmulateNodesOption();
@@ -34,12 +41,14 @@ internal static class CompareCommand
         command.Options.Add(link);
         command.SetAction(r => CliErrors.Run(() =>
         {
-            bool bucketGiven = r.GetResult(binder.BucketMb) is { Implicit: false };
+            bool bucketGiven = r.GetResult(binder[nameof(TrainOptions.BucketMb)]) is { Implicit: false };
             int nodes = r.GetValue(emulateNodes);
             LinkRate? rate = LaunchCommand.ParseLink(r.GetValue(link));
             EmulatedCluster.CheckOptions(nodes, rate);
             if (nodes > 0 && EmulatedCluster.Unavailable() is string why) throw new EmulationException(why + ".");
-            Comparison.Run(binder.Bind(r), Console.Out, Console.Error, r.GetValue(report), chooseBucket: !bucketGiven, nodes, rate);
+            var chosen = r.GetValue(modes)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(m => TrainingMode.Parse(m)).Distinct().ToList();
+            Comparison.Run(binder.Bind(r), Console.Out, Console.Error, r.GetValue(report), chooseBucket: !bucketGiven, nodes, rate, chosen);
             return 0;
         }));
         return command;

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Engine.Comm;
+using Engine.Runner.Training;
 
 namespace Engine.Runner.Commands;
 
@@ -61,7 +62,7 @@ internal static class LaunchCommand
     /// </summary>
     private static void CheckRunsAsRanks(string[] child)
     {
-        const string Allowed = "launch starts the ranks of one job: '-- train --mode ddp ...' or '-- bench allreduce ...'";
+        const string Allowed = "launch starts the ranks of one job: '-- train --mode ddp|zero1|zero2|fsdp ...' or '-- bench allreduce ...'";
         if (child is ["bench", "allreduce", ..])
         {
             return;
@@ -75,8 +76,8 @@ internal static class LaunchCommand
         {
             throw new ArgumentException($"the rank command '{string.Join(' ', child)}' does not parse: {parsed.Errors[0].Message}");
         }
-        string mode = parsed.GetValue<string>("--mode") ?? "single";
-        if (!string.Equals(mode, "ddp", StringComparison.OrdinalIgnoreCase))
+        TrainingMode mode = TrainingMode.Parse(parsed.GetValue<string>("--mode") ?? TrainingMode.Single.Name);
+        if (!mode.MultiProcess)
         {
             throw new ArgumentException($"'train --mode {mode}' is a single-process mode: launching it gives independent runs, not one job; {Allowed}.");
         }

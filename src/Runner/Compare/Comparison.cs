@@ -32,11 +32,14 @@ public static class Comparison
     /// <param name="reportDir">With a folder: each mode also writes a trace, and report.md with charts goes there.</param>
     /// <param name="chooseBucket">No --bucket-mb was given: when the whole gradient would fit DDP's first bucket, cut it into <see cref="DefaultBuckets"/> so that the overlap shows.</param>
     /// <param name="emulatedNodes">With a count above 0: DDP's ranks run on that many emulated nodes joined by links of <paramref name="link"/> (see <see cref="EmulatedCluster"/>).</param>
+    /// <param name="modes">The modes to run, in order; the seed's three (single, dp, ddp) when null.</param>
     public static ComparisonResult Run(TrainOptions baseOptions, TextWriter stdout, TextWriter progress, string? reportDir = null, bool chooseBucket = false,
-        int emulatedNodes = 0, LinkRate? link = null)
+        int emulatedNodes = 0, LinkRate? link = null, IReadOnlyList<TrainingMode>? modes = null)
     {
-        // Everything a user can get wrong is refused before the first of three runs starts.
-        (baseOptions with { Mode = "single", Devices = null }).Validate();
+        modes ??= TrainingMode.Seed;
+        if (modes.Count == 0) throw new ArgumentException("--modes lists no mode.");
+        // Everything a user can get wrong is refused before the first run starts.
+        foreach (TrainingMode m in modes) (baseOptions with { Mode = m, Devices = m == TrainingMode.Dp ? baseOptions.Devices : null }).Validate();
         if (reportDir is not null) OutputPaths.CheckFolder("--report", reportDir);
         string? traceDir = null;
         try
@@ -46,7 +49,7 @@ public static class Comparison
                 traceDir = Path.Combine(Path.GetTempPath(), $"engine-compare-traces-{Environment.ProcessId}-{Guid.NewGuid():N}");
                 Directory.CreateDirectory(traceDir);
             }
-            return RunModes(baseOptions, stdout, progress, reportDir, traceDir, chooseBucket, new DdpPlacement(emulatedNodes, link));
+            return RunModes(baseOptions, modes, stdout, progress, reportDir, traceDir, chooseBucket, new DdpPlacement(emulatedNodes, link));
         }
         finally
         {
@@ -83,35 +86,51 @@ public static class Comparison
             : $"{ranks} ranks through engine launch on {Nodes} emulated nodes, links of {Link} each way";
     }
 
-    private static ComparisonResult RunModes(TrainOptions baseOptions, TextWriter stdout, TextWriter progress, string? reportDir, string? traceDir, bool chooseBucket,
-        DdpPlacement placement)
+    private static ComparisonResult RunModes(TrainOptions baseOptions, IReadOnlyList<TrainingMode> modes, TextWriter stdout, TextWriter progress, string? reportDir, string? traceDir,
+        bool chooseBucket, DdpPlacement placement)
     {
-        string? TraceFor(string mode) => traceDir is null ? null : Path.Combine(traceDir, $"trace_{mode}.json");
-        TrainOptions dpOptions = (baseOptions with { Mode = "dp" }).ResolveDevices();
+        string? TraceFor(TrainingMode mode) => traceDir is null ? null : Path.Combine(traceDir, $"trace_{mode.Name}.json");
+        TrainOptions dpOptions = (baseOptions with { Mode = TrainingMode.Dp }).ResolveDevices();
         string[] replicas = dpOptions.DeviceList();
         int n = replicas.Length;
-        LaunchOptions ddpLaunch = placement.For(n); // refused here, before the first run, if the ranks do not fit the nodes
-        var runs = new List<RunResult>();
-
-        progress.WriteLine("== compare: single");
-        runs.Add(RunInProcess(baseOptions with { Mode = "single", Devices = null, Output = null, Save = null, Trace = TraceFor("single") }, progress));
-        progress.WriteLine($"== compare: dp over {string.Join(",", replicas)}");
-        runs.Add(RunInProcess(dpOptions with { Output = null, Save = null, Trace = TraceFor("dp") }, progress));
-        progress.WriteLine($"== compare: ddp, {placement.Describe(n)}");
-        TrainOptions ddpBase = baseOptions;
-        if (chooseBucket && BucketMbShowingOverlap(runs[0].Parameters, baseOptions.BucketMb) is double mb && mb != baseOptions.BucketMb)
+        LaunchOptions launch = placement.For(n); // refused here, before the first run, if the ranks do not fit the nodes
+        TrainOptions multiBase = baseOptions;
+        if (chooseBucket && modes.Any(m => m.MultiProcess))
         {
-            progress.WriteLine(string.Format(CultureInfo.InvariantCulture, "compare: the whole gradient ({0}) fits one bucket, which leaves nothing to overlap; --bucket-mb {1:0.####} cuts it into {2} (pass --bucket-mb to choose).",
-                Bytes(runs[0].Parameters * sizeof(float)), mb, DefaultBuckets));
-            ddpBase = baseOptions with { BucketMb = mb };
+            long parameters = ModelParameters(baseOptions);
+            if (BucketMbShowingOverlap(parameters, baseOptions.BucketMb) is double mb && mb != baseOptions.BucketMb)
+            {
+                progress.WriteLine(string.Format(CultureInfo.InvariantCulture, "compare: the whole gradient ({0}) fits one bucket, which leaves nothing to overlap; --bucket-mb {1:0.####} cuts it into {2} (pass --bucket-mb to choose).",
+                    Bytes(parameters * sizeof(float)), mb, DefaultBuckets));
+                multiBase = baseOptions with { BucketMb = mb };
+            }
         }
-        runs.Add(RunDdp(ddpBase with { Mode = "ddp", Devices = null, Save = null, Device = DdpDevice(baseOptions, replicas), Trace = TraceFor("ddp") }, ddpLaunch, progress));
+        var runs = new List<(TrainingMode Mode, int Devices, RunResult Run)>();
+        foreach (TrainingMode mode in modes)
+        {
+            if (mode == TrainingMode.Single)
+            {
+                progress.WriteLine("== compare: single");
+                runs.Add((mode, 1, RunInProcess(baseOptions with { Mode = mode, Devices = null, Output = null, Save = null, Trace = TraceFor(mode) }, progress)));
+            }
+            else if (!mode.MultiProcess)
+            {
+                progress.WriteLine($"== compare: {mode} over {string.Join(",", replicas)}");
+                runs.Add((mode, n, RunInProcess(dpOptions with { Mode = mode, Output = null, Save = null, Trace = TraceFor(mode) }, progress)));
+            }
+            else
+            {
+                progress.WriteLine($"== compare: {mode}, {placement.Describe(n)}");
+                runs.Add((mode, n, RunDdp(multiBase with { Mode = mode, Devices = null, Save = null, Device = DdpDevice(baseOptions, replicas), Trace = TraceFor(mode) }, launch, progress)));
+            }
+        }
 
-        double single = runs[0].MeanEpochSeconds;
-        var modes = runs.Select((r, i) => new ModeResult(r.Breakdown!.Mode, i == 0 ? 1 : n, r.MeanEpochSeconds,
-            i == 0 ? null : single / r.MeanEpochSeconds, i == 0 ? null : single / r.MeanEpochSeconds / n, r)).ToList();
-        var explanation = Explain(modes);
-        var result = new ComparisonResult(modes, explanation);
+        double? single = runs.FirstOrDefault(r => r.Mode == TrainingMode.Single).Run?.MeanEpochSeconds;
+        var results = runs.Select(r => new ModeResult(r.Mode.Name, r.Devices, r.Run.MeanEpochSeconds,
+            r.Mode == TrainingMode.Single || single is null ? null : single / r.Run.MeanEpochSeconds,
+            r.Mode == TrainingMode.Single || single is null ? null : single / r.Run.MeanEpochSeconds / r.Devices, r.Run)).ToList();
+        var explanation = Explain(results);
+        var result = new ComparisonResult(results, explanation);
         stdout.Write(Render(result));
         if (baseOptions.Output is not null)
         {
@@ -119,11 +138,19 @@ public static class Comparison
         }
         if (reportDir is not null)
         {
-            var traces = new[] { "single", "dp", "ddp" }.Select(TraceFor).OfType<string>().Where(File.Exists).ToList();
+            var traces = modes.Select(TraceFor).OfType<string>().Where(File.Exists).ToList();
             var written = Report.ReportWriter.Write(result, reportDir, traces);
             progress.WriteLine($"report: {Path.Combine(reportDir, Report.ReportWriter.Markdown)} ({written.Count} files)");
         }
         return result;
+    }
+
+    /// <summary>The model's parameter count, from its shape alone (no device work).</summary>
+    private static long ModelParameters(TrainOptions o)
+    {
+        using var device = Engine.Kernels.Device.Create("cpu");
+        using var model = new ResNet(device, ResNetConfig.Parse(o.Model, o.Stem, o.Width));
+        return model.Store.ParameterCount;
     }
 
     /// <summary>DDP ranks on the CPU when dp's replicas are CPUs; else each rank takes cuda:LOCAL_RANK (or shares cuda:0 when dp does).</summary>
@@ -136,20 +163,20 @@ public static class Comparison
 
     private static RunResult RunInProcess(TrainOptions o, TextWriter progress)
     {
-        using Trainer t = TrainCommand.Create(o, TextWriter.Null, progress);
+        using Trainer t = o.Mode.CreateTrainer(o, TextWriter.Null, progress);
         return t.Run();
     }
 
     private static RunResult RunDdp(TrainOptions o, LaunchOptions launch, TextWriter progress)
     {
-        string json = Path.Combine(Path.GetTempPath(), $"engine-compare-ddp-{Environment.ProcessId}-{Guid.NewGuid():N}.json");
+        string json = Path.Combine(Path.GetTempPath(), $"engine-compare-{o.Mode}-{Environment.ProcessId}-{Guid.NewGuid():N}.json");
         try
         {
             var args = (o with { Output = json }).ToArgs();
             int code = Launcher.Run(launch, ProcessTarget.CurrentProcess(), args, TextWriter.Null, progress);
-            if (code != 0) throw new InvalidOperationException($"the ddp run failed (launch exited with {code}); its ranks' errors are above.");
+            if (code != 0) throw new InvalidOperationException($"the {o.Mode} run failed (launch exited with {code}); its ranks' errors are above.");
             return JsonSerializer.Deserialize<RunResult>(File.ReadAllText(json), RunResult.Json)
-                ?? throw new InvalidOperationException($"the ddp run wrote no result to {json}.");
+                ?? throw new InvalidOperationException($"the {o.Mode} run wrote no result to {json}.");
         }
         finally
         {
@@ -207,7 +234,7 @@ public static class Comparison
         return sb.ToString();
     }
 
-    private static string Label(string mode) => mode switch { "single" => "Single", "dp" => "DP", _ => "DDP" };
+    private static string Label(string mode) => TrainingMode.LabelOf(mode);
 
     public static string Bytes(long b) => b switch
     {

@@ -23,8 +23,10 @@ internal static class ReportText
         ["gather"] = "DP: copying every replica's outputs to device 0",
         ["loss"] = "cross-entropy and its gradient",
         ["backward"] = "the model's backward pass (DDP's hidden all-reduce runs during it)",
-        ["grad_sync"] = "DP: summing every replica's gradients onto device 0; DDP: waiting after backward for the all-reduce still in flight (the exposed part)",
-        ["optimizer"] = "SGD with momentum and weight decay",
+        ["grad_sync"] = "DP: summing every replica's gradients onto device 0; DDP and ZeRO-1: waiting after backward for the all-reduce still in flight (the exposed part)",
+        ["reduce_scatter"] = "ZeRO-2 and FSDP: waiting after backward for the gradient reduce-scatters still in flight (each rank receives the mean of its shard)",
+        ["optimizer"] = "SGD with momentum and weight decay (ZeRO and FSDP: on this rank's shard only)",
+        ["all_gather"] = "ZeRO-1/2: all-gathering the updated parameter shards; FSDP: the time forward and backward waited for a unit's parameters (the exposed part)",
     };
 
     public static string Build(ComparisonResult c, IReadOnlyList<string> traceNames)
@@ -240,7 +242,7 @@ internal static class ReportText
         sb.AppendLine();
     }
 
-    public static string Label(string mode) => mode switch { "single" => "Single", "dp" => "DP", "ddp" => "DDP", _ => mode };
+    public static string Label(string mode) => Engine.Runner.Training.TrainingMode.LabelOf(mode);
 
     public static string ModeHeader(ModeResult m) => Invariant($"{Label(m.Mode)} ({m.Devices})");
 

@@ -64,7 +64,7 @@ public static class ReportWriter
         foreach (ModeResult m in c.Modes)
         {
             if (m.Run?.Breakdown is null) throw new ArgumentException($"report: mode '{m.Mode}' has no step breakdown.", "comparison");
-            foreach (string phase in Training.PhaseClock.Phases)
+            foreach (string phase in PhaseClock.Phases)
             {
                 if (!m.Run.Breakdown.Phases.ContainsKey(phase))
                     throw new ArgumentException($"report: mode '{m.Mode}' has no '{phase}' phase in its breakdown.", "comparison");

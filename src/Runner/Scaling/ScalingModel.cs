@@ -49,9 +49,9 @@ public static class ScalingModel
     /// <summary>DDP broadcast_buffers: rank 0's BN buffers before every forward.</summary>
     public static long DdpBroadcastBytes(int n, ModelState m) => n > 1 ? m.BufferBytes : 0;
 
-    /// <summary>DDP's buckets (bytes) in gradient-ready order, cut as the reducer cuts them (<see cref="Training.BucketPlan"/>).</summary>
+    /// <summary>DDP's buckets (bytes) in gradient-ready order, cut as the reducer cuts them (<see cref="BucketPlan"/>).</summary>
     public static IReadOnlyList<long> Buckets(ModelState m, double bucketMb) =>
-        Training.BucketPlan.Cut(m.GradientReadyOrder.Select(length => length * sizeof(float)).ToArray(), bucketMb).Select(b => b.Bytes).ToArray();
+        BucketPlan.Cut(m.GradientReadyOrder.Select(length => length * sizeof(float)).ToArray(), bucketMb).Select(b => b.Bytes).ToArray();
 
     /// <summary>Seconds of one ring all-reduce of <paramref name="bytes"/>: 2(N-1) steps, each paying latency, moving 2(N-1)/N of the bytes per rank.</summary>
     public static double RingSeconds(int n, double bytes, Link link)
@@ -157,7 +157,7 @@ public static class ScalingModel
             buckets.Count, string.Join(", ", buckets.Select(x => Bytes(x))), s.BucketMb,
             s.Overlap
                 ? "a bucket is ready when backward has produced its gradients, uniformly in bytes over backward's time; buckets go one after another on one stream; only what runs past the end of backward is exposed. (ResNet's late layers hold most parameters but little compute, so real readiness is earlier: this is pessimistic.)"
-                : "no overlap: every bucket starts after backward.", Training.BucketPlan.FirstCapMb(s.BucketMb)));
+                : "no overlap: every bucket starts after backward.", BucketPlan.FirstCapMb(s.BucketMb)));
         var ddpPrediction = new ModePrediction("ddp", n, s.ParallelSteps, ddp, hidden);
         var dpPrediction = new ModePrediction("dp", n, s.ParallelSteps, dp, 0);
         if (n == 1)

@@ -44,7 +44,7 @@ public static class ScalingReport
     public static string Error(double predicted, double measured)
         => measured > 0 ? string.Format(Inv, "{0:+0.0;-0.0;0.0}%", 100 * (predicted / measured - 1)) : "-";
 
-    private static string Label(string mode) => mode switch { "single" => "Single", "dp" => "DP", _ => "DDP" };
+    private static string Label(string mode) => Engine.Runner.Training.TrainingMode.LabelOf(mode);
 
     public static ComparisonResult ReadComparison(string path)
     {

@@ -1,4 +1,5 @@
 using Engine.Comm;
+using Engine.Kernels;
 using Engine.Nn;
 using Engine.Runner.Data;
 using ILGPU;
@@ -8,11 +9,11 @@ using Device = Engine.Kernels.Device;
 namespace Engine.Runner.Training;
 
 /// <summary>
-/// DistributedDataParallel: one process per replica, started by <c>engine launch</c> (or any launcher
-/// that sets torchrun's variables). Rank 0 broadcasts parameters and buffers at start and buffers
-/// before each forward; gradients are all-reduced in buckets that overlap backward (<see cref="DdpReducer"/>);
-/// every rank steps its own SGD. Each epoch's permutation is split round-robin into disjoint rank
-/// shards, like DistributedSampler(drop_last=True). Only rank 0 prints and writes files.
+/// The multi-process modes (DDP, ZeRO-1, ZeRO-2, FSDP): one process per replica, started by <c>engine launch</c>
+/// (or any launcher that sets torchrun's variables), each driving its mode's <see cref="DistributedStrategy"/>.
+/// Rank 0 broadcasts parameters and buffers at start and buffers before each forward (broadcast_buffers=True);
+/// what happens to gradients and parameters after backward is the strategy's. Each epoch's permutation is split
+/// round-robin into disjoint rank shards, like DistributedSampler(drop_last=True). Only rank 0 prints and writes files.
 /// </summary>
 public sealed class DistributedTrainer : Trainer
 {
@@ -20,10 +21,9 @@ public sealed class DistributedTrainer : Trainer
     private readonly Device _device;
     private readonly ICommunicator _comm;
     private readonly ResNet _model;
-    private readonly SgdOptimizer _optimizer;
+    private readonly DistributedStrategy _strategy;
     private readonly CrossEntropyLoss _loss;
     private readonly BatchSource _batches;
-    private readonly DdpReducer _reducer;
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _scalars, _hashes;
     private readonly bool _shared;
 
@@ -46,24 +46,24 @@ public sealed class DistributedTrainer : Trainer
             _comm = CommunicatorFactory.FromEnvironment(_device, options.Backend, TimeSpan.FromSeconds(options.Timeout), env);
             if (IsLeader)
             {
-                Progress.WriteLine($"ddp: {env.WorldSize} rank(s), backend {_comm.Backend}, device {_device}{(_shared ? " (ranks share a physical device)" : "")}, " +
-                    $"buckets {(options.NoOverlap ? "after backward" : "overlapping backward")}");
+                Progress.WriteLine($"{Mode}: {env.WorldSize} rank(s), backend {_comm.Backend}, device {_device}{(_shared ? " (ranks share a physical device)" : "")}, " +
+                    $"gradients {(options.NoOverlap ? "after backward" : "overlapping backward")}");
             }
-            _model = new ResNet(_device, Config);
-            _optimizer = new SgdOptimizer(_device, _model.Store, options.Lr, options.Momentum, options.WeightDecay);
+            _strategy = Mode.CreateStrategy(_comm, _device, new DistributedSettings(options.BucketMb, !options.NoOverlap, options.Lr, options.Momentum, options.WeightDecay));
+            _strategy.CommTrack = $"rank {env.Rank} collectives";
+            _model = new ResNet(_device, Config, _strategy.Layout);
+            _strategy.Attach(_model);
             _loss = new CrossEntropyLoss(_device);
             _batches = new BatchSource(_device, TrainData, options.BatchSize);
-            _reducer = new DdpReducer(_comm, _model.Store, options.BucketMb, overlap: !options.NoOverlap);
-            _model.GradientReady += _reducer.MarkReady;
             _scalars = _device.Allocate<float>(3);
-            _hashes = _device.Allocate<float>(4L * env.WorldSize);
-            InitialiseModel();
+            _hashes = _device.Allocate<float>(8L * env.WorldSize);
+            using (_strategy.GatherFullParameters(writeBack: true)) InitialiseModel();
             // DDP's constructor: every rank starts from rank 0's parameters and buffers.
-            _comm.Broadcast(_model.Store.Values.SubView(0, _model.Store.ParameterCount), 0).Wait();
-            _comm.Broadcast(_model.Store.BufferValues.SubView(0, _model.Store.BufferCount), 0).Wait();
+            _strategy.BroadcastInitialState();
             if (IsLeader)
             {
-                Progress.WriteLine($"ddp: {_reducer.Buckets.Count} gradient bucket(s): {string.Join(", ", _reducer.Buckets.Select(b => $"{b.Length * 4 / 1e6:F2} MB"))}");
+                Progress.WriteLine($"{Mode}: {_model.Store.Segments.Count} {(Mode == TrainingMode.Fsdp ? "unit" : "gradient bucket")}(s): " +
+                    string.Join(", ", _model.Store.Segments.Select(b => $"{b.PaddedLength * 4 / 1e6:F2} MB")));
             }
         }
         catch
@@ -86,15 +86,14 @@ public sealed class DistributedTrainer : Trainer
     private static bool SharesGpu(string spec, LaunchEnvironment env) => env.LocalWorldSize > 1 && spec.StartsWith("cuda:", StringComparison.Ordinal) && !spec.EndsWith($":{env.LocalRank}", StringComparison.Ordinal);
 
     public override ResNet Model => _model;
-    protected override SgdOptimizer Optimizer => _optimizer;
+    protected override IOptimizer Optimizer => _strategy.Optimizer;
     protected override IReadOnlyList<Device> Devices => new[] { _device };
-    public override string ModeName => "ddp";
     public override bool Shared => _shared;
     public int Rank => _env.Rank;
-    public DdpReducer Reducer => _reducer;
-    protected override int GlobalBatch => O.BatchSize;
-    protected override int PerStepIndices => O.BatchSize;
-    protected override int StepsPerEpoch => TrainData.Count / _env.WorldSize / O.BatchSize;
+    public DistributedStrategy Strategy => _strategy;
+    protected override int GlobalBatch => O.BatchSize * O.Accumulate;
+    protected override int PerStepIndices => O.BatchSize * O.Accumulate;
+    protected override int StepsPerEpoch => TrainData.Count / _env.WorldSize / PerStepIndices;
     protected override int[] EpochIndices(int[] order) => EpochOrder.Shard(order, _env.Rank, _env.WorldSize);
 
     /// <summary>
@@ -114,37 +113,32 @@ public sealed class DistributedTrainer : Trainer
     protected override StepOutcome Step(int epoch, int step, ReadOnlySpan<int> indices, PhaseClock clock)
     {
         MaybeDie(epoch, step);
-        var (x, labels) = _batches.Load(indices, O.Augment == "standard", Rng.For(O.Seed, epoch, step, _env.Rank), clock);
-        clock.Begin("replicate");
-
-        // broadcast_buffers=True: rank 0's BN running statistics before every forward.
-        if (_env.WorldSize > 1) _comm.Broadcast(_model.Store.BufferValues.SubView(0, _model.Store.BufferCount), 0).Wait();
-        clock.Mark("replicate", _env.WorldSize > 1 ? _model.Store.BufferCount * sizeof(float) : 0);
-        clock.Begin("forward");
-
-        Tensor logits = _model.Forward(x, training: true);
-        clock.Mark("forward");
-        clock.Begin("loss");
-        _loss.Forward(logits, labels);
-        Tensor dlogits = _loss.Backward();
-        clock.Mark("loss");
-        clock.Begin("backward");
-
-        _reducer.Prepare();
-        _model.Backward(dlogits);
-        clock.Mark("backward");
-        clock.Begin("grad_sync");
-        _reducer.Finish();
-        clock.Mark("grad_sync", _reducer.RingBytesPerRank());
-        clock.AddHidden(_reducer.HiddenSeconds());
-        _reducer.TraceBuckets(clock.Trace, $"rank {_env.Rank} all-reduce");
-        clock.Begin("optimizer");
-
-        _optimizer.Step();
-        clock.Mark("optimizer");
+        int b = O.BatchSize, micro = O.Accumulate;
+        var outcome = new StepOutcome(0, 0, 0);
+        for (int m = 0; m < micro; m++)
+        {
+            var (x, labels) = _batches.Load(indices.Slice(m * b, b), O.Augment == "standard", Rng.For(O.Seed, epoch, step * micro + m, _env.Rank), clock);
+            // broadcast_buffers=True: rank 0's BN running statistics before every forward.
+            using (clock.Phase("replicate", _env.WorldSize > 1 ? _model.Store.BufferCount * sizeof(float) : 0))
+            {
+                if (_env.WorldSize > 1) _comm.Broadcast(_model.Store.BufferValues.SubView(0, _model.Store.BufferCount), 0).Wait();
+            }
+            Tensor logits;
+            using (clock.Phase("forward")) logits = _model.Forward(x, training: true);
+            _strategy.AfterForward(clock);
+            Tensor dlogits;
+            using (clock.Phase("loss"))
+            {
+                _loss.Forward(logits, labels);
+                dlogits = _loss.Backward(1f / (b * micro));
+            }
+            _strategy.Backward(dlogits, clock, sync: m == micro - 1);
+            var (loss, correct) = _loss.Read();
+            outcome = new StepOutcome(outcome.LossSum + (double)loss * b, outcome.Correct + correct, outcome.Samples + b);
+        }
+        _strategy.Step(clock);
         if (O.VerifyReplicas) VerifyReplicas(epoch, step);
-        var (loss, correct) = _loss.Read();
-        return new StepOutcome((double)loss * indices.Length, correct, indices.Length);
+        return outcome;
     }
 
     protected override int TraceProcessId => _env.Rank;
@@ -165,10 +159,11 @@ public sealed class DistributedTrainer : Trainer
         Progress.WriteLine($"trace: {path} ({_env.WorldSize} ranks merged; open in Perfetto or chrome://tracing)");
     }
 
-    /// <summary>Every rank hashes its parameters; the hashes are gathered and must all be equal.</summary>
+    /// <summary>Every rank hashes its parameters (gathered in full where they are sharded); the hashes are gathered and must all be equal.</summary>
     private void VerifyReplicas(int epoch, int step)
     {
-        float[] values = _model.Store.DownloadValues(_device);
+        float[] values;
+        using (_strategy.GatherFullParameters(writeBack: false)) values = _model.Store.DownloadValues(_device);
         ulong h = 14695981039346656037UL;
         foreach (float v in values)
         {
@@ -200,20 +195,49 @@ public sealed class DistributedTrainer : Trainer
     }
 
     /// <summary>Rank 0 evaluates the whole test set; the others wait for it at a barrier.</summary>
-    protected override int GradientBuckets => _reducer.Buckets.Count;
+    protected override int GradientBuckets => _model.Store.Segments.Count;
 
     protected override double? Evaluate()
     {
+        using var full = _strategy.GatherFullParameters(writeBack: false);
         double? accuracy = IsLeader ? EvaluateOn(_device, _model, _loss) : null;
         if (_env.WorldSize > 1) _comm.Barrier().Wait();
         return accuracy;
+    }
+
+    /// <summary>Sharded state is gathered on every rank (a collective); rank 0 writes the full torchvision state_dict.</summary>
+    protected override void SaveCheckpoint(int epochsDone)
+    {
+        using var full = _strategy.GatherFullParameters(writeBack: false);
+        float[] momentum = Optimizer.DownloadMomentum();
+        if (IsLeader) WriteCheckpoint(epochsDone, momentum);
+        if (_env.WorldSize > 1) _comm.Barrier().Wait();
+    }
+
+    /// <summary>Every rank's memory by use, all-gathered (each byte count as two exact 24-bit halves in floats).</summary>
+    protected override IReadOnlyList<RankMemory> GatherMemory()
+    {
+        MemorySnapshot m = _device.Memory.Snapshot();
+        long[] mine = { m.Parameters, m.Gradients, m.OptimizerState, m.Communication, m.Activations, m.Peak };
+        const int Fields = 6;
+        var halves = new float[2 * Fields];
+        for (int i = 0; i < Fields; i++) (halves[2 * i], halves[2 * i + 1]) = (mine[i] >> 24, mine[i] & 0xFFFFFF);
+        using var input = _device.Upload<float>(halves);
+        using var all = _device.Allocate<float>(2L * Fields * _env.WorldSize);
+        _comm.AllGather(input.View, all.View).Wait();
+        float[] gathered = _device.Download<float>(all.View);
+        return Enumerable.Range(0, _env.WorldSize).Select(r =>
+        {
+            long F(int i) => ((long)gathered[2 * Fields * r + 2 * i] << 24) + (long)gathered[2 * Fields * r + 2 * i + 1];
+            return new RankMemory(r, F(0), F(1), F(2), F(3), F(4), F(5));
+        }).ToList();
     }
 
     public override void Dispose()
     {
         _batches?.Dispose();
         _loss?.Dispose();
-        _optimizer?.Dispose();
+        _strategy?.Dispose();
         _model?.Dispose();
         _scalars?.Dispose();
         _hashes?.Dispose();

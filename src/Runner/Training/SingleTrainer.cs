@@ -14,6 +14,7 @@ public sealed class SingleTrainer : Trainer
     private readonly SgdOptimizer _optimizer;
     private readonly CrossEntropyLoss _loss;
     private readonly BatchSource _batches;
+    private readonly GradientAccumulator _accumulator;
 
     public SingleTrainer(TrainOptions options, TextWriter stdout, TextWriter progress) : base(options, stdout, progress)
     {
@@ -26,6 +27,7 @@ public sealed class SingleTrainer : Trainer
             _optimizer = new SgdOptimizer(_device, _model.Store, options.Lr, options.Momentum, options.WeightDecay);
             _loss = new CrossEntropyLoss(_device);
             _batches = new BatchSource(_device, TrainData, options.BatchSize);
+            _accumulator = new GradientAccumulator(_device, _model.Store.FlatLength);
             InitialiseModel();
         }
         catch
@@ -36,31 +38,43 @@ public sealed class SingleTrainer : Trainer
     }
 
     public override ResNet Model => _model;
-    protected override SgdOptimizer Optimizer => _optimizer;
+    protected override IOptimizer Optimizer => _optimizer;
     protected override IReadOnlyList<Device> Devices => new[] { _device };
-    public override string ModeName => "single";
-    protected override int GlobalBatch => O.BatchSize;
-    protected override int PerStepIndices => O.BatchSize;
-    protected override int StepsPerEpoch => TrainData.Count / O.BatchSize;
+    protected override int GlobalBatch => O.BatchSize * O.Accumulate;
+    protected override int PerStepIndices => GlobalBatch;
+    protected override int StepsPerEpoch => TrainData.Count / GlobalBatch;
 
     protected override StepOutcome Step(int epoch, int step, ReadOnlySpan<int> indices, PhaseClock clock)
     {
-        var (x, labels) = _batches.Load(indices, O.Augment == "standard", Rng.For(O.Seed, epoch, step), clock);
-        clock.Begin("forward");
-        Tensor logits = _model.Forward(x, training: true);
-        clock.Mark("forward");
-        clock.Begin("loss");
-        _loss.Forward(logits, labels);
-        Tensor dlogits = _loss.Backward();
-        clock.Mark("loss");
-        clock.Begin("backward");
-        _model.Backward(dlogits);
-        clock.Mark("backward");
-        clock.Begin("optimizer");
-        _optimizer.Step();
-        clock.Mark("optimizer");
-        var (loss, correct) = _loss.Read();
-        return new StepOutcome((double)loss * indices.Length, correct, indices.Length);
+        int b = O.BatchSize, micro = O.Accumulate;
+        var outcome = new StepOutcome(0, 0, 0);
+        for (int m = 0; m < micro; m++)
+        {
+            var (x, labels) = _batches.Load(indices.Slice(m * b, b), O.Augment == "standard", Rng.For(O.Seed, epoch, step * micro + m), clock);
+            Tensor logits;
+            using (clock.Phase("forward")) logits = _model.Forward(x, training: true);
+            Tensor dlogits;
+            using (clock.Phase("loss"))
+            {
+                _loss.Forward(logits, labels);
+                dlogits = _loss.Backward(1f / (b * micro));
+            }
+            using (clock.Phase("backward"))
+            {
+                _model.Backward(dlogits);
+                // Gradient accumulation: the layers overwrite gradients, so earlier micro-batches' are kept aside.
+                if (m < micro - 1) _accumulator.Keep(_model.Store.Grads.SubView(0, _model.Store.FlatLength));
+                else
+                {
+                    _accumulator.AddTo(_model.Store.Grads.SubView(0, _model.Store.FlatLength), 0);
+                    _accumulator.Clear();
+                }
+            }
+            var (loss, correct) = _loss.Read();
+            outcome = new StepOutcome(outcome.LossSum + (double)loss * b, outcome.Correct + correct, outcome.Samples + b);
+        }
+        using (clock.Phase("optimizer")) _optimizer.Step();
+        return outcome;
     }
 
     protected override double? Evaluate() => EvaluateOn(_device, _model, _loss);
@@ -68,6 +82,7 @@ public sealed class SingleTrainer : Trainer
     public override void Dispose()
     {
         _batches?.Dispose();
+        _accumulator?.Dispose();
         _loss?.Dispose();
         _optimizer?.Dispose();
         _model?.Dispose();

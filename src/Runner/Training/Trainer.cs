@@ -26,6 +26,7 @@ public abstract class Trainer : IDisposable
         Progress = progress;
         IsLeader = isLeader;
         Config = ResNetConfig.Parse(options.Model, options.Stem, options.Width) with { FreezeBatchNorm = options.BnMode == "eval" };
+        Mode = options.Mode;
         (TrainData, TestData) = LoadData(options, isLeader ? progress : TextWriter.Null);
     }
 
@@ -44,9 +45,10 @@ public abstract class Trainer : IDisposable
 
     /// <summary>The model whose weights are the result (device 0's in DP, this rank's in DDP).</summary>
     public abstract ResNet Model { get; }
-    protected abstract SgdOptimizer Optimizer { get; }
+    protected abstract IOptimizer Optimizer { get; }
     protected abstract IReadOnlyList<Device> Devices { get; }
-    public abstract string ModeName { get; }
+    public TrainingMode Mode { get; }
+    public string ModeName => Mode.Name;
 
     /// <summary>True when several replicas share one physical device (CPU accelerators, or one GPU twice).</summary>
     public virtual bool Shared => false;
@@ -145,6 +147,8 @@ public abstract class Trainer : IDisposable
                 cost.Flops > 0 ? $"{cost.Flops} FLOP" : null);
         }
         foreach (Device d in Devices) d.Profiler = profiler;
+        foreach (Device d in Devices) d.Memory.ResetPeak();
+        IReadOnlyList<RankMemory>? memory = null;
         for (int epoch = StartEpoch; epoch < O.Epochs; epoch++)
         {
             int[] order = OrderOverride?.Invoke(epoch, TrainData.Count)
@@ -176,6 +180,7 @@ public abstract class Trainer : IDisposable
             }
             foreach (Device d in Devices) d.Synchronize();
             double seconds = watch.Elapsed.TotalSeconds;
+            memory = GatherMemory(); // after the training steps, before evaluation
             StepOutcome all = ReduceEpoch(sum);
             foreach (Device d in Devices) d.Profiler = null;
             double? testAccuracy = TestData.Count == 0 ? null : Evaluate();
@@ -186,8 +191,8 @@ public abstract class Trainer : IDisposable
             if (IsLeader)
             {
                 Out.WriteLine($"epoch {result.Epoch}/{O.Epochs}  time {result.Seconds:F3} s  train loss {result.TrainLoss:F4}  train acc {100 * result.TrainAccuracy:F2}%  test acc {(testAccuracy is double t ? $"{100 * t:F2}%" : "n/a")}");
-                if (O.Save is not null) Save(epoch + 1);
             }
+            if (O.Save is not null) SaveCheckpoint(epoch + 1);
         }
         // Evaluation launches kernels too; the table covers the training steps only.
         foreach (Device d in Devices) d.Profiler = null;
@@ -196,6 +201,7 @@ public abstract class Trainer : IDisposable
         {
             Breakdown = clock.ToBreakdown(ModeName, Devices.Count, Shared) with { GradientBuckets = GradientBuckets },
             KernelProfile = kernels,
+            Memory = memory,
         };
         if (IsLeader && kernels is not null)
         {
@@ -241,11 +247,21 @@ public abstract class Trainer : IDisposable
     /// <summary>Indices one step consumes from <see cref="EpochIndices"/>.</summary>
     protected abstract int PerStepIndices { get; }
 
-    private void Save(int epochsDone)
+    /// <summary>Called on every rank after each epoch with --save; the leader writes the checkpoint.</summary>
+    protected virtual void SaveCheckpoint(int epochsDone)
+    {
+        if (IsLeader) WriteCheckpoint(epochsDone, Optimizer.DownloadMomentum());
+    }
+
+    /// <summary>Writes the model and its training state (momentum in the store's flat layout) atomically to --save.</summary>
+    protected void WriteCheckpoint(int epochsDone, float[] momentum)
     {
         var state = new TrainingState(epochsDone, Optimizer.Steps, O.Seed, Config.ModelName, Config.Stem, Config.Width, RunId);
-        ModelCheckpoint.Save(O.Save!, Model, Optimizer, state, new Dictionary<string, string> { ["format"] = "torchvision state_dict" });
+        ModelCheckpoint.Save(O.Save!, Model, momentum, state, new Dictionary<string, string> { ["format"] = "torchvision state_dict" });
     }
+
+    /// <summary>Every device's (every rank's) memory by use; the multi-process modes gather all ranks'.</summary>
+    protected virtual IReadOnlyList<RankMemory> GatherMemory() => Devices.Select((d, i) => RankMemory.From(i, d.Memory.Snapshot())).ToList();
 
     /// <summary>Evaluates <paramref name="model"/> on <paramref name="device"/> over the whole test set.</summary>
     protected double EvaluateOn(Device device, ResNet model, CrossEntropyLoss loss)

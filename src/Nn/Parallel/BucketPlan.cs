@@ -1,4 +1,4 @@
-namespace Engine.Runner.Training;
+namespace Engine.Nn.Parallel;
 
 /// <summary>One DDP bucket: a run of consecutive parameters (in gradient-ready order) and their bytes.</summary>
 public readonly record struct PlannedBucket(int FirstParameter, int Parameters, long Bytes);
@@ -40,6 +40,10 @@ public static class BucketPlan
         if (first < parameterBytes.Count) buckets.Add(new PlannedBucket(first, parameterBytes.Count - first, size));
         return buckets;
     }
+
+    /// <summary>Parameters per bucket for <paramref name="flatOrder"/> (a store layout's segments).</summary>
+    public static int[] SegmentSizes(IReadOnlyList<Parameter> flatOrder, double bucketMb)
+        => Cut(flatOrder.Select(p => p.Length * sizeof(float)).ToArray(), bucketMb).Select(b => b.Parameters).ToArray();
 
     private static long Bytes(double mb) => (long)(mb * 1024 * 1024);
 }

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
-namespace Engine.Runner.Training;
+namespace Engine.Nn.Parallel;
 
 /// <summary>
 /// Records complete slices (phases, per-device work, all-reduce buckets) and writes them as a

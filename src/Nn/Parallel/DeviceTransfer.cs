@@ -2,7 +2,7 @@ using ILGPU;
 using ILGPU.Runtime;
 using Device = Engine.Kernels.Device;
 
-namespace Engine.Runner.Training;
+namespace Engine.Nn.Parallel;
 
 /// <summary>
 /// Copies between the memories of two devices. Within one device it is a device copy; between two

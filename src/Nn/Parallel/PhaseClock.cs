@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using Device = Engine.Kernels.Device;
 
-namespace Engine.Runner.Training;
+namespace Engine.Nn.Parallel;
 
 /// <summary>
 /// Splits each training step into named phases. <see cref="Mark"/> synchronises the devices it was
@@ -13,13 +13,17 @@ public sealed class PhaseClock
 {
     public static readonly string[] Phases =
     {
-        "data", "h2d", "scatter", "replicate", "forward", "gather", "loss", "backward", "grad_sync", "optimizer",
+        "data", "h2d", "scatter", "replicate", "forward", "gather", "loss", "backward", "grad_sync", "reduce_scatter", "optimizer", "all_gather",
     };
+
+    /// <summary>The phases that are collectives between ranks or devices (the communication track of a trace).</summary>
+    public static readonly string[] CommunicationPhases = { "scatter", "replicate", "gather", "grad_sync", "reduce_scatter", "all_gather" };
 
     private readonly IReadOnlyList<Device> _devices;
     private readonly Stopwatch _watch = new();
     private readonly double[] _seconds = new double[Phases.Length];
     private readonly long[] _bytes = new long[Phases.Length];
+    private readonly double[] _hidden = new double[Phases.Length];
     private double _last;
 
     private long _lastTimestamp;
@@ -41,7 +45,7 @@ public sealed class PhaseClock
     public double StepSeconds { get; private set; }
 
     /// <summary>Gradient all-reduce time that ran while backward was still computing (DDP overlap), summed over steps.</summary>
-    public double HiddenSyncSeconds { get; private set; }
+    public double HiddenSyncSeconds => _hidden[Index("grad_sync")];
 
     public void BeginStep()
     {
@@ -60,6 +64,22 @@ public sealed class PhaseClock
         if (_rangeOpen) Engine.Kernels.Nvtx.Pop();
         Engine.Kernels.Nvtx.Push(phase);
         _rangeOpen = true;
+    }
+
+    /// <summary>
+    /// Times the phase that starts now until the scope ends: <c>using (clock.Phase("scatter", bytes)) { ... }</c>.
+    /// The phase's time is everything since the previous phase ended, so phases still add up to the step.
+    /// </summary>
+    public PhaseScope Phase(string phase, long bytes = 0)
+    {
+        Begin(phase);
+        return new PhaseScope(this, phase, bytes);
+    }
+
+    /// <summary>Ends a phase opened by <see cref="Phase"/>.</summary>
+    public readonly struct PhaseScope(PhaseClock clock, string phase, long bytes) : IDisposable
+    {
+        public void Dispose() => clock.Mark(phase, bytes);
     }
 
     public void Mark(string phase, long bytes = 0)
@@ -83,7 +103,21 @@ public sealed class PhaseClock
     /// <summary>Bytes a phase moved without a time of its own (already charged elsewhere).</summary>
     public void AddBytes(string phase, long bytes) => _bytes[Index(phase)] += bytes;
 
-    public void AddHidden(double seconds) => HiddenSyncSeconds += seconds;
+    /// <summary>Collective time of <paramref name="phase"/> that ran under compute (overlap), not in the step's sum.</summary>
+    public void AddHidden(string phase, double seconds) => _hidden[Index(phase)] += seconds;
+
+    /// <summary>
+    /// Moves <paramref name="seconds"/> charged to <paramref name="from"/> to <paramref name="to"/>: the time a compute
+    /// phase spent blocked on a collective (FSDP waiting for a unit's all-gather inside forward) is that collective's.
+    /// </summary>
+    public void Reassign(string from, string to, double seconds, long bytes)
+    {
+        int f = Index(from), t = Index(to);
+        seconds = Math.Min(seconds, _seconds[f]);
+        _seconds[f] -= seconds;
+        _seconds[t] += seconds;
+        _bytes[t] += bytes;
+    }
 
     public void EndStep()
     {
@@ -105,7 +139,12 @@ public sealed class PhaseClock
         {
             phases[Phases[i]] = new PhaseStat(_seconds[i] / n, _bytes[i] / n);
         }
-        return new Breakdown(mode, devices, shared, Steps, StepSeconds / n, phases, HiddenSyncSeconds / n);
+        var hidden = new Dictionary<string, double>();
+        for (int i = 0; i < Phases.Length; i++)
+        {
+            if (_hidden[i] > 0) hidden[Phases[i]] = _hidden[i] / n;
+        }
+        return new Breakdown(mode, devices, shared, Steps, StepSeconds / n, phases, HiddenSyncSeconds / n) { HiddenSecondsPerStep = hidden };
     }
 }
 
@@ -117,8 +156,27 @@ public sealed record PhaseStat(double SecondsPerStep, long BytesPerStep);
 public sealed record Breakdown(string Mode, int Devices, bool Shared, int Steps, double StepSeconds,
     IReadOnlyDictionary<string, PhaseStat> Phases, double GradSyncHiddenSecondsPerStep)
 {
+    /// <summary>Every phase of <see cref="PhaseClock.Phases"/>, zero where the run had none (a result written before a phase existed reads as zero there).</summary>
+    public IReadOnlyDictionary<string, PhaseStat> Phases { get; init; } = Complete(Phases);
+
+    private static IReadOnlyDictionary<string, PhaseStat> Complete(IReadOnlyDictionary<string, PhaseStat> phases)
+    {
+        var all = new Dictionary<string, PhaseStat>(phases);
+        foreach (string p in PhaseClock.Phases) all.TryAdd(p, new PhaseStat(0, 0));
+        return all;
+    }
+
     public double PhaseSum => Phases.Values.Sum(p => p.SecondsPerStep);
 
     /// <summary>DDP: how many buckets the gradient was cut into (one bucket cannot overlap backward); 0 for the other modes.</summary>
     public int GradientBuckets { get; init; }
+
+    /// <summary>Per communication phase, the collective seconds per step that ran under compute (not part of the step sum).</summary>
+    public IReadOnlyDictionary<string, double> HiddenSecondsPerStep { get; init; } = new Dictionary<string, double>();
+}
+
+/// <summary>One rank's device memory after training, by use (bytes), with the peak during training.</summary>
+public sealed record RankMemory(int Rank, long Parameters, long Gradients, long OptimizerState, long Communication, long Activations, long Peak)
+{
+    public static RankMemory From(int rank, Engine.Kernels.MemorySnapshot m) => new(rank, m.Parameters, m.Gradients, m.OptimizerState, m.Communication, m.Activations, m.Peak);
 }

@@ -1,0 +1,2 @@
+global using Engine.Nn;
+global using Engine.Nn.Parallel;

@@ -1,0 +1,1 @@
+global using Engine.Nn.Parallel;
