@@ -93,10 +93,10 @@ public class TraceTests
             var slices = Read(path);
             Assert.Equal(new[] { 0, 1 }, slices.Select(s => s.Pid).Distinct().OrderBy(p => p));
             var backward = slices.Where(s => s.Pid == 0 && s.Name == "backward").OrderBy(s => s.Start).ToList();
-            var buckets = slices.Where(s => s.Pid == 0 && s.Name.StartsWith("allreduce bucket", StringComparison.Ordinal)).ToList();
+            var buckets = slices.Where(s => s.Pid == 0 && s.Name.StartsWith("all_reduce bucket", StringComparison.Ordinal)).ToList();
             Assert.NotEmpty(backward);
             Assert.True(buckets.Count > backward.Count, "expected several buckets per step with a tiny --bucket-mb");
-            Assert.All(buckets, b => Assert.Equal("rank 0 all-reduce", b.Track));
+            Assert.All(buckets, b => Assert.Equal("rank 0 collectives", b.Track));
             int overlapping = buckets.Count(b => backward.Any(k => b.Start < k.End - 1 && b.End > k.Start));
             if (noOverlap)
             {

@@ -13,13 +13,23 @@ public sealed record ModelState(string Name, IReadOnlyList<long> ParameterLength
     public long ParameterBytes => ParameterCount * sizeof(float);
     public long BufferBytes => BufferCount * sizeof(float);
 
+    /// <summary>FSDP's units in forward order (stem, each BasicBlock, head: <see cref="Engine.Nn.Parallel.FullyShardedDataParallel.UnitOf"/>), parameter floats each.</summary>
+    public IReadOnlyList<long> UnitLengths { get; init; } = Array.Empty<long>();
+
     /// <summary>Parameter lengths in the order backward makes their gradients ready (the reverse of forward).</summary>
     public IEnumerable<long> GradientReadyOrder => ParameterLengths.Reverse();
 
     public static ModelState Of(ResNetConfig config)
     {
         var parameters = new List<long>();
+        var units = new List<long>();
         long buffers = 0;
+        int unitStart = 0;
+        void EndUnit()
+        {
+            units.Add(parameters.Skip(unitStart).Sum());
+            unitStart = parameters.Count;
+        }
         void Conv(int cin, int cout, int k) => parameters.Add((long)cout * cin * k * k);
         void Bn(int c)
         {
@@ -31,6 +41,7 @@ public sealed record ModelState(string Name, IReadOnlyList<long> ParameterLength
         int w = config.Width;
         Conv(config.InChannels, w, config.Stem == "imagenet" ? 7 : 3);
         Bn(w);
+        EndUnit(); // the stem
         int inPlanes = w;
         int[] blocks = config.Blocks;
         for (int layer = 0; layer < 4; layer++)
@@ -49,10 +60,12 @@ public sealed record ModelState(string Name, IReadOnlyList<long> ParameterLength
                     Bn(planes);
                 }
                 inPlanes = planes;
+                EndUnit(); // one BasicBlock
             }
         }
         parameters.Add((long)config.Classes * inPlanes);
         parameters.Add(config.Classes);
-        return new ModelState(config.ModelName, parameters, buffers, config.Classes);
+        EndUnit(); // the head
+        return new ModelState(config.ModelName, parameters, buffers, config.Classes) { UnitLengths = units };
     }
 }

@@ -15,7 +15,10 @@ public sealed record ModePrediction(string Mode, int Devices, int Steps, IReadOn
 /// <summary>The three predictions and every assumption behind them, in the order they were made.</summary>
 public sealed record ScalingPrediction(ModePrediction Single, ModePrediction Dp, ModePrediction Ddp, IReadOnlyList<string> Assumptions)
 {
-    public IEnumerable<ModePrediction> Modes => new[] { Single, Dp, Ddp };
+    /// <summary>The seed's follow-up: ZeRO-1, ZeRO-2 and FSDP, from the same inputs.</summary>
+    public IReadOnlyList<ModePrediction> Sharded { get; init; } = Array.Empty<ModePrediction>();
+
+    public IEnumerable<ModePrediction> Modes => new[] { Single, Dp, Ddp }.Concat(Sharded);
 }
 
 /// <summary>
@@ -64,19 +67,61 @@ public static class ScalingModel
     /// exposed. Without overlap every bucket starts after backward.
     /// </summary>
     public static (double Exposed, double Hidden) DdpSync(IReadOnlyList<long> buckets, double backwardSeconds, int n, Link link, bool overlap)
+        => Overlapped(buckets, backwardSeconds, b => RingSeconds(n, b, link), overlap);
+
+    /// <summary>Seconds of a ring reduce-scatter or all-gather of <paramref name="bytes"/>: N-1 steps moving (N-1)/N of the bytes per rank, half an all-reduce.</summary>
+    public static double HalfRingSeconds(int n, double bytes, Link link)
+        => n <= 1 ? 0 : link.Crossings * ((n - 1) * link.LatencyUs * 1e-6 + (n - 1.0) / n * bytes / (link.PathGBs * 1e9));
+
+    /// <summary>
+    /// Collectives of <paramref name="pieces"/> (bytes) launched as compute produces them, uniformly in bytes over
+    /// <paramref name="computeSeconds"/>, one after another on one stream: (exposed after compute, hidden under it).
+    /// </summary>
+    public static (double Exposed, double Hidden) Overlapped(IReadOnlyList<long> pieces, double computeSeconds, Func<long, double> seconds, bool overlap)
     {
-        double total = buckets.Sum(), ready = 0, end = 0, busy = 0;
-        foreach (long b in buckets)
+        double total = pieces.Sum(), ready = 0, end = 0, busy = 0;
+        foreach (long b in pieces)
         {
             ready += b;
-            double readyAt = overlap && total > 0 ? backwardSeconds * ready / total : backwardSeconds;
-            double seconds = RingSeconds(n, b, link);
-            end = Math.Max(end, readyAt) + seconds;
-            busy += seconds;
+            double readyAt = overlap && total > 0 ? computeSeconds * ready / total : computeSeconds;
+            double t = seconds(b);
+            end = Math.Max(end, readyAt) + t;
+            busy += t;
         }
         if (!overlap) return (busy, 0);
-        double exposed = Math.Max(0, end - backwardSeconds);
+        double exposed = Math.Max(0, end - computeSeconds);
         return (exposed, Math.Max(0, busy - exposed));
+    }
+
+    /// <summary>
+    /// One FSDP pass (forward, or backward with <paramref name="reduceScatter"/>) on one communication stream, in the
+    /// order the engine issues it: before unit i computes, wait for its all-gather and issue unit i+1's; after it,
+    /// issue its reduce-scatter (backward). Compute per unit is uniform in bytes over <paramref name="computeSeconds"/>.
+    /// Returns the waits for gathers (exposed all-gather), the wait for the last reduce-scatters after the pass
+    /// (exposed reduce-scatter), and the stream's busy time.
+    /// </summary>
+    public static (double GatherExposed, double ReduceExposed, double Busy) FsdpPass(IReadOnlyList<long> units, double computeSeconds, Func<long, double> gather,
+        Func<long, double>? reduceScatter)
+    {
+        double total = units.Sum(), stream = 0, t = 0, waited = 0, busy = 0;
+        double Issue(double ready, double seconds)
+        {
+            stream = Math.Max(stream, ready) + seconds;
+            busy += seconds;
+            return stream;
+        }
+        var gathered = new double[units.Count];
+        if (units.Count > 0) gathered[0] = Issue(0, gather(units[0]));
+        for (int i = 0; i < units.Count; i++)
+        {
+            waited += Math.Max(0, gathered[i] - t);
+            t = Math.Max(t, gathered[i]);
+            if (i + 1 < units.Count) gathered[i + 1] = Issue(t, gather(units[i + 1]));
+            t += total > 0 ? computeSeconds * units[i] / total : 0;
+            if (reduceScatter is not null) Issue(t, reduceScatter(units[i]));
+        }
+        double reduceExposed = reduceScatter is null ? 0 : Math.Max(0, stream - t);
+        return (waited, reduceExposed, busy);
     }
 
     public static ScalingPrediction Predict(SingleStep single, ModelState model, ScalingSettings s, Link link)
@@ -117,6 +162,8 @@ public static class ScalingModel
             ["grad_sync"] = new(copies * link.DeviceToDevice(reduce / Math.Max(1.0, copies)) + reduceAdd, reduce),
             ["optimizer"] = new(single["optimizer"], 0),
             ["dispatch"] = new(dispatch, 0),
+            ["reduce_scatter"] = new(0, 0),
+            ["all_gather"] = new(0, 0),
         };
         assumptions.Add(string.Format(inv, "DP: one process drives {0} devices. Host data loading and h2d handle the global batch of {1} ({2}x single's), all on device 0; loss runs once on the global batch on device 0 ({2}x single's); the optimizer runs once, on device 0.", n, n * b, n));
         assumptions.Add(string.Format(inv, "DP: scatter ({0}), replicate ({1}), gather ({2}), output-gradient scatter ({2}) and the gradient reduce ({3}) are N-1 = {4} device-to-device copies from or to device 0, one after another, none overlapped with compute; the reduce adds 3 passes over the gradients per copy at device memory bandwidth ({5:F2} ms). Labels (int32) are scattered with the images, as the engine does.",
@@ -148,6 +195,8 @@ public static class ScalingModel
             ["grad_sync"] = new(exposed, ring),
             ["optimizer"] = new(single["optimizer"] * shared, 0),
             ["dispatch"] = new(0, 0),
+            ["reduce_scatter"] = new(0, 0),
+            ["all_gather"] = new(0, 0),
         };
         assumptions.Add(string.Format(inv, "DDP: each of {0} ranks is its own process and computes single's step on batch {1} (data, h2d, forward, loss, backward, optimizer unchanged{2}).", n, b, s.SharedDevice ? ", times N on the shared device" : ""));
         assumptions.Add(string.Format(inv, "DDP: broadcast_buffers sends rank 0's {0} of BN buffers before every forward: (N-1) latencies + bytes / bandwidth, pipelined, not overlapped.", Bytes(broadcast)));
@@ -164,7 +213,54 @@ public static class ScalingModel
         {
             assumptions.Add("N = 1: nothing moves between devices, so dp and ddp reduce to single.");
         }
-        return new ScalingPrediction(singlePrediction, dpPrediction, ddpPrediction, assumptions);
+        IReadOnlyList<ModePrediction> sharded = PredictSharded(single, model, s, link, ddp, hidden, buckets, assumptions);
+        return new ScalingPrediction(singlePrediction, dpPrediction, ddpPrediction, assumptions) { Sharded = sharded };
+    }
+
+    /// <summary>
+    /// ZeRO-1, ZeRO-2 and FSDP from DDP's step (the same compute on every rank): ZeRO-1 adds a parameter all-gather
+    /// after an optimizer that updates 1/N; ZeRO-2 reduce-scatters buckets (half an all-reduce each) under backward;
+    /// FSDP all-gathers each unit before its forward and again before its backward, prefetched under the previous
+    /// unit's compute, and reduce-scatters each unit's gradients under backward: 1.5x DDP's bytes.
+    /// </summary>
+    private static IReadOnlyList<ModePrediction> PredictSharded(SingleStep single, ModelState model, ScalingSettings s, Link link,
+        IReadOnlyDictionary<string, PhaseStat> ddp, double ddpHidden, IReadOnlyList<long> buckets, List<string> assumptions)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        int n = s.Devices;
+        double shared = s.SharedDevice ? n : 1;
+        long half = n <= 1 ? 0 : (long)((n - 1.0) / n * model.ParameterBytes);
+        double optimizer = single["optimizer"] * shared / n;
+        double gatherAll = buckets.Sum(b => HalfRingSeconds(n, b, link));
+        Dictionary<string, PhaseStat> From(params (string Phase, PhaseStat Stat)[] changes)
+        {
+            var phases = new Dictionary<string, PhaseStat>(ddp);
+            foreach (var (phase, stat) in changes) phases[phase] = stat;
+            return phases;
+        }
+
+        var zero1 = From(("optimizer", new PhaseStat(optimizer, 0)), ("all_gather", new PhaseStat(gatherAll, half)));
+        var (rsExposed, rsHidden) = Overlapped(buckets, ddp["backward"].SecondsPerStep, b => HalfRingSeconds(n, b, link), s.Overlap);
+        var zero2 = From(("grad_sync", new PhaseStat(0, 0)), ("reduce_scatter", new PhaseStat(rsExposed, half)),
+            ("optimizer", new PhaseStat(optimizer, 0)), ("all_gather", new PhaseStat(gatherAll, half)));
+        IReadOnlyList<long> units = model.UnitLengths.Select(u => u * sizeof(float)).ToList();
+        double HalfRing(long bytes) => HalfRingSeconds(n, bytes, link);
+        var forward = FsdpPass(units, ddp["forward"].SecondsPerStep, HalfRing, null);
+        var backward = FsdpPass(units.Reverse().ToList(), ddp["backward"].SecondsPerStep, HalfRing, HalfRing);
+        double fsdpExposed = forward.GatherExposed + backward.GatherExposed + backward.ReduceExposed;
+        var fsdp = From(("grad_sync", new PhaseStat(0, 0)), ("reduce_scatter", new PhaseStat(backward.ReduceExposed, half)),
+            ("optimizer", new PhaseStat(optimizer, 0)), ("all_gather", new PhaseStat(forward.GatherExposed + backward.GatherExposed, 2 * half)));
+        assumptions.Add(string.Format(inv, "ZeRO-1: DDP's step and all-reduce; the optimizer updates 1/N of the parameters ({0:F2} ms); then every bucket's parameters are all-gathered, (N-1)/N x {1} = {2} per rank, not overlapped.",
+            1000 * optimizer, Bytes(model.ParameterBytes), Bytes(half)));
+        assumptions.Add(string.Format(inv, "ZeRO-2: each bucket is reduce-scattered (half an all-reduce: N-1 steps, (N-1)/N of its bytes) as backward fills it, overlapped as DDP's buckets are; then ZeRO-1's all-gather. Bytes per step equal DDP's."));
+        assumptions.Add(string.Format(inv, "FSDP: {0} units (stem, each BasicBlock, head); each is all-gathered before its forward and again before its backward ({1} per rank per step), the next unit's gather issued before this unit computes (compute per unit uniform in bytes); each unit's gradients are reduce-scattered after its backward ({2}), on the same stream as the gathers, in the engine's order: 1.5x DDP's bytes.",
+            units.Count, Bytes(2 * half), Bytes(half)));
+        return new[]
+        {
+            new ModePrediction("zero1", n, s.ParallelSteps, zero1, ddpHidden),
+            new ModePrediction("zero2", n, s.ParallelSteps, zero2, rsHidden),
+            new ModePrediction("fsdp", n, s.ParallelSteps, fsdp, Math.Max(0, forward.Busy + backward.Busy - fsdpExposed)),
+        };
     }
 
     /// <summary>Decimal units (1 MB = 10^6 bytes), as bandwidths in GB/s are given.</summary>

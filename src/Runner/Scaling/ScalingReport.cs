@@ -16,6 +16,7 @@ public static class ScalingReport
     {
         ["data"] = "data", ["h2d"] = "h2d", ["scatter"] = "scat", ["replicate"] = "repl", ["forward"] = "fwd", ["gather"] = "gath",
         ["loss"] = "loss", ["backward"] = "bwd", ["grad_sync"] = "sync", ["optimizer"] = "opt", ["dispatch"] = "disp",
+        ["reduce_scatter"] = "rs", ["all_gather"] = "ag",
     };
 
     /// <summary>mode, predicted step (and its parts), predicted epoch; with <paramref name="measured"/> epoch seconds, those and the error.</summary>
@@ -35,6 +36,10 @@ public static class ScalingReport
             if (measured is not null && measured.TryGetValue(m.Mode, out double e))
             {
                 sb.Append(string.Format(Inv, " {0,10:F3} | {1,5} |", e, Error(m.EpochSeconds, e)));
+            }
+            else if (measured is not null)
+            {
+                sb.Append(" not run | - |");
             }
             sb.AppendLine();
         }
