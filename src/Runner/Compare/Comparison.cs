@@ -221,9 +221,23 @@ public static class Comparison
         sb.Append(string.Format(inv, "{0,-12}", "us/image"));
         foreach (ModeResult m in c.Modes) sb.Append(string.Format(inv, "{0,26:F1}", 1e6 * m.Run.Breakdown!.StepSeconds / Report.ReportText.ImagesPerStep(m)));
         sb.AppendLine();
-        sb.Append(string.Format(inv, "{0,-12}", "hidden sync"));
-        foreach (ModeResult m in c.Modes) sb.Append(string.Format(inv, "{0,26}", $"{1000 * m.Run.Breakdown!.GradSyncHiddenSecondsPerStep:F2}"));
+        sb.Append(string.Format(inv, "{0,-12}", "hidden comm"));
+        foreach (ModeResult m in c.Modes) sb.Append(string.Format(inv, "{0,26}", $"{1000 * HiddenSeconds(m.Run.Breakdown!):F2}"));
         sb.AppendLine();
+        if (c.Modes.Any(m => m.Run.Memory is { Count: > 0 }))
+        {
+            sb.AppendLine();
+            sb.AppendLine("Device memory per rank after training (rank 0; DP: device 0), MiB, and the peak during training:");
+            sb.Append(string.Format(inv, "{0,-12}", "held"));
+            foreach (ModeResult m in c.Modes) sb.Append(string.Format(inv, "{0,26}", $"{Label(m.Mode)} ({m.Devices})"));
+            sb.AppendLine();
+            foreach (var (name, value) in MemoryRows)
+            {
+                sb.Append(string.Format(inv, "{0,-12}", name));
+                foreach (ModeResult m in c.Modes) sb.Append(string.Format(inv, "{0,26}", m.Run.Memory is { Count: > 0 } mem ? $"{value(mem[0]) / (1024.0 * 1024):F3}" : "-"));
+                sb.AppendLine();
+            }
+        }
         if (c.Modes.Any(m => m.Run.Breakdown!.Shared))
         {
             sb.AppendLine();
@@ -235,6 +249,23 @@ public static class Comparison
     }
 
     private static string Label(string mode) => TrainingMode.LabelOf(mode);
+
+    /// <summary>The rows of the memory table: the ZeRO paper's model-state split, then what else the device holds.</summary>
+    public static readonly IReadOnlyList<(string Name, Func<RankMemory, long> Value)> MemoryRows = new (string, Func<RankMemory, long>)[]
+    {
+        ("parameters", m => m.Parameters), ("gradients", m => m.Gradients), ("optimizer", m => m.OptimizerState),
+        ("comm", m => m.Communication), ("activations", m => m.Activations), ("peak", m => m.Peak),
+    };
+
+    /// <summary>Collective seconds per step that ran under compute, over every communication phase.</summary>
+    public static double HiddenSeconds(Breakdown b) => b.HiddenSecondsPerStep.Count > 0 ? b.HiddenSecondsPerStep.Values.Sum() : b.GradSyncHiddenSecondsPerStep;
+
+    /// <summary>Hidden seconds per step of one phase (results written before per-phase hiding report grad_sync only).</summary>
+    public static double HiddenSeconds(Breakdown b, string phase) => b.HiddenSecondsPerStep.TryGetValue(phase, out double h) ? h
+        : phase == "grad_sync" ? b.GradSyncHiddenSecondsPerStep : 0;
+
+    /// <summary>Bytes of model state (parameters, gradients, optimizer state) on rank 0, or null without a memory record.</summary>
+    public static long? ModelStateBytes(RunResult r) => r.Memory is { Count: > 0 } m ? m[0].Parameters + m[0].Gradients + m[0].OptimizerState : null;
 
     public static string Bytes(long b) => b switch
     {
@@ -257,11 +288,17 @@ public static class Comparison
             var overhead = b.Phases.Where(p => !Compute.Contains(p.Key)).OrderByDescending(p => p.Value.SecondsPerStep).ToList();
             double over = overhead.Sum(p => p.Value.SecondsPerStep);
             var top = overhead.Take(2).Where(p => p.Value.SecondsPerStep > 0).Select(p => $"{p.Key} {1000 * p.Value.SecondsPerStep:F1} ms").ToList();
+            string Exposed(string phase) => string.Format(inv, "{0} per rank, {1:F1} ms hidden under compute, {2:F1} ms exposed",
+                Bytes(b.Phases[phase].BytesPerStep), 1000 * HiddenSeconds(b, phase), 1000 * b.Phases[phase].SecondsPerStep);
+            string state = ModelStateBytes(m.Run) is long held ? $"; it holds {Bytes(held)} of parameters, gradients and momentum per rank" : "";
             string what = m.Mode switch
             {
                 "single" => "Single device: the step is the model's compute plus loading the batch",
                 "dp" => $"DP over {m.Devices} devices: every step one process scatters the batch from device 0, copies all parameters and buffers to the other devices ({Bytes(b.Phases["replicate"].BytesPerStep)}), gathers the outputs, and sums every gradient back onto device 0 ({Bytes(b.Phases["grad_sync"].BytesPerStep)}), all serialised through device 0",
-                _ => $"DDP over {m.Devices} ranks: each process keeps its own model; only gradients move, {Bytes(b.Phases["grad_sync"].BytesPerStep)} per rank per step in the ring all-reduce, in buckets that start while backward is still running ({1000 * b.GradSyncHiddenSecondsPerStep:F1} ms of all-reduce hidden behind backward, {1000 * b.Phases["grad_sync"].SecondsPerStep:F1} ms exposed after it)",
+                "zero1" => $"ZeRO-1 over {m.Devices} ranks: gradients are all-reduced as in DDP ({Exposed("grad_sync")}); each rank then updates only its 1/{m.Devices} of the parameters with its 1/{m.Devices} of the momentum and all-gathers the parameters ({Exposed("all_gather")}){state}",
+                "zero2" => $"ZeRO-2 over {m.Devices} ranks: each gradient bucket is reduce-scattered as backward fills it, so a rank keeps only its shard of the gradients ({Exposed("reduce_scatter")}); after its shard's update the parameters are all-gathered ({Exposed("all_gather")}); the bytes are DDP's, split in two collectives{state}",
+                "fsdp" => $"FSDP over {m.Devices} ranks: parameters, gradients and momentum are all sharded; each unit's parameters are all-gathered before its forward and again before its backward, the next unit's prefetched ({Exposed("all_gather")}), and its gradients reduce-scattered after its backward ({Exposed("reduce_scatter")}): 1.5x DDP's bytes for 1/{m.Devices} of the memory{state}",
+                _ => $"DDP over {m.Devices} ranks: each process keeps its own model; only gradients move, {Bytes(b.Phases["grad_sync"].BytesPerStep)} per rank per step in the ring all-reduce, in buckets that start while backward is still running ({1000 * b.GradSyncHiddenSecondsPerStep:F1} ms of all-reduce hidden behind backward, {1000 * b.Phases["grad_sync"].SecondsPerStep:F1} ms exposed after it){state}",
             };
             lines.Add(string.Format(inv, "- {0}. Outside compute it spends {1:F1} ms of its {2:F1} ms step ({3:F0}%){4}.",
                 what, 1000 * over, 1000 * step, step > 0 ? 100 * over / step : 0, top.Count > 0 ? ", mostly " + string.Join(" and ", top) : ""));

@@ -20,15 +20,59 @@ internal static class ReportCharts
         ["loss"] = Color.FromHex("#17becf"),
         ["backward"] = Color.FromHex("#2ca02c"),
         ["grad_sync"] = Color.FromHex("#9467bd"),
+        ["reduce_scatter"] = Color.FromHex("#c5b0d5"),
         ["optimizer"] = Color.FromHex("#bcbd22"),
+        ["all_gather"] = Color.FromHex("#ff9896"),
     };
 
     private static Color ModeColor(string mode) => mode switch
     {
         "single" => Color.FromHex("#7f7f7f"),
         "dp" => Color.FromHex("#d62728"),
+        "zero1" => Color.FromHex("#9467bd"),
+        "zero2" => Color.FromHex("#8c564b"),
+        "fsdp" => Color.FromHex("#ff7f0e"),
         _ => Color.FromHex("#1f77b4"),
     };
+
+    /// <summary>One colour per use of device memory (the memory chart's stack, bottom to top).</summary>
+    private static readonly (string Name, Color Color)[] MemoryColor =
+    {
+        ("parameters", Color.FromHex("#1f77b4")), ("gradients", Color.FromHex("#2ca02c")), ("optimizer", Color.FromHex("#bcbd22")),
+        ("comm", Color.FromHex("#ff7f0e")), ("activations", Color.FromHex("#c7c7c7")),
+    };
+
+    /// <summary>
+    /// Device memory per rank by use (rank 0; DP: device 0, which holds the optimizer), stacked, the peak during
+    /// training above each column: where ZeRO and FSDP save memory, and what activations cost beside it.
+    /// </summary>
+    public static Plot Memory(ComparisonResult c)
+    {
+        var withMemory = c.Modes.Select(m => m.Run.Memory is { Count: > 0 } mem ? mem[0] : null).ToList();
+        double max = withMemory.Max(m => m is null ? 0 : Math.Max(m.Peak, m.Parameters + m.Gradients + m.OptimizerState + m.Communication + m.Activations));
+        bool mb = max >= 1024 * 1024;
+        double unit = mb ? 1024.0 * 1024 : 1024.0;
+        string name = mb ? "MiB" : "KiB";
+        Plot plot = NewPlot(c, "Device memory per rank by use (rank 0), peak during training above", $"{name} per rank");
+        for (int i = 0; i < c.Modes.Count; i++)
+        {
+            if (withMemory[i] is not RankMemory m) continue;
+            double sum = 0;
+            var bars = new List<Bar>();
+            foreach (var (row, value) in Comparison.MemoryRows.Where(r => r.Name != "peak"))
+            {
+                double v = value(m) / unit;
+                if (v <= 0) continue;
+                bars.Add(Column(i, sum, sum + v, MemoryColor.First(x => x.Name == row).Color, 0.6));
+                sum += v;
+            }
+            if (bars.Count > 0) bars[^1].Label = Invariant($"peak {m.Peak / unit:F1} {name}");
+            AddBars(plot, bars.ToArray());
+        }
+        var items = MemoryColor.Reverse().Select(x => Item(x.Name, x.Color)).ToList();
+        Finish(plot, c, max / unit, items, legend: null);
+        return plot;
+    }
 
     private static readonly Color Hidden = Color.FromHex("#2ca02c"), Exposed = Color.FromHex("#d62728"), Backward = Color.FromHex("#c7c7c7");
 

@@ -46,8 +46,36 @@ internal static class ReportText
         AppendBreakdown(sb, c);
         AppendWhy(sb, c);
         AppendCommunication(sb, c);
+        AppendMemory(sb, c);
         AppendTraces(sb, traceNames);
         return sb.ToString();
+    }
+
+    /// <summary>
+    /// Memory per rank by use against the ZeRO paper's formulas (SGD with momentum, fp32: 4 bytes each of
+    /// parameters, gradients and momentum per parameter), and what the sharded modes pay for it in bytes moved.
+    /// </summary>
+    private static void AppendMemory(StringBuilder sb, ComparisonResult c)
+    {
+        if (!c.Modes.Any(m => m.Run.Memory is { Count: > 0 })) return;
+        sb.AppendLine("## Memory per rank");
+        sb.AppendLine();
+        sb.AppendLine("What each rank holds after training (rank 0; DP: device 0), by use, and the peak during training. The ZeRO paper's model state per parameter, " +
+            "for SGD with momentum in fp32 on N ranks: DDP 12 bytes, ZeRO-1 8 + 4/N, ZeRO-2 4 + 8/N, FSDP (ZeRO-3) 12/N. Parameters include the BN running statistics; " +
+            "sharded modes pad each bucket or unit to a multiple of N; communication buffers are ZeRO-2's gradient buckets and FSDP's gathered units.");
+        sb.AppendLine();
+        sb.AppendLine("| Use | " + string.Join(" | ", c.Modes.Select(ModeHeader)) + " |");
+        sb.AppendLine("| --- |" + string.Concat(c.Modes.Select(_ => " --- |")));
+        foreach (var (name, value) in Comparison.MemoryRows)
+        {
+            sb.AppendLine($"| {name} | " + string.Join(" | ", c.Modes.Select(m => m.Run.Memory is { Count: > 0 } mem ? Comparison.Bytes(value(mem[0])) : "-")) + " |");
+        }
+        sb.AppendLine("| model state per parameter | " + string.Join(" | ", c.Modes.Select(m => Comparison.ModelStateBytes(m.Run) is long held && m.Run.Parameters > 0
+            ? Invariant($"{(double)held / m.Run.Parameters:F2} B") : "-")) + " |");
+        sb.AppendLine("| bytes moved per step | " + string.Join(" | ", c.Modes.Select(m => Comparison.Bytes(TotalBytes(m.Run.Breakdown!)))) + " |");
+        sb.AppendLine();
+        sb.AppendLine($"![Device memory per rank by use]({ReportWriter.MemoryChart})");
+        sb.AppendLine();
     }
 
     private static void AppendResults(StringBuilder sb, ComparisonResult c, bool shared)

@@ -14,12 +14,13 @@ public static class ReportWriter
     public const string PhasesChart = "phases.png";
     public const string BytesChart = "bytes.png";
     public const string OverlapChart = "ddp_overlap.png";
+    public const string MemoryChart = "memory.png";
 
     /// <summary>Every chart is this size in pixels.</summary>
     public const int ChartWidth = 800, ChartHeight = 500;
 
     /// <summary>
-    /// Writes DIR/report.md, DIR/epoch_time.png, DIR/phases.png, DIR/bytes.png, DIR/ddp_overlap.png and
+    /// Writes DIR/report.md, DIR/epoch_time.png, DIR/phases.png, DIR/bytes.png, DIR/ddp_overlap.png, DIR/memory.png and
     /// copies each trace into DIR. DIR is created when missing. Returns the paths written.
     /// </summary>
     public static IReadOnlyList<string> Write(ComparisonResult comparison, string dir, IEnumerable<string>? traces = null)
@@ -47,6 +48,7 @@ public static class ReportWriter
             (PhasesChart, ReportCharts.Phases),
             (BytesChart, ReportCharts.Bytes),
             (OverlapChart, ReportCharts.Overlap),
+            (MemoryChart, ReportCharts.Memory),
         })
         {
             string path = Path.Combine(root, name);

@@ -216,6 +216,15 @@ public abstract class Trainer : IDisposable
             {
                 Out.WriteLine($"mean epoch time {run.MeanEpochSeconds:F3} s" + (run.MeanEpochSecondsExcludingFirst is double m ? $" ({m:F3} s without the first)" : ""));
             }
+            if (memory is { Count: > 0 })
+            {
+                Out.WriteLine("device memory after training, MiB (parameters / gradients / optimizer state / communication / activations; peak during training):");
+                foreach (RankMemory m in memory)
+                {
+                    static string MiB(long b) => (b / (1024.0 * 1024)).ToString("F3", System.Globalization.CultureInfo.InvariantCulture);
+                    Out.WriteLine($"  {(Mode.MultiProcess ? "rank" : "device")} {m.Rank}: {MiB(m.Parameters)} / {MiB(m.Gradients)} / {MiB(m.OptimizerState)} / {MiB(m.Communication)} / {MiB(m.Activations)}; peak {MiB(m.Peak)}");
+                }
+            }
             if (O.Output is not null) run.Write(O.Output);
         }
         return run;
