@@ -145,6 +145,23 @@ public sealed class FaultInputTests : IDisposable
         Assert.DoesNotContain("started rank", r.Err);
     }
 
+    [Fact]
+    public void An_unknown_mode_is_refused_with_the_list_of_modes()
+        => AssertRefusedUpFront(Run(["train", .. Tiny, "--mode", "zero4"]), "--mode", "zero4", "fsdp");
+
+    [Theory]
+    [InlineData("zero2", "--accumulate", "2")]
+    [InlineData("fsdp", "--accumulate", "2")]
+    [InlineData("dp", "--accumulate", "2")]
+    [InlineData("zero2", "--no-overlap", null)]
+    [InlineData("fsdp", "--no-overlap", null)]
+    public void An_option_the_mode_cannot_honour_is_refused_up_front(string mode, string flag, string? value)
+        => AssertRefusedUpFront(Run(["train", .. Tiny, "--mode", mode, flag, .. value is null ? Array.Empty<string>() : [value]]), flag, mode);
+
+    [Fact]
+    public void Compare_refuses_an_unknown_mode_before_running_any()
+        => AssertRefusedUpFront(Run(["compare", .. Tiny, "--modes", "single,bogus"]), "bogus");
+
     [Theory]
     [InlineData("--nproc", "0")]
     [InlineData("--timeout", "nan")]

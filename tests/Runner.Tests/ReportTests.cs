@@ -35,7 +35,10 @@ public sealed class ReportTests : IDisposable
     {
         var options = new TrainOptions { Mode = TrainingMode.Parse(mode), Device = devices > 1 ? "cuda:0,cuda:1" : "cuda:0", Epochs = epochSeconds.Length };
         var epochs = epochSeconds.Select((s, i) => new EpochResult(i + 1, s, 1.5 - 0.3 * i, 0.4 + 0.1 * i, null, 98, 50_000 / s)).ToList();
-        var run = new RunResult(options, devices > 1 ? "2x H100" : "H100", "cifar10", Parameters, epochs) { Breakdown = b };
+        // Model state as the ZeRO formulas give it for DDP (12 bytes per parameter), activations beside it.
+        var memory = Enumerable.Range(0, mode == "single" ? 1 : devices)
+            .Select(r => new RankMemory(r, 4 * Parameters, 4 * Parameters, 4 * Parameters, mode == "dp" && r == 0 ? 4 * Parameters : 0, 900L << 20, 1200L << 20)).ToList();
+        var run = new RunResult(options, devices > 1 ? "2x H100" : "H100", "cifar10", Parameters, epochs) { Breakdown = b, Memory = memory };
         return new ModeResult(mode, devices, run.MeanEpochSeconds, speedup, speedup / devices, run);
     }
 
@@ -80,12 +83,15 @@ public sealed class ReportTests : IDisposable
         Assert.Contains("2(2-1)/2 x 81.2 MB = 81.2 MB per rank per step", md);
         Assert.Contains("9.5 ms ran hidden behind backward and 1.3 ms was exposed", md);
         Assert.Contains("88% hidden", md);
-        foreach (string chart in new[] { ReportWriter.EpochTimeChart, ReportWriter.PhasesChart, ReportWriter.BytesChart, ReportWriter.OverlapChart })
+        foreach (string chart in new[] { ReportWriter.EpochTimeChart, ReportWriter.PhasesChart, ReportWriter.BytesChart, ReportWriter.OverlapChart, ReportWriter.MemoryChart })
         {
             Assert.Contains($"]({chart})", md);
         }
+        // Memory per rank: the table, and 12 bytes of model state per parameter for every mode here.
+        Assert.Contains("## Memory per rank", md);
+        Assert.Contains("| model state per parameter | 12.00 B | 12.00 B | 12.00 B |", md);
 
-        var expected = new[] { ReportWriter.Markdown, ReportWriter.EpochTimeChart, ReportWriter.PhasesChart, ReportWriter.BytesChart, ReportWriter.OverlapChart };
+        var expected = new[] { ReportWriter.Markdown, ReportWriter.EpochTimeChart, ReportWriter.PhasesChart, ReportWriter.BytesChart, ReportWriter.OverlapChart, ReportWriter.MemoryChart };
         Assert.Equal(expected.Select(f => Path.Combine(Path.GetFullPath(dir), f)), written);
     }
 
@@ -94,6 +100,7 @@ public sealed class ReportTests : IDisposable
     [InlineData(ReportWriter.PhasesChart, "#2ca02c")] // backward
     [InlineData(ReportWriter.BytesChart, "#d62728")] // replicate
     [InlineData(ReportWriter.OverlapChart, "#2ca02c")] // hidden all-reduce
+    [InlineData(ReportWriter.MemoryChart, "#1f77b4")] // parameters
     public void ChartsAreNonTrivialPngsOfTheAgreedSize(string chart, string seriesColor)
     {
         string dir = Path.Combine(_root, "charts");

@@ -40,6 +40,59 @@ public class ScalingModelTests
         });
     }
 
+    /// <summary>The ZeRO paper's communication volumes: ZeRO-2 moves DDP's bytes (a reduce-scatter and an all-gather are one all-reduce), ZeRO-1 and FSDP 1.5x.</summary>
+    [Theory]
+    [InlineData(2)]
+    [InlineData(4)]
+    [InlineData(8)]
+    public void Sharded_modes_move_the_zero_papers_bytes(int n)
+    {
+        var s = new ScalingSettings(Devices: n);
+        ScalingPrediction p = ScalingModel.Predict(SingleStep.FromEpoch(10, ResNet34, s, Link.Preset("pcie4")), ResNet34, s, Link.Preset("pcie4"));
+        double Comm(ModePrediction m) => new[] { "grad_sync", "reduce_scatter", "all_gather" }.Sum(ph => (double)m.Phases[ph].BytesPerStep);
+        double ddp = Comm(p.Ddp);
+        Assert.Equal(2.0 * (n - 1) / n * ResNet34.ParameterBytes, ddp, 0);
+        var sharded = p.Sharded.ToDictionary(m => m.Mode);
+        Assert.Equal(new[] { "zero1", "zero2", "fsdp" }, p.Sharded.Select(m => m.Mode));
+        Assert.Equal(1.5, Comm(sharded["zero1"]) / ddp, 3);
+        Assert.Equal(1.0, Comm(sharded["zero2"]) / ddp, 3);
+        Assert.Equal(1.5, Comm(sharded["fsdp"]) / ddp, 3);
+        // Compute is DDP's; the optimizer steps on 1/N of the parameters.
+        foreach (ModePrediction m in p.Sharded)
+        {
+            Assert.Equal(p.Ddp["forward"], m["forward"]);
+            Assert.Equal(p.Ddp["optimizer"] / n, m["optimizer"], 9);
+        }
+    }
+
+    [Fact]
+    public void Fsdp_units_cover_the_model_as_the_engine_cuts_them()
+    {
+        var config = new ResNetConfig(34, "imagenet", 4);
+        ModelState m = ModelState.Of(config);
+        TestDevice.Use(dev =>
+        {
+            using var net = new ResNet(dev, config);
+            var units = net.Store.Parameters.GroupBy(p => Engine.Nn.Parallel.FullyShardedDataParallel.UnitOf(p.Name)).Select(g => g.Sum(p => p.Length)).ToList();
+            Assert.Equal(units, m.UnitLengths);
+            Assert.Equal(1 + 16 + 1, m.UnitLengths.Count); // stem, 3+4+6+3 BasicBlocks, head
+        });
+    }
+
+    /// <summary>An FSDP pass with no compute to hide under exposes every gather; with ample compute only the first one.</summary>
+    [Fact]
+    public void Fsdp_prefetch_hides_all_but_the_first_gather_under_enough_compute()
+    {
+        long[] units = { 100, 200, 300 };
+        double Seconds(long b) => b / 1000.0;
+        var none = ScalingModel.FsdpPass(units, 0, Seconds, null);
+        Assert.Equal(0.6, none.GatherExposed, 9);
+        var ample = ScalingModel.FsdpPass(units, 100, Seconds, Seconds);
+        Assert.Equal(0.1, ample.GatherExposed, 9);
+        Assert.Equal(1.2, ample.Busy, 9);
+        Assert.True(ample.ReduceExposed > 0, "the last unit's reduce-scatter runs after the pass");
+    }
+
     [Fact]
     public void Byte_counts_per_algorithm_match_hand_counts()
     {

@@ -3,7 +3,6 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Engine.Comm;
-using Engine.Runner.Commands;
 using Engine.Runner.Training;
 
 namespace Engine.Runner.Compare;

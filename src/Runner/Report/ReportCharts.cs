@@ -53,7 +53,7 @@ internal static class ReportCharts
         bool mb = max >= 1024 * 1024;
         double unit = mb ? 1024.0 * 1024 : 1024.0;
         string name = mb ? "MiB" : "KiB";
-        Plot plot = NewPlot(c, "Device memory per rank by use (rank 0), peak during training above", $"{name} per rank");
+        Plot plot = NewPlot(c, "Device memory per rank by use (rank 0)", $"{name} per rank");
         for (int i = 0; i < c.Modes.Count; i++)
         {
             if (withMemory[i] is not RankMemory m) continue;

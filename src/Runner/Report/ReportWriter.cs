@@ -51,6 +51,7 @@ public static class ReportWriter
             (MemoryChart, ReportCharts.Memory),
         })
         {
+            if (name == MemoryChart && !comparison.Modes.Any(m => m.Run.Memory is { Count: > 0 })) continue; // results from before memory was counted
             string path = Path.Combine(root, name);
             ScottPlot.Plot plot = chart(comparison);
             plot.SavePng(path, ChartWidth, ChartHeight);
