@@ -159,44 +159,48 @@ public class ShardedModesTests
     }
 
     /// <summary>
-    /// A ZeRO-2 checkpoint is the full torchvision state_dict (the names and shapes of a DDP checkpoint) with the full
-    /// momentum; resuming it on four ranks gives every rank exactly its shard of that momentum.
+    /// A sharded checkpoint is the full torchvision state_dict (the names and shapes of a DDP checkpoint, DDP's values)
+    /// with the full momentum; resuming it on four ranks gives every rank exactly its shard of that momentum.
     /// </summary>
-    [Fact]
-    public void Sharded_checkpoint_is_the_full_state_dict_and_resumes_on_another_world_size()
+    [Theory]
+    [InlineData("zero2")]
+    [InlineData("fsdp")]
+    public void Sharded_checkpoint_is_the_full_state_dict_and_resumes_on_another_world_size(string name)
     {
+        TrainingMode mode = TrainingMode.Parse(name);
         string dir = Directory.CreateTempSubdirectory("engine-sharded-ckpt").FullName;
         try
         {
             string ddpPath = Path.Combine(dir, "ddp.safetensors"), zeroPath = Path.Combine(dir, "zero.safetensors");
             RankThreads.Run(Options(TrainingMode.Ddp, 2) with { Save = ddpPath }, 2);
-            RankThreads.Run(Options(TrainingMode.Zero2, 2) with { Save = zeroPath }, 2);
+            RankThreads.Run(Options(mode, 2) with { Save = zeroPath }, 2);
             var (ddpTensors, _) = SafeTensors.Read(ddpPath);
             var (zeroTensors, _) = SafeTensors.Read(zeroPath);
             Assert.Equal(ddpTensors.Keys.OrderBy(k => k), zeroTensors.Keys.OrderBy(k => k));
-            foreach (var (name, t) in ddpTensors)
+            foreach (var (entry, t) in ddpTensors)
             {
-                Assert.Equal(t.Shape, zeroTensors[name].Shape);
+                Assert.Equal(t.Shape, zeroTensors[entry].Shape);
+                Assert.True(t.Data.AsSpan().SequenceEqual(zeroTensors[entry].Data), $"{entry}: the {name} checkpoint differs from DDP's");
             }
             var (ddpState, _) = SafeTensors.Read(ModelCheckpoint.StatePath(ddpPath));
             var (zeroState, _) = SafeTensors.Read(ModelCheckpoint.StatePath(zeroPath));
-            foreach (var (name, t) in ddpState)
+            foreach (var (entry, t) in ddpState)
             {
-                Assert.True(t.ToFloats().SequenceEqual(zeroState[name].ToFloats()), $"{name}: the ZeRO-2 checkpoint's momentum differs from DDP's");
+                Assert.True(t.ToFloats().SequenceEqual(zeroState[entry].ToFloats()), $"{entry}: the {name} checkpoint's momentum differs from DDP's");
             }
 
             // Resume on four ranks (no further epochs): the momentum each rank gathers back is the file's.
             float[]? resumed = null;
-            RankThreads.Run(Options(TrainingMode.Zero2, 4) with { Resume = zeroPath, Epochs = 1 }, 4, afterRun: t =>
+            RankThreads.Run(Options(mode, 4) with { Resume = zeroPath, Epochs = 1 }, 4, afterRun: t =>
             {
                 float[] m = t.Strategy.Optimizer.DownloadMomentum();
                 if (t.Rank == 0) resumed = m;
             });
-            var layout = RankThreads.PaddedLayout(Options(TrainingMode.Zero2, 4), 4);
-            foreach (var (name, offset, length) in layout)
+            var layout = RankThreads.PaddedLayout(Options(mode, 4), 4);
+            foreach (var (entry, offset, length) in layout)
             {
-                float[] file = zeroState["momentum." + name].ToFloats();
-                Assert.True(resumed!.AsSpan((int)offset, (int)length).SequenceEqual(file), $"momentum.{name} after resuming on 4 ranks differs from the file");
+                float[] file = zeroState["momentum." + entry].ToFloats();
+                Assert.True(resumed!.AsSpan((int)offset, (int)length).SequenceEqual(file), $"momentum.{entry} after resuming {name} on 4 ranks differs from the file");
             }
         }
         finally
