@@ -18,9 +18,11 @@ public sealed record ModeResult(
     [property: JsonPropertyName("run")] RunResult Run);
 
 /// <summary>What <c>engine compare --output</c> writes.</summary>
+/// <param name="DdpLink">The rate of the links between the emulated nodes DDP's ranks ran on (<c>8mbit</c>), or null over loopback.</param>
 public sealed record ComparisonResult(
     [property: JsonPropertyName("modes")] IReadOnlyList<ModeResult> Modes,
-    [property: JsonPropertyName("explanation")] IReadOnlyList<string> Explanation);
+    [property: JsonPropertyName("explanation")] IReadOnlyList<string> Explanation,
+    [property: JsonPropertyName("ddp_link")] string? DdpLink = null);
 
 /// <summary>
 /// <c>engine compare</c>: single, dp and ddp with identical settings (ddp through the launcher, as
@@ -111,7 +113,7 @@ public static class Comparison
         var modes = runs.Select((r, i) => new ModeResult(r.Breakdown!.Mode, i == 0 ? 1 : n, r.MeanEpochSeconds,
             i == 0 ? null : single / r.MeanEpochSeconds, i == 0 ? null : single / r.MeanEpochSeconds / n, r)).ToList();
         var explanation = Explain(modes);
-        var result = new ComparisonResult(modes, explanation);
+        var result = new ComparisonResult(modes, explanation, placement.Nodes > 0 ? placement.Link?.ToString() : null);
         stdout.Write(Render(result));
         if (baseOptions.Output is not null)
         {
@@ -140,7 +142,8 @@ public static class Comparison
         return t.Run();
     }
 
-    private static RunResult RunDdp(TrainOptions o, LaunchOptions launch, TextWriter progress)
+    /// <summary>Runs <paramref name="o"/> through the launcher and reads rank 0's result.</summary>
+    internal static RunResult RunDdp(TrainOptions o, LaunchOptions launch, TextWriter progress)
     {
         string json = Path.Combine(Path.GetTempPath(), $"engine-compare-ddp-{Environment.ProcessId}-{Guid.NewGuid():N}.json");
         try

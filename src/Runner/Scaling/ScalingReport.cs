@@ -67,7 +67,36 @@ public static class ScalingReport
     /// comparison's own settings (devices, batch, model, bucket cap, overlap, serial dispatch, shared
     /// device) and the given link, and prints predicted against measured per phase.
     /// </summary>
-    public static string FromComparison(ComparisonResult c, Link link, ScalingSettings tuning)
+    /// <param name="network">The link between DDP's ranks when they ran on emulated nodes (<see cref="Link.Emulated"/>).</param>
+    public static string FromComparison(ComparisonResult c, Link link, ScalingSettings tuning, Link? network = null)
+    {
+        (ScalingPrediction p, ScalingSettings s, ModelState model) = Predict(c, link, tuning, network);
+        TrainOptions cfg = Find(c, "single").Run.Config;
+        ModeResult? dp = c.Modes.FirstOrDefault(m => m.Mode == "dp"), ddp = c.Modes.FirstOrDefault(m => m.Mode == "ddp");
+        var sb = new StringBuilder();
+        sb.AppendLine(string.Format(Inv, "Predicted from the comparison's single run ({0} {1} width {2}, batch {3} per device, {4} devices{5}) over {6}{7}.",
+            cfg.Model, cfg.Stem, cfg.Width, cfg.BatchSize, s.Devices, s.SharedDevice ? ", shared by every replica" : "", link.Describe(),
+            network is null ? "" : "; DDP's ranks over " + network.Describe()));
+        long parameters = Find(c, "single").Run.Parameters;
+        if (parameters > 0 && parameters != model.ParameterCount)
+        {
+            sb.AppendLine(string.Format(Inv, "Warning: the run reports {0:N0} parameters, the model's count is {1:N0}.", parameters, model.ParameterCount));
+        }
+        foreach (ModeResult m in new[] { dp, ddp }.OfType<ModeResult>())
+        {
+            sb.Append(PhaseTable(m.Mode == "dp" ? p.Dp : p.Ddp, m));
+        }
+        sb.AppendLine();
+        sb.AppendLine("Assumptions:");
+        foreach (string a in p.Assumptions) sb.AppendLine("- " + a);
+        return sb.ToString();
+    }
+
+    /// <summary>
+    /// The model's dp and ddp predictions for a comparison: its single run's phases as the single step,
+    /// the comparison's own settings, the given link (and DDP's network).
+    /// </summary>
+    public static (ScalingPrediction Prediction, ScalingSettings Settings, ModelState Model) Predict(ComparisonResult c, Link link, ScalingSettings tuning, Link? network = null)
     {
         ModeResult single = Find(c, "single");
         Breakdown sb0 = single.Run.Breakdown ?? throw new ArgumentException("The comparison's single run has no breakdown.");
@@ -88,31 +117,14 @@ public static class ScalingReport
             SharedDevice = (dp?.Run.Breakdown?.Shared ?? false) || (ddp?.Run.Breakdown?.Shared ?? false),
         };
         ModelState model = ModelState.Of(ResNetConfig.Parse(cfg.Model, cfg.Stem, cfg.Width));
-        ScalingPrediction p = ScalingModel.Predict(SingleStep.FromBreakdown(sb0), model, s, link);
-
-        var sb = new StringBuilder();
-        sb.AppendLine(string.Format(Inv, "Predicted from the comparison's single run ({0} {1} width {2}, batch {3} per device, {4} devices{5}) over {6}.",
-            cfg.Model, cfg.Stem, cfg.Width, cfg.BatchSize, n, s.SharedDevice ? ", shared by every replica" : "", link.Describe()));
-        if (single.Run.Parameters > 0 && single.Run.Parameters != model.ParameterCount)
-        {
-            sb.AppendLine(string.Format(Inv, "Warning: the run reports {0:N0} parameters, the model's count is {1:N0}.", single.Run.Parameters, model.ParameterCount));
-        }
-        foreach (ModeResult m in new[] { dp, ddp }.OfType<ModeResult>())
-        {
-            ModePrediction predicted = m.Mode == "dp" ? p.Dp : p.Ddp;
-            sb.Append(PhaseTable(predicted, m));
-        }
-        sb.AppendLine();
-        sb.AppendLine("Assumptions:");
-        foreach (string a in p.Assumptions) sb.AppendLine("- " + a);
-        return sb.ToString();
+        return (ScalingModel.Predict(SingleStep.FromBreakdown(sb0), model, s, link, network), s, model);
     }
 
     private static ModeResult Find(ComparisonResult c, string mode)
         => c.Modes.FirstOrDefault(m => m.Mode == mode) ?? throw new ArgumentException($"The comparison holds no {mode} run.");
 
     /// <summary>Per phase: predicted and measured ms and bytes, and the error; then step, hidden sync and epoch.</summary>
-    private static string PhaseTable(ModePrediction predicted, ModeResult measuredMode)
+    public static string PhaseTable(ModePrediction predicted, ModeResult measuredMode)
     {
         Breakdown b = measuredMode.Run.Breakdown ?? throw new ArgumentException($"The comparison's {measuredMode.Mode} run has no breakdown.");
         var sb = new StringBuilder();
