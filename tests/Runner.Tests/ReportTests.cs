@@ -86,6 +86,23 @@ public sealed class ReportTests : IDisposable
         Assert.Equal(expected.Select(f => Path.Combine(Path.GetFullPath(dir), f)), written);
     }
 
+    [Fact]
+    public void TheModelsPredictionStandsBesideEachMeasuredPhase()
+    {
+        string dir = Path.Combine(_root, "model");
+        ReportWriter.Write(Example() with { DdpLink = "8mbit" }, dir);
+        string md = File.ReadAllText(Path.Combine(dir, ReportWriter.Markdown));
+        Assert.Contains("## The scaling model beside this run", md);
+        Assert.Contains("DDP's ranks over emulated link 8mbit (tbf)", md);
+        Assert.Contains("engine model --from compare.json --link 8mbit", md);
+        // One table per parallel mode, each with predicted and measured columns and a row per phase.
+        Assert.Equal(2, md.Split('\n').Count(l => l.StartsWith("| Phase ", StringComparison.Ordinal) && l.Contains("Predicted ms") && l.Contains("Measured ms")));
+        // DDP's exposed all-reduce is measured at 1.3 ms in the example; 81.2 MB over 1 MB/s is predicted at over a minute.
+        string sync = md.Split('\n').Where(l => l.StartsWith("| grad_sync ", StringComparison.Ordinal)).Last();
+        Assert.Contains("1.300", sync);
+        Assert.True(double.Parse(sync.Split('|')[2], System.Globalization.CultureInfo.InvariantCulture) > 60_000, sync);
+    }
+
     [Theory]
     [InlineData(ReportWriter.EpochTimeChart, "#1f77b4")] // DDP's column
     [InlineData(ReportWriter.PhasesChart, "#2ca02c")] // backward

@@ -99,6 +99,37 @@ public class ScalingCliTests
     }
 
     [Fact]
+    public void From_an_emulated_comparison_predicts_ddps_sync_from_its_links_rate()
+    {
+        // A two-node comparison over 8mbit (ddp_link), resnet18 width 4: 45,102 parameters = 180,408 gradient bytes.
+        string single = Mode("single", 1, true, 100, string.Join(", ", Phase("data", 5), Phase("h2d", 1, 100_000), Phase("forward", 30), Phase("loss", 1), Phase("backward", 60), Phase("optimizer", 3)));
+        string ddp = Mode("ddp", 2, true, 300, string.Join(", ", Phase("data", 5), Phase("h2d", 1), Phase("replicate", 1, 1000), Phase("forward", 60),
+            Phase("loss", 1), Phase("backward", 120), Phase("grad_sync", 100, 180_408), Phase("optimizer", 3)), hiddenMs: 0, extraConfig: ", \"bucket_mb\": 0.05, \"no_overlap\": true");
+        string json = $"{{ \"modes\": [ {single}, {ddp} ], \"explanation\": [], \"ddp_link\": \"8mbit\" }}";
+        string path = Path.Combine(Path.GetTempPath(), $"scaling-emulated-{Guid.NewGuid():N}.json");
+        File.WriteAllText(path, json, Encoding.UTF8);
+        try
+        {
+            var (code, stdout, stderr) = Run("model", "--from", path);
+            Assert.True(code == 0, stderr + stdout);
+            Assert.Contains("DDP's ranks over emulated link 8mbit (tbf)", stdout);
+            string[] lines = stdout.Split('\n');
+            double Predicted(string row) => double.Parse(lines.Single(l => l.StartsWith($"| {row} ", StringComparison.Ordinal)).Split('|')[2], CultureInfo.InvariantCulture);
+            // Without overlap every bucket goes after backward, back to back: the link carries 180,408 bytes
+            // each way at TCP's share of 1 MB/s (956.4 KB/s) after one 62.7 KB burst: 123.1 ms.
+            Assert.Equal((180_408 - 64 * 1024 * 1448.0 / 1514) / 956.406, Predicted("grad_sync"), 1);
+            Assert.Equal(0, Predicted("hidden sync"));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+        var (seedCode, _, seedErr) = Run("model", "--seed-check", "--link", "8mbit");
+        Assert.Equal(2, seedCode);
+        Assert.Contains("does not apply", seedErr);
+    }
+
+    [Fact]
     public void From_a_missing_file_names_it()
     {
         var (code, _, err) = Run("model", "--from", "/no/such/compare.json");
