@@ -92,6 +92,31 @@ public class EmulatedNodesTests
     }
 
     [EmulatedNodesFact]
+    public async Task A_sweep_point_runs_ddp_over_the_link_and_leaves_nothing()
+    {
+        var before = HostNetwork.Snapshot();
+        string json = Path.Combine(Path.GetTempPath(), $"engine-sweep-{Guid.NewGuid():N}.json");
+        try
+        {
+            using var run = EngineProcess.Start("sweep", "--links", "16mbit", "--bucket-caps", "0.05", "--train-limit", "64", "--test-limit", "0", "--epochs", "1", "--output", json);
+            int code = await run.WaitAsync(TimeSpan.FromMinutes(5));
+            Assert.True(code == 0, $"sweep exited with {code}:\n{run.Log}");
+            Assert.Contains("| 16mbit | 0.05 | ", run.Stdout);
+            using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(json));
+            var point = doc.RootElement.GetProperty("points").EnumerateArray().Single();
+            Assert.True(point.GetProperty("buckets").GetInt32() >= 2, point.ToString()); // 0.05 MiB cuts the 176 KB gradient
+            // 180,408 bytes each way at 2 MB/s: whatever overlapped, the all-reduce took time on the link.
+            double sync = point.GetProperty("exposed_sync_seconds").GetDouble() + point.GetProperty("hidden_sync_seconds").GetDouble();
+            Assert.True(sync > 0.01, point.ToString());
+            HostNetwork.AssertNothingLeft(before, run.Pid, run.Log);
+        }
+        finally
+        {
+            File.Delete(json);
+        }
+    }
+
+    [EmulatedNodesFact]
     public void Each_node_has_only_its_link_and_no_route_beyond_the_nodes_subnet()
     {
         var before = HostNetwork.Snapshot();

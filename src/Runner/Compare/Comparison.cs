@@ -136,7 +136,7 @@ public static class Comparison
         return "auto";
     }
 
-    private static RunResult RunInProcess(TrainOptions o, TextWriter progress)
+    internal static RunResult RunInProcess(TrainOptions o, TextWriter progress)
     {
         using Trainer t = TrainCommand.Create(o, TextWriter.Null, progress);
         return t.Run();
