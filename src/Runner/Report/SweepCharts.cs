@@ -64,7 +64,9 @@ public static class SweepCharts
         plot.Axes.Left.TickLabelStyle.FontSize = 13;
         double top = r.Points.Count == 0 ? 1 : r.Points.Max(p => Math.Max(measured(p), predicted(p)));
         // Room above the curves for the legend (two lines per bucket cap).
-        plot.Axes.SetLimitsY(0, (top > 0 ? top : 1) * (1.1 + 0.12 * 2 * groups.Count));
+        // A little below zero, so that a line at zero (nothing hidden) is not drawn over by the axis.
+        double height = top > 0 ? top : 1;
+        plot.Axes.SetLimitsY(-0.04 * height, height * (1.1 + 0.12 * 2 * groups.Count));
         plot.Legend.FontSize = 12;
         plot.ShowLegend(legend);
         return plot;
