@@ -130,6 +130,7 @@ public static class ScalingReport
         var sb = new StringBuilder();
         sb.AppendLine();
         sb.AppendLine(string.Format(Inv, "{0} over {1} devices, per step:", Label(predicted.Mode), measuredMode.Devices));
+        sb.AppendLine(); // a Markdown table must not follow a paragraph line directly
         sb.AppendLine("| Phase       | Predicted ms | Measured ms | Error  | Predicted bytes | Measured bytes |");
         sb.AppendLine("| ----------- | ------------ | ----------- | ------ | --------------- | -------------- |");
         foreach (string phase in ScalingModel.Phases)
