@@ -60,7 +60,7 @@ public static class AllReduceBench
             output.WriteLine($"# busbw = algbw x 2(n-1)/n; p2p = one-way socket bandwidth rank 0 -> rank 1 in this run (the ring's ceiling)");
             if (link is LinkRate l)
             {
-                output.WriteLine($"# link = {l} ({l.BytesPerSecond / 1e9:F4} GB/s, frame headers included: TCP over 1500-byte frames carries at most 0.956 of it); busbw/link = busbw / link");
+                output.WriteLine($"# link = {l} ({l.BytesPerSecond / 1e9:F4} GB/s, frame headers included: TCP over 1500-byte frames carries at most {LinkRate.TcpPayloadFraction:F3} of it); busbw/link = busbw / link");
             }
             output.WriteLine($"{"size",12} {"count",12} {"iters",6} {"time(ms)",10} {"algbw(GB/s)",12} {"busbw(GB/s)",12} {(host is null || n < 2 ? "" : "p2p(GB/s)"),10}{(link is null ? "" : $" {"busbw/link",10}")}");
         }

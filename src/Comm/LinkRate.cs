@@ -9,8 +9,17 @@ namespace Engine.Comm;
 /// </summary>
 public readonly record struct LinkRate(long BitsPerSecond)
 {
+    /// <summary>
+    /// What TCP can carry of a link's frame bytes: 1448 payload bytes (MSS with timestamps) per
+    /// 1514-byte Ethernet frame, which is what tbf counts.
+    /// </summary>
+    public const double TcpPayloadFraction = 1448.0 / 1514;
+
     /// <summary>Bytes per second the link carries, headers included.</summary>
     public double BytesPerSecond => BitsPerSecond / 8.0;
+
+    /// <summary>Payload bytes per second a TCP stream can get through the link.</summary>
+    public double TcpBytesPerSecond => BytesPerSecond * TcpPayloadFraction;
 
     /// <summary>The rate as tc reads it (plain bits per second).</summary>
     public string TcRate => $"{BitsPerSecond.ToString(CultureInfo.InvariantCulture)}bit";

@@ -48,6 +48,7 @@ public static class Program
         yield return CompareCommand.Create();
         yield return LaunchCommand.Create();
         yield return ModelCommand.Create();
+        yield return SweepCommand.Create();
         yield return KernelsCommand.Create();
         var bench = new Command("bench", "Benchmarks: kernels at the model's layer shapes, all-reduce bandwidth.");
         bench.Subcommands.Add(BenchAllReduceCommand.Create());

@@ -92,6 +92,33 @@ public class EmulatedNodesTests
     }
 
     [EmulatedNodesFact]
+    public async Task A_sweep_point_runs_ddp_over_the_link_and_leaves_nothing()
+    {
+        var before = HostNetwork.Snapshot();
+        string json = Path.Combine(Path.GetTempPath(), $"engine-sweep-{Guid.NewGuid():N}.json");
+        try
+        {
+            // Without overlap every bucket waits for the end of backward, so each step's exchange is on the link alone.
+            using var run = EngineProcess.Start("sweep", "--links", "16mbit", "--bucket-caps", "0.05", "--no-overlap", "--train-limit", "64", "--test-limit", "0", "--epochs", "1", "--output", json);
+            int code = await run.WaitAsync(TimeSpan.FromMinutes(5));
+            Assert.True(code == 0, $"sweep exited with {code}:\n{run.Log}");
+            Assert.Contains("| 16mbit | 0.05 | ", run.Stdout);
+            using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(json));
+            var point = doc.RootElement.GetProperty("points").EnumerateArray().Single();
+            Assert.True(point.GetProperty("buckets").GetInt32() >= 2, point.ToString()); // 0.05 MiB cuts the 176 KB gradient
+            // The 176 KB gradient (45,102 floats) crosses the 16mbit link each step: never faster than the link's floor.
+            double floor = AllReduceBench.LinkFloorSeconds(45_102 * sizeof(float), ranks: 2, LinkRate.Parse("16mbit"));
+            double exposed = point.GetProperty("exposed_sync_seconds").GetDouble();
+            Assert.True(exposed >= floor, $"exposed all-reduce {exposed:F4} s per step, below the link's floor {floor:F4} s: {point}");
+            HostNetwork.AssertNothingLeft(before, run.Pid, run.Log);
+        }
+        finally
+        {
+            File.Delete(json);
+        }
+    }
+
+    [EmulatedNodesFact]
     public void Each_node_has_only_its_link_and_no_route_beyond_the_nodes_subnet()
     {
         var before = HostNetwork.Snapshot();

@@ -23,13 +23,9 @@ public sealed class ReportTests : IDisposable
     /// <summary>Phase milliseconds per step in <see cref="PhaseClock.Phases"/> order, and bytes per step.</summary>
     private static Breakdown MakeBreakdown(string mode, int devices, bool shared, double[] ms, long[] bytes, double hiddenMs)
     {
-        var phases = new Dictionary<string, PhaseStat>();
-        for (int i = 0; i < SeedPhases.Length; i++) phases[SeedPhases[i]] = new PhaseStat(ms[i] / 1000, bytes[i]);
+        var phases = SeedPhases.Of(ms, bytes);
         return new Breakdown(mode, devices, shared, 98, ms.Sum() / 1000, phases, hiddenMs / 1000);
     }
-
-    /// <summary>The phases of the seed's three modes, in the order the examples' columns give them.</summary>
-    private static readonly string[] SeedPhases = { "data", "h2d", "scatter", "replicate", "forward", "gather", "loss", "backward", "grad_sync", "optimizer" };
 
     private static ModeResult MakeMode(string mode, int devices, double[] epochSeconds, double? speedup, Breakdown b)
     {
@@ -93,6 +89,23 @@ public sealed class ReportTests : IDisposable
 
         var expected = new[] { ReportWriter.Markdown, ReportWriter.EpochTimeChart, ReportWriter.PhasesChart, ReportWriter.BytesChart, ReportWriter.OverlapChart, ReportWriter.MemoryChart };
         Assert.Equal(expected.Select(f => Path.Combine(Path.GetFullPath(dir), f)), written);
+    }
+
+    [Fact]
+    public void TheModelsPredictionStandsBesideEachMeasuredPhase()
+    {
+        string dir = Path.Combine(_root, "model");
+        ReportWriter.Write(Example() with { DdpLink = "8mbit" }, dir);
+        string md = File.ReadAllText(Path.Combine(dir, ReportWriter.Markdown));
+        Assert.Contains("## The scaling model beside this run", md);
+        Assert.Contains("DDP's ranks over emulated link 8mbit (tbf)", md);
+        Assert.Contains("engine model --from compare.json --link 8mbit", md);
+        // One table per parallel mode, each with predicted and measured columns and a row per phase.
+        Assert.Equal(2, md.Split('\n').Count(l => l.StartsWith("| Phase ", StringComparison.Ordinal) && l.Contains("Predicted ms") && l.Contains("Measured ms")));
+        // DDP's exposed all-reduce is measured at 1.3 ms in the example; 81.2 MB over 1 MB/s is predicted at over a minute.
+        string sync = md.Split('\n').Where(l => l.StartsWith("| grad_sync ", StringComparison.Ordinal)).Last();
+        Assert.Contains("1.300", sync);
+        Assert.True(double.Parse(sync.Split('|')[2], System.Globalization.CultureInfo.InvariantCulture) > 60_000, sync);
     }
 
     [Theory]

@@ -70,32 +70,58 @@ public class ScalingCliTests
             Phase("forward", 40), Phase("gather", 1), Phase("loss", 2), Phase("backward", 70), Phase("grad_sync", 25, 1_000_000), Phase("optimizer", 6)));
         string ddp = Mode("ddp", 2, false, 110, string.Join(", ", Phase("data", 5), Phase("h2d", 1), Phase("replicate", 1, 1000), Phase("forward", 31),
             Phase("loss", 1), Phase("backward", 62), Phase("grad_sync", 6, 1_000_000), Phase("optimizer", 3)), hiddenMs: 12, extraConfig: ", \"bucket_mb\": 0.1");
-        string json = $"{{ \"modes\": [ {single}, {dp}, {ddp} ], \"explanation\": [] }}";
+        var (code, stdout, stderr) = RunFrom($"{{ \"modes\": [ {single}, {dp}, {ddp} ], \"explanation\": [] }}", "--bandwidth-gbs", "2");
+        Assert.True(code == 0, stderr + stdout);
+        Assert.Contains("DP over 2 devices", stdout);
+        Assert.Contains("DDP over 2 devices", stdout);
+        string[] lines = stdout.Split('\n');
+        // dp's and ddp's tables each have one row per engine phase, with predicted and measured columns.
+        Assert.Equal(2, lines.Count(l => l.StartsWith("| Phase ", StringComparison.Ordinal) && l.Contains("Predicted ms") && l.Contains("Measured ms")));
+        foreach (string phase in new[] { "replicate", "forward", "backward", "grad_sync", "step" })
+        {
+            Assert.Equal(2, lines.Count(l => l.StartsWith($"| {phase} ", StringComparison.Ordinal)));
+        }
+        // Each rank computes single's forward (30 ms, from the input) and ddp measured 31 ms.
+        string[] forward = lines.Where(l => l.StartsWith("| forward ", StringComparison.Ordinal)).ToArray();
+        Assert.All(forward, l => Assert.Contains("30.000", l));
+        Assert.Contains("31.000", forward[1]);
+        Assert.Contains("-3.2%", forward[1]);
+    }
+
+    /// <summary>Runs <c>engine model --from</c> on <paramref name="json"/> written to a temporary file.</summary>
+    private static (int Code, string Out, string Err) RunFrom(string json, params string[] options)
+    {
         string path = Path.Combine(Path.GetTempPath(), $"scaling-from-{Guid.NewGuid():N}.json");
         File.WriteAllText(path, json, Encoding.UTF8);
         try
         {
-            var (code, stdout, stderr) = Run("model", "--from", path, "--bandwidth-gbs", "2");
-            Assert.True(code == 0, stderr + stdout);
-            Assert.Contains("DP over 2 devices", stdout);
-            Assert.Contains("DDP over 2 devices", stdout);
-            string[] lines = stdout.Split('\n');
-            // dp's and ddp's tables each have one row per engine phase, with predicted and measured columns.
-            Assert.Equal(2, lines.Count(l => l.StartsWith("| Phase ", StringComparison.Ordinal) && l.Contains("Predicted ms") && l.Contains("Measured ms")));
-            foreach (string phase in new[] { "replicate", "forward", "backward", "grad_sync", "step" })
-            {
-                Assert.Equal(2, lines.Count(l => l.StartsWith($"| {phase} ", StringComparison.Ordinal)));
-            }
-            // Each rank computes single's forward (30 ms, from the input) and ddp measured 31 ms.
-            string[] forward = lines.Where(l => l.StartsWith("| forward ", StringComparison.Ordinal)).ToArray();
-            Assert.All(forward, l => Assert.Contains("30.000", l));
-            Assert.Contains("31.000", forward[1]);
-            Assert.Contains("-3.2%", forward[1]);
+            return Run(["model", "--from", path, .. options]);
         }
         finally
         {
             File.Delete(path);
         }
+    }
+
+    [Fact]
+    public void From_an_emulated_comparison_predicts_ddps_sync_from_its_links_rate()
+    {
+        // A two-node comparison over 8mbit (ddp_link), resnet18 width 4: 45,102 parameters = 180,408 gradient bytes.
+        string single = Mode("single", 1, true, 100, string.Join(", ", Phase("data", 5), Phase("h2d", 1, 100_000), Phase("forward", 30), Phase("loss", 1), Phase("backward", 60), Phase("optimizer", 3)));
+        string ddp = Mode("ddp", 2, true, 300, string.Join(", ", Phase("data", 5), Phase("h2d", 1), Phase("replicate", 1, 1000), Phase("forward", 60),
+            Phase("loss", 1), Phase("backward", 120), Phase("grad_sync", 100, 180_408), Phase("optimizer", 3)), hiddenMs: 0, extraConfig: ", \"bucket_mb\": 0.05, \"no_overlap\": true");
+        var (code, stdout, stderr) = RunFrom($"{{ \"modes\": [ {single}, {ddp} ], \"explanation\": [], \"ddp_link\": \"8mbit\" }}");
+        Assert.True(code == 0, stderr + stdout);
+        Assert.Contains("DDP's ranks over emulated link 8mbit (tbf)", stdout);
+        string[] lines = stdout.Split('\n');
+        double Predicted(string row) => double.Parse(lines.Single(l => l.StartsWith($"| {row} ", StringComparison.Ordinal)).Split('|')[2], CultureInfo.InvariantCulture);
+        // Without overlap every bucket goes after backward, back to back: the link carries 180,408 bytes
+        // each way at TCP's share of 1 MB/s (956.4 KB/s) after one 62.7 KB burst: 123.1 ms.
+        Assert.Equal((180_408 - 64 * 1024 * 1448.0 / 1514) / 956.406, Predicted("grad_sync"), 1);
+        Assert.Equal(0, Predicted("hidden comm"));
+        var (seedCode, _, seedErr) = Run("model", "--seed-check", "--link", "8mbit");
+        Assert.Equal(2, seedCode);
+        Assert.Contains("does not apply", seedErr);
     }
 
     [Fact]

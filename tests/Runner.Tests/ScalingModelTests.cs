@@ -225,6 +225,39 @@ public class ScalingModelTests
     }
 
     [Fact]
+    public void An_emulated_rate_is_ddps_network_at_tcps_share_of_the_rate_with_tbfs_burst()
+    {
+        (Link devices, Link? network) = Link.Resolve("8mbit");
+        Assert.Equal(Link.Preset("pcie4"), devices); // DP's copies stay inside one machine
+        Assert.NotNull(network);
+        // 8 Mbit/s = 1,000,000 frame bytes/s; TCP carries 1448 of each 1514-byte frame.
+        Assert.Equal(1e6 * 1448 / 1514 / 1e9, network.BandwidthGBs, 15);
+        Assert.Equal(64 * 1024 * 1448.0 / 1514, network.BurstBytes, 6); // tbf's bucket at this rate: its 64 KiB floor
+        Assert.Equal(0, network.LatencyUs);
+        Assert.Equal(1, network.Crossings);
+
+        Assert.Equal((Link.Preset("nvlink"), (Link?)null), Link.Resolve("NVLink"));
+        Assert.Contains("a rate such as 8mbit", Assert.Throws<ArgumentException>(() => Link.Resolve("fast")).Message);
+    }
+
+    [Fact]
+    public void A_shaped_link_passes_its_burst_at_once_and_refills_only_while_idle()
+    {
+        var link = new Link("shaped", 0.001, 0, true, BurstBytes: 50_000); // 1 MB/s
+        long[] buckets = [100_000, 100_000];
+        // Back to back after backward: one burst for both, (200 KB - 50 KB) at 1 MB/s.
+        Assert.Equal((0.15, 0.0), Round(ScalingModel.DdpSync(buckets, 10, 2, link, overlap: false)));
+        // A long backward: each bucket finds the link idle long enough to refill, 50 ms each; the last is exposed.
+        Assert.Equal((0.05, 0.05), Round(ScalingModel.DdpSync(buckets, 10, 2, link, overlap: true)));
+        // Backward 120 ms: bucket 1 ready at 60 ms ends at 110 ms; 10 ms idle refill 10 KB, so bucket 2 takes 90 ms from 120 ms.
+        Assert.Equal((0.09, 0.05), Round(ScalingModel.DdpSync(buckets, 0.12, 2, link, overlap: true)));
+        // Without a burst: the plain ring time, 200 KB at 1 MB/s.
+        Assert.Equal((0.2, 0.0), Round(ScalingModel.DdpSync(buckets, 10, 2, link with { BurstBytes = 0 }, overlap: false)));
+    }
+
+    private static (double, double) Round((double A, double B) x) => (Math.Round(x.A, 9), Math.Round(x.B, 9));
+
+    [Fact]
     public void Serial_dispatch_costs_kernels_times_launch_times_extra_replicas()
     {
         var s = new ScalingSettings(Devices: 3, KernelsPerStep: 400, LaunchUs: 20);

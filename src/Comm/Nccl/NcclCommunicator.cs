@@ -230,7 +230,7 @@ public sealed class NcclCommunicator : ICommunicator
             catch (Exception e)
             {
                 Interlocked.Exchange(ref _inFlightSinceTicks, 0);
-                work.Fail(Diagnose(op, e, clock));
+                work.Fail(Diagnose(op, e, clock.Elapsed));
             }
             finally
             {
@@ -283,35 +283,10 @@ public sealed class NcclCommunicator : ICommunicator
         NcclNative.ncclCommAbort(_comm);
     }
 
-    private CommException Diagnose(string op, Exception e, Stopwatch clock)
+    /// <summary>The job-level story of a failure (the diagnosis every backend shares); the first one breaks the communicator.</summary>
+    private CommException Diagnose(string op, Exception e, TimeSpan elapsed)
     {
-        CommException local = e as CommException ?? new CommException(op, null, clock.Elapsed, $"{op} on rank {Rank} failed: {e.Message}", e);
-        int? lost = local.LostRank;
-        string? jobReason = null;
-        if (_store is not null && lost is null)
-        {
-            try
-            {
-                if (_store.TryGetFailure(TimeSpan.FromSeconds(2)) is { } f)
-                {
-                    lost = f.LostRank >= 0 ? f.LostRank : null;
-                    jobReason = f.Reason;
-                }
-                else
-                {
-                    _store.ReportFailure(-1, $"rank {Rank}: {local.Message}");
-                }
-            }
-            catch (CommException storeFailure)
-            {
-                lost = storeFailure.LostRank;
-                jobReason = storeFailure.Message;
-            }
-        }
-        string message = lost is int l
-            ? $"{op} failed on rank {Rank} after {clock.Elapsed.TotalSeconds:F2} s: {jobReason ?? $"rank {l} was lost"}. This rank saw: {local.Message}"
-            : local.Message + (jobReason is null ? "" : $" The job had failed: {jobReason}.");
-        var result = new CommException(op, local.PeerRank, clock.Elapsed, message, local) { LostRank = lost };
+        CommException result = new FailureDiagnosis(Rank, _store).Diagnose(op, e, elapsed, _broken);
         _broken ??= result;
         return result;
     }

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Engine.Nn;
+using Engine.Runner.Compare;
 using Engine.Runner.Scaling;
 
 namespace Engine.Runner.Commands;
@@ -16,7 +17,7 @@ internal static class ModelCommand
         var defaults = new ScalingSettings();
         var seedCheck = new Option<bool>("--seed-check") { Description = "Predict the seed's setup (ResNet-34, batch 512 per GPU, 2 GPUs, single epoch 6.302 s) and print the error against its DP 12.460 s and DDP 3.282 s." };
         var from = new Option<string?>("--from") { Description = "A comparison's JSON (engine compare --output): its single run's phases are the input; prints predicted vs measured per phase for dp and ddp." };
-        var link = new Option<string>("--link") { Description = "pcie3 | pcie4 | pcie5 | nvlink (effective 12 / 24 / 48 / 300 GB/s).", DefaultValueFactory = _ => "pcie4" };
+        var link = new Option<string?>("--link") { Description = "pcie3 | pcie4 | pcie5 | nvlink (effective 12 / 24 / 48 / 300 GB/s), or a rate such as 8mbit: the links between the emulated nodes DDP's ranks ran on (engine compare --emulate-nodes), with DP's copies on pcie4. [default: pcie4; with --from, the comparison's emulated link if it had one]" };
         var bandwidth = new Option<double?>("--bandwidth-gbs") { Description = "Effective link bandwidth per direction, GB/s (overrides the preset's)." };
         var hostBandwidth = new Option<double?>("--host-bandwidth-gbs") { Description = "Host-to-device bandwidth, GB/s (default: the link's; nvlink: 24, PCIe 4.0 x16)." };
         var latency = new Option<double?>("--latency-us") { Description = "Latency per transfer or ring step, microseconds (overrides the preset's)." };
@@ -41,7 +42,8 @@ internal static class ModelCommand
         };
         command.SetAction(r => CliErrors.Run(() =>
         {
-            Link preset = Link.Preset(r.GetValue(link)!);
+            ComparisonResult? comparison = r.GetValue(from) is string path ? ScalingReport.ReadComparison(path) : null;
+            (Link preset, Link? network) = Link.Resolve(r.GetValue(link) ?? comparison?.DdpLink ?? Link.DefaultPreset);
             bool overridden = r.GetValue(bandwidth) is not null || r.GetValue(hostBandwidth) is not null || r.GetValue(latency) is not null || r.GetValue(p2p) is not null;
             Link l = preset with
             {
@@ -61,18 +63,19 @@ internal static class ModelCommand
 
             if (r.GetValue(seedCheck))
             {
+                if (network is not null) throw new ArgumentException($"--seed-check predicts the seed's PCIe machine; --link {r.GetValue(link)} (a network rate) does not apply to it.");
                 Console.Out.Write(SeedCheck.Render(l, s));
                 return 0;
             }
-            if (r.GetValue(from) is string path)
+            if (comparison is not null)
             {
-                Console.Out.Write(ScalingReport.FromComparison(ScalingReport.ReadComparison(path), l, s));
+                Console.Out.Write(ScalingReport.FromComparison(comparison, l, s, network));
                 return 0;
             }
             double e = r.GetValue(epoch) ?? throw new ArgumentException("Give --single-epoch-seconds S, --from compare.json, or --seed-check.");
             s.Validate();
             ModelState m = ModelState.Of(ResNetConfig.Parse(r.GetValue(model)!, r.GetValue(stem)!, r.GetValue(width)));
-            ScalingPrediction p = ScalingModel.Predict(SingleStep.FromEpoch(e, m, s, l), m, s, l);
+            ScalingPrediction p = ScalingModel.Predict(SingleStep.FromEpoch(e, m, s, l), m, s, l, network);
             Console.Out.Write(ScalingReport.Table(p));
             Console.Out.WriteLine();
             Console.Out.WriteLine("Assumptions:");

@@ -17,9 +17,11 @@ public sealed record ModeResult(
     [property: JsonPropertyName("run")] RunResult Run);
 
 /// <summary>What <c>engine compare --output</c> writes.</summary>
+/// <param name="DdpLink">The rate of the links between the emulated nodes DDP's ranks ran on (<c>8mbit</c>), or null over loopback.</param>
 public sealed record ComparisonResult(
     [property: JsonPropertyName("modes")] IReadOnlyList<ModeResult> Modes,
-    [property: JsonPropertyName("explanation")] IReadOnlyList<string> Explanation);
+    [property: JsonPropertyName("explanation")] IReadOnlyList<string> Explanation,
+    [property: JsonPropertyName("ddp_link")] string? DdpLink = null);
 
 /// <summary>
 /// <c>engine compare</c>: single, dp and ddp with identical settings (ddp through the launcher, as
@@ -129,7 +131,7 @@ public static class Comparison
             r.Mode == TrainingMode.Single || single is null ? null : single / r.Run.MeanEpochSeconds,
             r.Mode == TrainingMode.Single || single is null ? null : single / r.Run.MeanEpochSeconds / r.Devices, r.Run)).ToList();
         var explanation = Explain(results);
-        var result = new ComparisonResult(results, explanation);
+        var result = new ComparisonResult(results, explanation, placement.Nodes > 0 ? placement.Link?.ToString() : null);
         stdout.Write(Render(result));
         if (baseOptions.Output is not null)
         {
@@ -160,13 +162,14 @@ public static class Comparison
         return "auto";
     }
 
-    private static RunResult RunInProcess(TrainOptions o, TextWriter progress)
+    internal static RunResult RunInProcess(TrainOptions o, TextWriter progress)
     {
         using Trainer t = o.Mode.CreateTrainer(o, TextWriter.Null, progress);
         return t.Run();
     }
 
-    private static RunResult RunDdp(TrainOptions o, LaunchOptions launch, TextWriter progress)
+    /// <summary>Runs <paramref name="o"/> through the launcher and reads rank 0's result.</summary>
+    internal static RunResult RunDdp(TrainOptions o, LaunchOptions launch, TextWriter progress)
     {
         string json = Path.Combine(Path.GetTempPath(), $"engine-compare-{o.Mode}-{Environment.ProcessId}-{Guid.NewGuid():N}.json");
         try

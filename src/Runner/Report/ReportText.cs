@@ -47,6 +47,7 @@ internal static class ReportText
         AppendWhy(sb, c);
         AppendCommunication(sb, c);
         AppendMemory(sb, c);
+        AppendModel(sb, c);
         AppendTraces(sb, traceNames);
         return sb.ToString();
     }
@@ -257,6 +258,22 @@ internal static class ReportText
             sb.AppendLine($"| all-reduce hidden behind backward | {Ms(a.GradSyncHiddenSecondsPerStep)} | {Ms(b.GradSyncHiddenSecondsPerStep)} |");
             sb.AppendLine();
         }
+    }
+
+    /// <summary>The scaling model's prediction for this very run, phase by phase beside what was measured.</summary>
+    private static void AppendModel(StringBuilder sb, ComparisonResult c)
+    {
+        if (Find(c, "single") is null || c.Modes.All(m => m.Mode == "single")) return;
+        (Scaling.Link devices, Scaling.Link? network) = Scaling.Link.Resolve(c.DdpLink ?? Scaling.Link.DefaultPreset);
+        (Scaling.ScalingPrediction p, _, _) = Scaling.ScalingReport.Predict(c, devices, new Scaling.ScalingSettings(), network);
+        sb.AppendLine("## The scaling model beside this run");
+        sb.AppendLine();
+        sb.AppendLine("The model (`engine model`, docs/MODEL.md) predicts DP's and DDP's phases from this run's single-device phases, the model's bytes and the link: "
+            + devices.Describe() + (network is null ? "" : "; DDP's ranks over " + network.Describe())
+            + Invariant($". `engine model --from compare.json --link {c.DdpLink ?? Scaling.Link.DefaultPreset}` prints the same tables with every assumption. ")
+            + "A phase far off its prediction names the assumption that failed: on a shared CPU the compute phases are off because replicas compete for the cores, and an exposed all-reduce holds waiting for the other rank as well as transfer.");
+        foreach (var (predicted, measured) in Scaling.ScalingReport.Pairs(p, c)) sb.Append(Scaling.ScalingReport.PhaseTable(predicted, measured));
+        sb.AppendLine();
     }
 
     private static void AppendTraces(StringBuilder sb, IReadOnlyList<string> traceNames)

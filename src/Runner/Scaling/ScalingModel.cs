@@ -64,10 +64,31 @@ public static class ScalingModel
     /// DDP's exposed and hidden all-reduce time. Bucket k becomes ready when backward has produced the
     /// gradients up to its end, uniformly in bytes over <paramref name="backwardSeconds"/>; buckets are
     /// all-reduced one after another on one communication stream; what runs past the end of backward is
-    /// exposed. Without overlap every bucket starts after backward.
+    /// exposed. Without overlap every bucket starts after backward. On a shaped link (a
+    /// <see cref="Link.BurstBytes"/> bucket) the link's burst is full when backward starts, each
+    /// all-reduce passes what the bucket holds at once, and the bucket refills at the link's rate while
+    /// the link is idle between all-reduces.
     /// </summary>
     public static (double Exposed, double Hidden) DdpSync(IReadOnlyList<long> buckets, double backwardSeconds, int n, Link link, bool overlap)
-        => Overlapped(buckets, backwardSeconds, b => RingSeconds(n, b, link), overlap);
+    {
+        double total = buckets.Sum(), ready = 0, end = 0, busy = 0, tokens = link.BurstBytes;
+        double rate = link.PathGBs * 1e9;
+        foreach (long b in buckets)
+        {
+            ready += b;
+            double readyAt = overlap && total > 0 ? backwardSeconds * ready / total : backwardSeconds;
+            double start = Math.Max(end, readyAt);
+            tokens = Math.Min(link.BurstBytes, tokens + (start - end) * rate);
+            double atOnce = n > 1 ? Math.Min(tokens, RingBytesPerRank(n, b)) : 0;
+            tokens -= atOnce;
+            double seconds = RingSeconds(n, b, link) - link.Crossings * atOnce / rate;
+            end = start + seconds;
+            busy += seconds;
+        }
+        if (!overlap) return (busy, 0);
+        double exposed = Math.Max(0, end - backwardSeconds);
+        return (exposed, Math.Max(0, busy - exposed));
+    }
 
     /// <summary>Seconds of a ring reduce-scatter or all-gather of <paramref name="bytes"/>: N-1 steps moving (N-1)/N of the bytes per rank, half an all-reduce.</summary>
     public static double HalfRingSeconds(int n, double bytes, Link link)
@@ -124,10 +145,13 @@ public static class ScalingModel
         return (waited, reduceExposed, busy);
     }
 
-    public static ScalingPrediction Predict(SingleStep single, ModelState model, ScalingSettings s, Link link)
+    /// <param name="network">The link between the multi-process modes' ranks when it is not the devices' link (emulated nodes); DP's copies stay on <paramref name="link"/>.</param>
+    public static ScalingPrediction Predict(SingleStep single, ModelState model, ScalingSettings s, Link link, Link? network = null)
     {
         s.Validate();
         link.Validate();
+        Link net = network ?? link;
+        net.Validate();
         var inv = CultureInfo.InvariantCulture;
         int n = s.Devices, b = s.BatchSize;
         var assumptions = new List<string>(single.Assumptions)
@@ -136,6 +160,7 @@ public static class ScalingModel
             "Link: " + link.Describe() + ".",
             string.Format(inv, "Epoch = steps x step; single: floor({0:N0} / {1}) = {2} steps; dp and ddp: floor({0:N0} / ({1} x {3})) = {4} steps (batch {1} per device, drop_last).", s.TrainImages, b, s.SingleSteps, n, s.ParallelSteps),
         };
+        if (network is not null) assumptions.Add("DDP's ranks talk over their own network, " + net.Describe() + "; DP's copies stay on the link above.");
         if (s.SharedDevice) assumptions.Add("Shared device: all replicas and ranks run on ONE physical device, so their device compute adds up (x N) instead of running in parallel.");
         double shared = s.SharedDevice ? n : 1;
 
@@ -178,9 +203,10 @@ public static class ScalingModel
         // DDP: N processes; each rank computes single's step, then only gradients move, in a ring.
         IReadOnlyList<long> buckets = Buckets(model, s.BucketMb);
         double backward = single["backward"] * shared;
-        var (exposed, hidden) = DdpSync(buckets, backward, n, link, s.Overlap);
+        var (exposed, hidden) = DdpSync(buckets, backward, n, net, s.Overlap);
         long broadcast = DdpBroadcastBytes(n, model);
-        double broadcastSeconds = n <= 1 ? 0 : link.Crossings * ((n - 1) * link.LatencyUs * 1e-6 + broadcast / (link.PathGBs * 1e9));
+        // The link was idle through the optimizer and data loading: a shaper lets its burst through at once.
+        double broadcastSeconds = n <= 1 ? 0 : net.Crossings * ((n - 1) * net.LatencyUs * 1e-6 + Math.Max(0, broadcast - net.BurstBytes) / (net.PathGBs * 1e9));
         long ring = (long)RingBytesPerRank(n, model.ParameterBytes);
         var ddp = new Dictionary<string, PhaseStat>
         {
@@ -201,7 +227,7 @@ public static class ScalingModel
         assumptions.Add(string.Format(inv, "DDP: each of {0} ranks is its own process and computes single's step on batch {1} (data, h2d, forward, loss, backward, optimizer unchanged{2}).", n, b, s.SharedDevice ? ", times N on the shared device" : ""));
         assumptions.Add(string.Format(inv, "DDP: broadcast_buffers sends rank 0's {0} of BN buffers before every forward: (N-1) latencies + bytes / bandwidth, pipelined, not overlapped.", Bytes(broadcast)));
         assumptions.Add(string.Format(inv, "DDP: ring all-reduce, 2(N-1) = {0} steps per bucket, each paying the link latency, moving 2(N-1)/N x gradient bytes = {1} per rank at the link's bandwidth{2}; all-reduce kernels do not slow compute.",
-            2 * (n - 1), Bytes(ring), link.PeerToPeer ? "" : ", through the host (time doubled)"));
+            2 * (n - 1), Bytes(ring), net.PeerToPeer ? "" : ", through the host (time doubled)"));
         assumptions.Add(string.Format(inv, "DDP: {0} bucket(s) ({1}), the first capped at {4:G3} MiB, the rest at {2:G3} MiB, filled with whole parameters in reverse forward order; {3}",
             buckets.Count, string.Join(", ", buckets.Select(x => Bytes(x))), s.BucketMb,
             s.Overlap
@@ -213,7 +239,7 @@ public static class ScalingModel
         {
             assumptions.Add("N = 1: nothing moves between devices, so dp and ddp reduce to single.");
         }
-        IReadOnlyList<ModePrediction> sharded = PredictSharded(single, model, s, link, ddp, hidden, buckets, assumptions);
+        IReadOnlyList<ModePrediction> sharded = PredictSharded(single, model, s, net, ddp, hidden, buckets, assumptions);
         return new ScalingPrediction(singlePrediction, dpPrediction, ddpPrediction, assumptions) { Sharded = sharded };
     }
 

@@ -72,12 +72,40 @@ public static class ScalingReport
     /// comparison's own settings (devices, batch, model, bucket cap, overlap, serial dispatch, shared
     /// device) and the given link, and prints predicted against measured per phase.
     /// </summary>
-    public static string FromComparison(ComparisonResult c, Link link, ScalingSettings tuning)
+    /// <param name="network">The link between DDP's ranks when they ran on emulated nodes (<see cref="Link.Emulated"/>).</param>
+    public static string FromComparison(ComparisonResult c, Link link, ScalingSettings tuning, Link? network = null)
+    {
+        (ScalingPrediction p, ScalingSettings s, ModelState model) = Predict(c, link, tuning, network);
+        TrainOptions cfg = Find(c, "single").Run.Config;
+        ModeResult? dp = c.Modes.FirstOrDefault(m => m.Mode == "dp"), ddp = c.Modes.FirstOrDefault(m => m.Mode == "ddp");
+        var sb = new StringBuilder();
+        sb.AppendLine(string.Format(Inv, "Predicted from the comparison's single run ({0} {1} width {2}, batch {3} per device, {4} devices{5}) over {6}{7}.",
+            cfg.Model, cfg.Stem, cfg.Width, cfg.BatchSize, s.Devices, s.SharedDevice ? ", shared by every replica" : "", link.Describe(),
+            network is null ? "" : "; DDP's ranks over " + network.Describe()));
+        long parameters = Find(c, "single").Run.Parameters;
+        if (parameters > 0 && parameters != model.ParameterCount)
+        {
+            sb.AppendLine(string.Format(Inv, "Warning: the run reports {0:N0} parameters, the model's count is {1:N0}.", parameters, model.ParameterCount));
+        }
+        foreach (var (predicted, measured) in Pairs(p, c)) sb.Append(PhaseTable(predicted, measured));
+        sb.AppendLine();
+        sb.AppendLine("Assumptions:");
+        foreach (string a in p.Assumptions) sb.AppendLine("- " + a);
+        return sb.ToString();
+    }
+
+    /// <summary>
+    /// The model's dp and ddp predictions for a comparison: its single run's phases as the single step,
+    /// the comparison's own settings, the given link (and DDP's network).
+    /// </summary>
+    public static (ScalingPrediction Prediction, ScalingSettings Settings, ModelState Model) Predict(ComparisonResult c, Link link, ScalingSettings tuning, Link? network = null)
     {
         ModeResult single = Find(c, "single");
         Breakdown sb0 = single.Run.Breakdown ?? throw new ArgumentException("The comparison's single run has no breakdown.");
-        ModeResult? dp = c.Modes.FirstOrDefault(m => m.Mode == "dp"), ddp = c.Modes.FirstOrDefault(m => m.Mode == "ddp");
-        if (dp is null && ddp is null) throw new ArgumentException("The comparison holds neither a dp nor a ddp run to check against.");
+        ModeResult? dp = c.Modes.FirstOrDefault(m => m.Mode == "dp");
+        // DDP's settings (bucket cap, overlap), or those of the first other multi-process mode.
+        ModeResult? ddp = c.Modes.FirstOrDefault(m => m.Mode == "ddp") ?? c.Modes.FirstOrDefault(m => m.Mode is not ("single" or "dp"));
+        if (dp is null && ddp is null) throw new ArgumentException("The comparison holds no multi-device run (dp, ddp, zero1, zero2, fsdp) to check against.");
         TrainOptions cfg = single.Run.Config;
         int n = (dp ?? ddp)!.Devices;
         int singleSteps = Math.Max(1, sb0.Steps > 0 && single.Run.Epochs.Count > 0 ? single.Run.Epochs[0].Steps : 1);
@@ -93,36 +121,30 @@ public static class ScalingReport
             SharedDevice = (dp?.Run.Breakdown?.Shared ?? false) || (ddp?.Run.Breakdown?.Shared ?? false),
         };
         ModelState model = ModelState.Of(ResNetConfig.Parse(cfg.Model, cfg.Stem, cfg.Width));
-        ScalingPrediction p = ScalingModel.Predict(SingleStep.FromBreakdown(sb0), model, s, link);
+        return (ScalingModel.Predict(SingleStep.FromBreakdown(sb0), model, s, link, network), s, model);
+    }
 
-        var sb = new StringBuilder();
-        sb.AppendLine(string.Format(Inv, "Predicted from the comparison's single run ({0} {1} width {2}, batch {3} per device, {4} devices{5}) over {6}.",
-            cfg.Model, cfg.Stem, cfg.Width, cfg.BatchSize, n, s.SharedDevice ? ", shared by every replica" : "", link.Describe()));
-        if (single.Run.Parameters > 0 && single.Run.Parameters != model.ParameterCount)
+    /// <summary>Every multi-device mode of the comparison with the model's prediction for it, in the comparison's order.</summary>
+    public static IEnumerable<(ModePrediction Predicted, ModeResult Measured)> Pairs(ScalingPrediction p, ComparisonResult c)
+    {
+        foreach (ModeResult m in c.Modes)
         {
-            sb.AppendLine(string.Format(Inv, "Warning: the run reports {0:N0} parameters, the model's count is {1:N0}.", single.Run.Parameters, model.ParameterCount));
+            if (m.Mode == "single") continue;
+            if (p.Modes.FirstOrDefault(x => x.Mode == m.Mode) is ModePrediction predicted) yield return (predicted, m);
         }
-        foreach (ModeResult m in new[] { dp, ddp }.OfType<ModeResult>())
-        {
-            ModePrediction predicted = m.Mode == "dp" ? p.Dp : p.Ddp;
-            sb.Append(PhaseTable(predicted, m));
-        }
-        sb.AppendLine();
-        sb.AppendLine("Assumptions:");
-        foreach (string a in p.Assumptions) sb.AppendLine("- " + a);
-        return sb.ToString();
     }
 
     private static ModeResult Find(ComparisonResult c, string mode)
         => c.Modes.FirstOrDefault(m => m.Mode == mode) ?? throw new ArgumentException($"The comparison holds no {mode} run.");
 
     /// <summary>Per phase: predicted and measured ms and bytes, and the error; then step, hidden sync and epoch.</summary>
-    private static string PhaseTable(ModePrediction predicted, ModeResult measuredMode)
+    public static string PhaseTable(ModePrediction predicted, ModeResult measuredMode)
     {
         Breakdown b = measuredMode.Run.Breakdown ?? throw new ArgumentException($"The comparison's {measuredMode.Mode} run has no breakdown.");
         var sb = new StringBuilder();
         sb.AppendLine();
         sb.AppendLine(string.Format(Inv, "{0} over {1} devices, per step:", Label(predicted.Mode), measuredMode.Devices));
+        sb.AppendLine(); // a Markdown table must not follow a paragraph line directly
         sb.AppendLine("| Phase       | Predicted ms | Measured ms | Error  | Predicted bytes | Measured bytes |");
         sb.AppendLine("| ----------- | ------------ | ----------- | ------ | --------------- | -------------- |");
         foreach (string phase in ScalingModel.Phases)
@@ -135,7 +157,7 @@ public static class ScalingReport
                 ScalingModel.Bytes(pr.BytesPerStep), me is null ? "-" : ScalingModel.Bytes(me.BytesPerStep)));
         }
         sb.AppendLine(string.Format(Inv, "| {0,-11} | {1,12:F3} | {2,11:F3} | {3,6} | {4,15} | {5,14} |", "step", 1000 * predicted.StepSeconds, 1000 * b.StepSeconds, Error(predicted.StepSeconds, b.StepSeconds), "", ""));
-        sb.AppendLine(string.Format(Inv, "| {0,-11} | {1,12:F3} | {2,11:F3} | {3,6} | {4,15} | {5,14} |", "hidden sync", 1000 * predicted.HiddenSeconds, 1000 * b.GradSyncHiddenSecondsPerStep, Error(predicted.HiddenSeconds, b.GradSyncHiddenSecondsPerStep), "", ""));
+        sb.AppendLine(string.Format(Inv, "| {0,-11} | {1,12:F3} | {2,11:F3} | {3,6} | {4,15} | {5,14} |", "hidden comm", 1000 * predicted.HiddenSeconds, 1000 * Comparison.HiddenSeconds(b), Error(predicted.HiddenSeconds, Comparison.HiddenSeconds(b)), "", ""));
         int steps = measuredMode.Run.Epochs.Count > 0 ? measuredMode.Run.Epochs[0].Steps : predicted.Steps;
         double epoch = measuredMode.MeanEpochSeconds;
         sb.AppendLine(string.Format(Inv, "Epoch: predicted {0} steps x {1:F3} ms = {2:F3} s; measured {3:F3} s (mean over all epochs, like the breakdown's steps), error {4}. The measured epoch also holds the host time between steps that no phase is charged with.",
