@@ -45,4 +45,13 @@ internal static class HostMath
             y[i] /= divisor;
         }
     }
+
+    /// <summary>y = 16-bit(y + x), element by element: a 16-bit sum as NCCL computes it (each addition rounded to the format).</summary>
+    public static void Add16(Span<ushort> y, ReadOnlySpan<ushort> x, Engine.Kernels.Float16Format format)
+    {
+        for (int i = 0; i < y.Length; i++)
+        {
+            y[i] = Engine.Kernels.Float16.Encode(Engine.Kernels.Float16.Decode(y[i], format) + Engine.Kernels.Float16.Decode(x[i], format), format);
+        }
+    }
 }

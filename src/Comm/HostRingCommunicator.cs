@@ -102,6 +102,15 @@ public sealed class HostRingCommunicator : ICommunicator
         => Enqueue("all_reduce", RingOpKind.AllReduce, buffer.Length, -1,
             (clock, work) => RunAllReduce(buffer, op, writeBack: true, clock, work));
 
+    public CommWork AllReduce16(ArrayView<ushort> buffer, Engine.Kernels.Float16Format format)
+    {
+        if (buffer.Length % 2 != 0) throw new ArgumentException($"AllReduce16: the length must be even, got {buffer.Length} 16-bit values.");
+        // Two 16-bit values per float slot: the float schedule moves them, the reduce adds them as 16-bit floats.
+        ArrayView<float> packed = buffer.Cast<float>();
+        return Enqueue($"all_reduce_{format.ToString().ToLowerInvariant()}", format == Engine.Kernels.Float16Format.Fp16 ? RingOpKind.AllReduceFp16 : RingOpKind.AllReduceBf16,
+            packed.Length, -1, (clock, work) => RunAllReduce(packed, ReduceOp.Sum, writeBack: true, clock, work, format));
+    }
+
     public CommWork Reduce(ArrayView<float> buffer, int root, ReduceOp op = ReduceOp.Sum)
     {
         CheckRoot(root, "reduce");
@@ -189,7 +198,7 @@ public sealed class HostRingCommunicator : ICommunicator
 
     // ---- the operations (on the communicator's thread): stage, run the schedule, copy back ----
 
-    private unsafe void RunAllReduce(ArrayView<float> buffer, ReduceOp op, bool writeBack, Stopwatch clock, CommWork work)
+    private unsafe void RunAllReduce(ArrayView<float> buffer, ReduceOp op, bool writeBack, Stopwatch clock, CommWork work, Engine.Kernels.Float16Format? packed = null)
     {
         long len = buffer.Length;
         if (len == 0)
@@ -198,7 +207,7 @@ public sealed class HostRingCommunicator : ICommunicator
         }
         float* data = _staging.Stage(len);
         _staging.CopyToHost(buffer, data);
-        RunSchedule(data, RingSchedule.AllReduce(Rank, WorldSize, len, op, _sliceElements), "all_reduce", clock, work);
+        RunSchedule(data, RingSchedule.AllReduce(Rank, WorldSize, len, op, _sliceElements), "all_reduce", clock, work, packed);
         if (writeBack)
         {
             _staging.CopyToDevice(data, buffer);
@@ -258,11 +267,11 @@ public sealed class HostRingCommunicator : ICommunicator
         }
     }
 
-    private unsafe void RunSchedule(float* data, RingSchedule schedule, string op, Stopwatch clock, CommWork work)
+    private unsafe void RunSchedule(float* data, RingSchedule schedule, string op, Stopwatch clock, CommWork work, Engine.Kernels.Float16Format? packed = null)
     {
         if (_ring is not null)
         {
-            _ring.Run(data, schedule, op, clock, work);
+            _ring.Run(data, schedule, op, clock, work, packed);
         }
     }
 

@@ -38,6 +38,13 @@ public interface ICommunicator : IDisposable
     /// <summary>In place: every rank's <paramref name="buffer"/> becomes the sum (or mean) over ranks.</summary>
     CommWork AllReduce(ArrayView<float> buffer, ReduceOp op = ReduceOp.Sum);
 
+    /// <summary>
+    /// In place: every rank's <paramref name="buffer"/> of 16-bit floats (<paramref name="format"/>) becomes the sum
+    /// over ranks, each addition rounded back to 16 bits, as NCCL's ncclFloat16 / ncclBfloat16 sums do: half the
+    /// bytes of a float32 all-reduce (DDP's fp16 and bf16 compression hooks). The length must be even.
+    /// </summary>
+    CommWork AllReduce16(ArrayView<ushort> buffer, Engine.Kernels.Float16Format format);
+
     /// <summary>In place: every rank's <paramref name="buffer"/> becomes <paramref name="root"/>'s.</summary>
     CommWork Broadcast(ArrayView<float> buffer, int root);
 

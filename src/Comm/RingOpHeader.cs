@@ -12,6 +12,8 @@ internal enum RingOpKind
     ReduceScatter,
     Barrier,
     PointToPoint,
+    AllReduceFp16,
+    AllReduceBf16,
 }
 
 /// <summary>

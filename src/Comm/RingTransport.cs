@@ -53,7 +53,8 @@ internal sealed class RingTransport : IDisposable
     /// left (copying or reducing each slice) while the sending thread sends step j's block to the
     /// right, each slice as soon as <see cref="RingSchedule.ReceivedSlicesNeededToSend"/> allows.
     /// </summary>
-    public unsafe void Run(float* data, RingSchedule schedule, string op, Stopwatch clock, CommWork work)
+    /// <param name="packed">Each float slot holds two 16-bit floats of this format: the reduce adds them as such (a 16-bit all-reduce).</param>
+    public unsafe void Run(float* data, RingSchedule schedule, string op, Stopwatch clock, CommWork work, Engine.Kernels.Float16Format? packed = null)
     {
         if (_scratch.Length < schedule.SliceElements)
         {
@@ -80,7 +81,14 @@ internal sealed class RingTransport : IDisposable
                     {
                         Span<float> incoming = _scratch.AsSpan(0, dst.Length);
                         _fromLeft.Receive(MemoryMarshal.AsBytes(incoming), op, clock);
-                        HostMath.Add(dst, incoming);
+                        if (packed is Engine.Kernels.Float16Format format)
+                        {
+                            HostMath.Add16(MemoryMarshal.Cast<float, ushort>(dst), MemoryMarshal.Cast<float, ushort>(incoming), format);
+                        }
+                        else
+                        {
+                            HostMath.Add(dst, incoming);
+                        }
                         if (step.Action == RingReceive.ReduceAndAverage)
                         {
                             HostMath.Divide(dst, schedule.WorldSize);

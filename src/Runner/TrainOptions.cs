@@ -114,6 +114,9 @@ public sealed record TrainOptions
     [CliOption("--bucket-mb", "ddp, zero1, zero2: gradient bucket cap in MiB (the first bucket is 1 MiB)", Positive = true)]
     public double BucketMb { get; init; } = 25;
 
+    [CliOption("--comm-hook", "ddp, zero1: how gradient buckets travel: none (float32) | fp16 | bf16 (PyTorch's fp16_compress_hook / bf16_compress_hook: half the bytes)", Choices = "none|fp16|bf16")]
+    public string CommHook { get; init; } = "none";
+
     [CliOption("--no-overlap", "ddp, zero1: start the gradient all-reduces only after backward")]
     public bool NoOverlap { get; init; }
 
@@ -139,6 +142,14 @@ public sealed record TrainOptions
     /// <summary>Every declared option, with its property, in declaration order.</summary>
     public static readonly IReadOnlyList<(PropertyInfo Property, CliOptionAttribute Cli)> Declared = typeof(TrainOptions).GetProperties()
         .Select(p => (p, p.GetCustomAttribute<CliOptionAttribute>()!)).Where(x => x.Item2 is not null).OrderBy(x => x.p.MetadataToken).ToList();
+
+    /// <summary>--comm-hook as the strategies take it.</summary>
+    public Engine.Nn.Parallel.GradientCompression Compression => CommHook switch
+    {
+        "fp16" => Engine.Nn.Parallel.GradientCompression.Fp16,
+        "bf16" => Engine.Nn.Parallel.GradientCompression.Bf16,
+        _ => Engine.Nn.Parallel.GradientCompression.None,
+    };
 
     public string[] DeviceList() => (Devices ?? Device).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
@@ -218,6 +229,10 @@ public sealed record TrainOptions
         if (NoOverlap && (Mode == TrainingMode.Zero2 || Mode == TrainingMode.Fsdp))
         {
             throw new ArgumentException($"--no-overlap: {Mode} reduce-scatters gradients as backward produces them and keeps no full gradient buffer; --no-overlap applies to ddp and zero1.");
+        }
+        if (CommHook != "none" && !(Mode == TrainingMode.Ddp || Mode == TrainingMode.Zero1))
+        {
+            throw new ArgumentException($"--comm-hook {CommHook}: compression hooks apply to the all-reduced buckets of ddp and zero1, not to {Mode}.");
         }
         if (Init is not null && Resume is not null) throw new ArgumentException("--init and --resume cannot be used together: --resume restores the model itself.");
         if (Init is not null && !File.Exists(Init)) throw new ArgumentException($"--init {Init}: no such file.");

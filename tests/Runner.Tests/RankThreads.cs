@@ -55,6 +55,7 @@ internal static class RankThreads
         public TimeSpan Timeout { get; set; }
         public CommWork AllReduce(ILGPU.ArrayView<float> buffer, ReduceOp op = ReduceOp.Sum) => throw new NotSupportedException();
         public CommWork Broadcast(ILGPU.ArrayView<float> buffer, int root) => throw new NotSupportedException();
+        public CommWork AllReduce16(ILGPU.ArrayView<ushort> buffer, Engine.Kernels.Float16Format format) => throw new NotSupportedException();
         public CommWork Reduce(ILGPU.ArrayView<float> buffer, int root, ReduceOp op = ReduceOp.Sum) => throw new NotSupportedException();
         public CommWork AllGather(ILGPU.ArrayView<float> input, ILGPU.ArrayView<float> output) => throw new NotSupportedException();
         public CommWork ReduceScatter(ILGPU.ArrayView<float> input, ILGPU.ArrayView<float> output, ReduceOp op = ReduceOp.Sum) => throw new NotSupportedException();

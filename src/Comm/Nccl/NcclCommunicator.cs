@@ -137,6 +137,15 @@ public sealed class NcclCommunicator : ICommunicator
             NcclDataType.Float32, ToNccl(op), _comm, _streamPtr), "ncclAllReduce"));
     }
 
+    public CommWork AllReduce16(ArrayView<ushort> buffer, Engine.Kernels.Float16Format format)
+    {
+        if (buffer.Length % 2 != 0) throw new ArgumentException($"AllReduce16: the length must be even, got {buffer.Length} 16-bit values.");
+        nint ptr = buffer.Length == 0 ? 0 : buffer.LoadEffectiveAddressAsPtr();
+        NcclDataType type = format == Engine.Kernels.Float16Format.Fp16 ? NcclDataType.Float16 : NcclDataType.Bfloat16;
+        return Enqueue($"all_reduce_{format.ToString().ToLowerInvariant()}", buffer.Length, () => NcclNative.Check(NcclNative.ncclAllReduce(ptr, ptr, (nuint)buffer.Length,
+            type, NcclRedOp.Sum, _comm, _streamPtr), "ncclAllReduce"));
+    }
+
     public CommWork Broadcast(ArrayView<float> buffer, int root)
     {
         CheckRoot(root, "broadcast");

@@ -17,7 +17,7 @@ public enum NcclResult : int
     Timeout = 8,
 }
 
-/// <summary>ncclDataType_t (nccl.h); the engine only moves float32.</summary>
+/// <summary>ncclDataType_t (nccl.h); the engine moves float32, and fp16 / bf16 for compressed gradients.</summary>
 public enum NcclDataType : int
 {
     Int8 = 0,

@@ -9,7 +9,11 @@ namespace Engine.Nn.Parallel;
 
 /// <summary>One gradient bucket as a communication hook sees it (PyTorch's <c>GradBucket</c>).</summary>
 /// <param name="Grads">The bucket's gradients, padding included (<see cref="StoreSegment.PaddedLength"/> values).</param>
-public sealed record GradBucket(int Index, StoreSegment Segment, ArrayView<float> Grads);
+public sealed record GradBucket(int Index, StoreSegment Segment, ArrayView<float> Grads)
+{
+    /// <summary>Set by a hook whose collective leaves the result elsewhere: run on the training thread once the collective has completed (a compression hook decompresses into <see cref="Grads"/>).</summary>
+    public Action? Then { get; set; }
+}
 
 /// <summary>
 /// What DDP does with a bucket once all its gradients are ready (PyTorch's <c>register_comm_hook</c>): launch a
@@ -52,6 +56,7 @@ public sealed class DdpReducer : IDisposable
         public int Parameters => Segment.Parameters;
         internal int Pending;
         internal CommWork? Work;
+        internal Action? Then;
         internal ArrayView<float> Grads;
         internal MemoryBuffer1D<float, Stride1D.Dense>? Pooled;
     }
@@ -94,6 +99,7 @@ public sealed class DdpReducer : IDisposable
         {
             b.Pending = b.Parameters;
             b.Work = null;
+            b.Then = null;
             if (_pool is null) b.Grads = _store.Grads.SubView(b.Offset, b.Length);
         }
         _inFlight.Clear();
@@ -126,7 +132,9 @@ public sealed class DdpReducer : IDisposable
     private void Launch(Bucket b)
     {
         _accumulator.AddTo(b.Grads, b.Offset);
-        b.Work = _hook(_comm, new GradBucket(b.Index, b.Segment, b.Grads));
+        var bucket = new GradBucket(b.Index, b.Segment, b.Grads);
+        b.Work = _hook(_comm, bucket);
+        b.Then = bucket.Then;
         if (b.Pooled is not null) _pool!.Return(b.Pooled, b.Work);
         b.Pooled = null;
         _inFlight.Add(b.Work);
@@ -152,6 +160,11 @@ public sealed class DdpReducer : IDisposable
         }
         _accumulator.Clear(); // every bucket has added its part (the kernels are ordered before the clear on the stream)
         CommWork.WaitAll(_inFlight);
+        foreach (Bucket b in _buckets)
+        {
+            b.Then?.Invoke();
+            b.Then = null;
+        }
     }
 
     /// <summary>Collective seconds that ran while backward was still issuing work (between Prepare and Finish).</summary>

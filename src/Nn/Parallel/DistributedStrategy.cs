@@ -6,7 +6,8 @@ using Device = Engine.Kernels.Device;
 namespace Engine.Nn.Parallel;
 
 /// <summary>The knobs every multi-process strategy takes: DDP's bucket cap and overlap, and SGD's settings.</summary>
-public sealed record DistributedSettings(double BucketMb = 25, bool Overlap = true, float Lr = 0.1f, float Momentum = 0.9f, float WeightDecay = 5e-4f);
+public sealed record DistributedSettings(double BucketMb = 25, bool Overlap = true, float Lr = 0.1f, float Momentum = 0.9f, float WeightDecay = 5e-4f,
+    GradientCompression Compression = GradientCompression.None);
 
 /// <summary>
 /// One rank's side of a multi-process data-parallel algorithm (DDP, ZeRO-1, ZeRO-2, FSDP) over a communicator:
@@ -137,6 +138,7 @@ public sealed class DistributedDataParallel(ICommunicator comm, Device device, D
     : DistributedStrategy(comm, device, settings)
 {
     private SgdOptimizer? _optimizer;
+    private CompressionHook? _compression;
 
     public DdpReducer Reducer { get; private set; } = null!;
 
@@ -146,12 +148,13 @@ public sealed class DistributedDataParallel(ICommunicator comm, Device device, D
 
     protected override void OnAttach()
     {
-        Reducer = new DdpReducer(Comm, Device, Store, Settings.Overlap, hook);
+        Reducer = new DdpReducer(Comm, Device, Store, Settings.Overlap, hook ?? CompressionHook.For(Settings.Compression, Device, out _compression));
         Model.GradientReady += Reducer.MarkReady;
         _optimizer = new SgdOptimizer(Device, Store, Settings.Lr, Settings.Momentum, Settings.WeightDecay);
     }
 
-    public override long BytesPerStep => 2 * RingShareBytes(Store.FlatLength);
+    /// <summary>The ring all-reduce's share, at the compression hook's bytes per element.</summary>
+    public override long BytesPerStep => 2 * RingShareBytes(Store.FlatLength) * CompressionHook.BytesPerElement(Settings.Compression) / sizeof(float);
 
     public override void Backward(Tensor dlogits, PhaseClock clock, bool sync)
     {
@@ -175,6 +178,7 @@ public sealed class DistributedDataParallel(ICommunicator comm, Device device, D
     public override void Dispose()
     {
         Reducer?.Dispose();
+        _compression?.Dispose();
         base.Dispose();
     }
 }

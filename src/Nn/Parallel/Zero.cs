@@ -24,6 +24,7 @@ public sealed class Zero(int stage, ICommunicator comm, Device device, Distribut
     private ShardedSgd? _optimizer;
     private List<ShardPiece> _pieces = new();
     private readonly List<CommWork> _gathers = new();
+    private CompressionHook? _compression;
 
     public int Stage { get; } = stage is 1 or 2 ? stage : throw new ArgumentOutOfRangeException(nameof(stage), stage, "ZeRO stage must be 1 or 2 (stage 3 is FSDP).");
 
@@ -45,7 +46,8 @@ public sealed class Zero(int stage, ICommunicator comm, Device device, Distribut
         }
         _pieces = Pieces((s, _) => Store.Values.SubView(s.PieceOffset(Rank, Ranks), s.PieceLength(Ranks)),
             (s, shard) => Stage == 1 ? Store.Grads.SubView(s.PieceOffset(Rank, Ranks), s.PieceLength(Ranks)) : GradShard.SubView(shard, s.PieceLength(Ranks)));
-        Reducer = new DdpReducer(Comm, Device, Store, Settings.Overlap, Stage == 1 ? null : ReduceScatterHook);
+        if (Stage == 2 && Settings.Compression != GradientCompression.None) throw new ArgumentException("zero2 reduce-scatters its buckets; the fp16 and bf16 compression hooks apply to ddp and zero1, whose buckets are all-reduced.");
+        Reducer = new DdpReducer(Comm, Device, Store, Settings.Overlap, Stage == 1 ? CompressionHook.For(Settings.Compression, Device, out _compression) : ReduceScatterHook);
         Model.GradientReady += Reducer.MarkReady;
         _optimizer = new ShardedSgd(Device, Comm, Store, _pieces, Settings.Lr, Settings.Momentum, Settings.WeightDecay);
     }
@@ -61,7 +63,7 @@ public sealed class Zero(int stage, ICommunicator comm, Device device, Distribut
 
     private string GradPhase => Stage == 1 ? "grad_sync" : "reduce_scatter";
 
-    private long GradBytes => Stage == 1 ? 2 * RingShareBytes(Store.FlatLength) : RingShareBytes(Store.FlatLength);
+    private long GradBytes => Stage == 1 ? 2 * RingShareBytes(Store.FlatLength) * CompressionHook.BytesPerElement(Settings.Compression) / sizeof(float) : RingShareBytes(Store.FlatLength);
 
     public override long BytesPerStep => GradBytes + RingShareBytes(Store.FlatLength);
 
@@ -100,6 +102,7 @@ public sealed class Zero(int stage, ICommunicator comm, Device device, Distribut
     public override void Dispose()
     {
         Reducer?.Dispose();
+        _compression?.Dispose();
         _gradShard?.Dispose();
         base.Dispose();
     }

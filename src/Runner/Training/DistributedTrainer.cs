@@ -49,7 +49,7 @@ public sealed class DistributedTrainer : Trainer
                 Progress.WriteLine($"{Mode}: {env.WorldSize} rank(s), backend {_comm.Backend}, device {_device}{(_shared ? " (ranks share a physical device)" : "")}, " +
                     $"gradients {(options.NoOverlap ? "after backward" : "overlapping backward")}");
             }
-            _strategy = Mode.CreateStrategy(_comm, _device, new DistributedSettings(options.BucketMb, !options.NoOverlap, options.Lr, options.Momentum, options.WeightDecay));
+            _strategy = Mode.CreateStrategy(_comm, _device, new DistributedSettings(options.BucketMb, !options.NoOverlap, options.Lr, options.Momentum, options.WeightDecay, options.Compression));
             _strategy.CommTrack = $"rank {env.Rank} collectives";
             _model = new ResNet(_device, Config, _strategy.Layout);
             _strategy.Attach(_model);
