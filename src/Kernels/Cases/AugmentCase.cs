@@ -31,7 +31,9 @@ public sealed class AugmentCase : OpCase<AugmentLauncher>
         _std = Enumerable.Range(0, s.C).Select(i => Std[i % Std.Length]).ToArray();
         _images0 = Bytes(s.Length);
         _crops0 = Ints(2 * s.N, 2 * s.Pad + 1);
-        _flips0 = Ints(s.N, 2);
+        // Set 0 alternates flipped and plain images, so both occur whenever n > 1.
+        int first = Rng.Next(2);
+        _flips0 = Enumerable.Range(0, s.N).Select(i => (i + first) % 2).ToArray();
         _images = PerSet(_images0, () => Bytes(s.Length));
         _crops = PerSet(_crops0, () => Ints(2 * s.N, 2 * s.Pad + 1));
         _flips = PerSet(_flips0, () => Ints(s.N, 2));

@@ -23,16 +23,16 @@ public sealed class BatchNormAddReluBackwardCase : OpCase<BatchNormAddReluBackwa
         : base(dev, rng, "batchnorm_add_relu_bwd", s.ToString(), OpCost.BatchNormAddReluBackward(s.Length), gemm: false, sets)
     {
         _s = s;
-        _x0 = BatchNormCase.X(rng, s.Length);
+        _x0 = BatchNormCase.X(rng, s);
         _dy0 = Rand(s.Length);
         _g = BatchNormCase.Gamma(rng, s.C);
-        var fwd = BatchNorm2d.Reference.ForwardTrainAddRelu(D(_x0), D(Rand(s.Length)), D(_g), D(Rand(s.C)), new double[s.C],
+        var fwd = BatchNorm2d.Reference.ForwardTrainAddRelu(D(_x0), D(Rand(s.Length)), D(_g), D(BatchNormCase.Beta(rng, s.C)), new double[s.C],
             Enumerable.Repeat(1.0, s.C).ToArray(), s.N, s.C, s.HW);
         _y0 = Array.ConvertAll(fwd.Y, v => (float)v);
         var (mean, inv) = BatchNormCase.SavedStatistics(fwd);
         _mean0 = D(mean);
         _inv0 = D(inv);
-        _x = PerSet(_x0, () => BatchNormCase.X(rng, s.Length));
+        _x = PerSet(_x0, () => BatchNormCase.X(rng, s));
         _y = PerSet(_y0, () => Rand(s.Length));
         _dy = PerSet(_dy0, () => Rand(s.Length));
         _gamma = Upload(_g);
@@ -59,6 +59,7 @@ public sealed class BatchNormAddReluBackwardCase : OpCase<BatchNormAddReluBackwa
         [
             Error("dx", _expected!.Dx, _dx[0]), Error("didentity", _expected.Didentity, _di[0], rtol: 0, atol: 0),
             Error("dgamma", _expected.Dgamma, _dg[0], atol: sums), Error("dbeta", _expected.Dbeta, _db[0], atol: sums),
+            Error("dy (unchanged)", D(_dy0), _dy[0], rtol: 0, atol: 0),
         ];
     }
 }

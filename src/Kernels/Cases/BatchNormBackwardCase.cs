@@ -18,14 +18,14 @@ public sealed class BatchNormBackwardCase : OpCase<BatchNormBackwardLauncher>
         : base(dev, rng, "batchnorm_bwd", s.ToString(), OpCost.BatchNormBackward(s.Length), gemm: false, sets)
     {
         _s = s;
-        _x0 = BatchNormCase.X(rng, s.Length);
+        _x0 = BatchNormCase.X(rng, s);
         _dy0 = Rand(s.Length);
         _g = BatchNormCase.Gamma(rng, s.C);
         var (mean, inv) = BatchNormCase.SavedStatistics(BatchNorm2d.Reference.ForwardTrain(D(_x0), D(_g), new double[s.C], new double[s.C],
             Enumerable.Repeat(1.0, s.C).ToArray(), s.N, s.C, s.HW));
         _mean0 = D(mean);
         _inv0 = D(inv);
-        _x = PerSet(_x0, () => BatchNormCase.X(rng, s.Length));
+        _x = PerSet(_x0, () => BatchNormCase.X(rng, s));
         _dy = PerSet(_dy0, () => Rand(s.Length));
         _gamma = Upload(_g);
         _mean = PerSet(mean, () => mean);

@@ -14,10 +14,31 @@ public static class BatchNormCase
 
     public const float Momentum = 0.1f, Eps = 1e-5f;
 
-    /// <summary>x off zero ([2, 5]) so that a naive sum-of-squares variance would lose digits.</summary>
-    public static float[] X(Random rng, long n) => CaseInputs.Uniform(rng, n, 2, 5);
+    /// <summary>
+    /// x uniform in [-1, 1] about 3 + channel: off zero, so that a naive sum-of-squares variance would lose
+    /// digits, and a different mean per channel, so that a kernel mixing channels shows.
+    /// </summary>
+    public static float[] X(Random rng, in BatchNormShape s)
+    {
+        float[] x = CaseInputs.Uniform(rng, s.Length);
+        for (long i = 0; i < x.Length; i++) x[i] += 3f + i / s.HW % s.C;
+        return x;
+    }
 
     public static float[] Gamma(Random rng, int c) => CaseInputs.Uniform(rng, c, 0.5f, 1.5f);
+
+    /// <summary>beta uniform in [-1, 1] with beta[0] = 0, which keeps both signs in channel 0 before a ReLU.</summary>
+    public static float[] Beta(Random rng, int c)
+    {
+        float[] beta = CaseInputs.Uniform(rng, c);
+        beta[0] = 0f;
+        return beta;
+    }
+
+    /// <summary>Running statistics near the batch's (mean 2.5 to 4.5, variance 0.5 to 2), so that the update is not dominated by one term.</summary>
+    public static float[] RunningMean(Random rng, int c) => CaseInputs.Uniform(rng, c, 2.5f, 4.5f);
+
+    public static float[] RunningVar(Random rng, int c) => CaseInputs.Uniform(rng, c, 0.5f, 2f);
 
     /// <summary>dgamma and dbeta are sums of n·hw terms of size ~1 that can cancel to near zero: absolute slack grows with them.</summary>
     public static double ChannelSumAtol(in BatchNormShape s) => 1e-5 + 1e-7 * s.N * s.HW;

@@ -24,16 +24,16 @@ public sealed class BatchNormForwardCase : OpCase<BatchNormForwardLauncher>
     {
         _s = s;
         _relu = relu;
-        _x0 = BatchNormCase.X(rng, s.Length);
+        _x0 = BatchNormCase.X(rng, s);
         _g = BatchNormCase.Gamma(rng, s.C);
-        _b = Rand(s.C);
-        _rm = Rand(s.C);
-        _rv = Rand(s.C, 0.5f, 2);
-        _x = PerSet(_x0, () => BatchNormCase.X(rng, s.Length));
+        _b = BatchNormCase.Beta(rng, s.C);
+        _rm = BatchNormCase.RunningMean(rng, s.C);
+        _rv = BatchNormCase.RunningVar(rng, s.C);
+        _x = PerSet(_x0, () => BatchNormCase.X(rng, s));
         _gamma = Upload(_g);
         _beta = Upload(_b);
-        _runMean = PerSet(_rm, () => Rand(s.C));
-        _runVar = PerSet(_rv, () => Rand(s.C, 0.5f, 2));
+        _runMean = PerSet(_rm, () => BatchNormCase.RunningMean(rng, s.C));
+        _runVar = PerSet(_rv, () => BatchNormCase.RunningVar(rng, s.C));
         _y = Outputs<float>(s.Length);
         _mean = Outputs<float>(s.C);
         _inv = Outputs<float>(s.C);

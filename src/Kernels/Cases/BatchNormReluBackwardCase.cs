@@ -23,15 +23,15 @@ public sealed class BatchNormReluBackwardCase : OpCase<BatchNormReluBackwardLaun
         : base(dev, rng, "batchnorm_relu_bwd", s.ToString(), OpCost.BatchNormReluBackward(s.Length), gemm: false, sets)
     {
         _s = s;
-        _x0 = BatchNormCase.X(rng, s.Length);
+        _x0 = BatchNormCase.X(rng, s);
         _dy0 = Rand(s.Length);
         _g = BatchNormCase.Gamma(rng, s.C);
-        var fwd = BatchNorm2d.Reference.ForwardTrainRelu(D(_x0), D(_g), D(Rand(s.C)), new double[s.C], Enumerable.Repeat(1.0, s.C).ToArray(), s.N, s.C, s.HW);
+        var fwd = BatchNorm2d.Reference.ForwardTrainRelu(D(_x0), D(_g), D(BatchNormCase.Beta(rng, s.C)), new double[s.C], Enumerable.Repeat(1.0, s.C).ToArray(), s.N, s.C, s.HW);
         _y0 = Array.ConvertAll(fwd.Y, v => (float)v);
         var (mean, inv) = BatchNormCase.SavedStatistics(fwd);
         _mean0 = D(mean);
         _inv0 = D(inv);
-        _x = PerSet(_x0, () => BatchNormCase.X(rng, s.Length));
+        _x = PerSet(_x0, () => BatchNormCase.X(rng, s));
         _y = PerSet(_y0, () => Rand(s.Length));
         _dy = PerSet(_dy0, () => Rand(s.Length));
         _gamma = Upload(_g);

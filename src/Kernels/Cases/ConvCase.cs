@@ -22,6 +22,10 @@ public sealed class ConvCase : OpCase<ConvLauncher>
         new(2, 3, 7, 7, 5, 3, 3, 1, 1), new(2, 3, 7, 7, 5, 1, 1, 1, 0), new(1, 6, 9, 9, 5, 1, 1, 2, 0), new(2, 3, 9, 8, 6, 3, 3, 2, 1),
         new(1, 3, 11, 11, 5, 7, 7, 2, 3), new(3, 5, 5, 6, 7, 3, 3, 1, 1), new(1, 1, 1, 1, 1, 1, 1, 1, 0), new(3, 5, 9, 8, 6, 1, 1, 2, 0),
         new(1, 7, 5, 6, 9, 3, 3, 2, 1),
+        // For backward-data by stride phase: a 1x1/2 (phases without taps), a 3x3/2 without padding, a 7x7/3
+        // (nine phases of 3, 2 or 1 taps), and images too small to hold every phase.
+        new(2, 5, 8, 8, 6, 1, 1, 2, 0), new(1, 4, 8, 7, 9, 3, 3, 2, 0), new(2, 2, 10, 9, 3, 7, 7, 3, 3), new(3, 5, 5, 6, 7, 3, 3, 2, 1),
+        new(1, 2, 1, 1, 3, 1, 1, 2, 0), new(1, 2, 1, 2, 3, 3, 3, 2, 1),
     ];
 
     /// <summary>ResNet-sized layers (a 3x3 of layer1 at 8x8, a stride-2 3x3 of layer3, the 7x7 stem): slow on the CPU accelerator.</summary>
