@@ -1,58 +1,27 @@
-using ILGPU;
-
 namespace Engine.Kernels.Cases;
 
 /// <summary>
 /// Backward of the bn -> relu pair: dx, dgamma, dbeta from x, the pair's output y, dy and the saved
-/// statistics. Set 0's y is the forward's (float); the timing sets use random y, which masks about
-/// half of dy as real outputs do. A variant may mask dy in place (bn then relu does): masking again
-/// with the same y changes nothing, so reruns see the same operands.
+/// statistics. A variant may mask dy in place (bn then relu does): masking again with the same y
+/// changes nothing, so reruns see the same operands.
 /// </summary>
-public sealed class BatchNormReluBackwardCase : OpCase<BatchNormReluBackwardLauncher>
+public sealed class BatchNormReluBackwardCase(Device dev, Random rng, BatchNormShape s, int sets = 1)
+    : BatchNormGradCase<BatchNormReluBackwardLauncher>(dev, rng, "batchnorm_relu_bwd", s, OpCost.BatchNormReluBackward(s.Length), sets, withY: true,
+        (x, gamma) =>
+        {
+            var (rm, rv) = FreshRunningStatistics(s.C);
+            return BatchNorm2d.Reference.ForwardTrainRelu(x, gamma, CaseInputs.D(BatchNormCase.Beta(rng, s.C)), rm, rv, s.N, s.C, s.HW);
+        })
 {
-    public static BatchNormReluBackwardLauncher Default => BatchNorm2d.BackwardRelu;
-
-    private readonly BatchNormShape _s;
-    private readonly float[] _x0, _y0, _dy0, _g;
-    private readonly double[] _mean0, _inv0;
-    private readonly ArrayView<float>[] _x, _y, _dy, _mean, _inv, _dx, _dg, _db;
-    private readonly ArrayView<float> _gamma;
     private BatchNorm2d.Reference.BackwardResult? _expected;
 
-    public BatchNormReluBackwardCase(Device dev, Random rng, BatchNormShape s, int sets = 1)
-        : base(dev, rng, "batchnorm_relu_bwd", s.ToString(), OpCost.BatchNormReluBackward(s.Length), gemm: false, sets)
-    {
-        _s = s;
-        _x0 = BatchNormCase.X(rng, s);
-        _dy0 = Rand(s.Length);
-        _g = BatchNormCase.Gamma(rng, s.C);
-        var fwd = BatchNorm2d.Reference.ForwardTrainRelu(D(_x0), D(_g), D(BatchNormCase.Beta(rng, s.C)), new double[s.C], Enumerable.Repeat(1.0, s.C).ToArray(), s.N, s.C, s.HW);
-        _y0 = Array.ConvertAll(fwd.Y, v => (float)v);
-        var (mean, inv) = BatchNormCase.SavedStatistics(fwd);
-        _mean0 = D(mean);
-        _inv0 = D(inv);
-        _x = PerSet(_x0, () => BatchNormCase.X(rng, s));
-        _y = PerSet(_y0, () => Rand(s.Length));
-        _dy = PerSet(_dy0, () => Rand(s.Length));
-        _gamma = Upload(_g);
-        _mean = PerSet(mean, () => mean);
-        _inv = PerSet(inv, () => inv);
-        _dx = Outputs<float>(s.Length);
-        _dg = Outputs<float>(s.C);
-        _db = Outputs<float>(s.C);
-    }
+    public static BatchNormReluBackwardLauncher Default => BatchNorm2d.BackwardRelu;
 
     public override void Launch(BatchNormReluBackwardLauncher launcher, int set)
-        => launcher(Dev, _x[set], _y[set], _dy[set], _gamma, _mean[set], _inv[set], _dx[set], _dg[set], _db[set], _s.N, _s.C, _s.HW);
-
-    protected override void Reset() => Poison(_dx[0], _dg[0], _db[0]);
+        => launcher(Dev, X[set], Y[set], Dy[set], Gamma, SaveMean[set], SaveInvStd[set], Dx[set], Dgamma[set], Dbeta[set], S.N, S.C, S.HW);
 
     protected override void ComputeReference()
-        => _expected = BatchNorm2d.Reference.BackwardRelu(D(_x0), D(_y0), D(_dy0), D(_g), _mean0, _inv0, _s.N, _s.C, _s.HW);
+        => _expected = BatchNorm2d.Reference.BackwardRelu(D(X0), D(Y0), D(Dy0), D(Gamma0), Mean0, InvStd0, S.N, S.C, S.HW);
 
-    protected override IEnumerable<OutputError> Compare()
-    {
-        double sums = BatchNormCase.ChannelSumAtol(_s);
-        return [Error("dx", _expected!.Dx, _dx[0]), Error("dgamma", _expected.Dgamma, _dg[0], atol: sums), Error("dbeta", _expected.Dbeta, _db[0], atol: sums)];
-    }
+    protected override IEnumerable<OutputError> Compare() => GradientErrors(_expected!);
 }

@@ -111,28 +111,6 @@ public abstract class OpCase<TLauncher> : IDisposable where TLauncher : Delegate
         return worst;
     }
 
-    /// <summary>
-    /// A batch-norm training forward against its reference as `engine check kernels` does it: the saved
-    /// mean, the saved 1/std with its float32 rounding bound (large when a channel's few values nearly
-    /// coincide), y against the normalisation applied with the device's own statistics and then
-    /// <paramref name="epilogue"/>, and the running statistics.
-    /// </summary>
-    protected IEnumerable<OutputError> BatchNormTrainErrors(BatchNorm2d.Reference.TrainResult expected, float[] x, float[] gamma, float[] beta,
-        ArrayView<float> y, ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> runningMean, ArrayView<float> runningVar,
-        int n, int c, int hw, Func<double[], double[]> epilogue)
-    {
-        float[] mean = Dev.Download(saveMean), invStd = Dev.Download(saveInvStd);
-        var e = BatchNorm2d.Reference.ExpectedFromStatistics(expected, D(x), D(gamma), D(beta), D(mean), D(invStd), n, c, hw, epilogue);
-        return
-        [
-            Error("save_mean", expected.SaveMean, mean),
-            Error("save_invstd", expected.SaveInvStd, invStd, slack: e.InvStdSlack),
-            Error("y", e.Y, Dev.Download(y)),
-            Error("running_mean", expected.RunningMean, runningMean),
-            Error("running_var", expected.RunningVar, runningVar),
-        ];
-    }
-
     protected OutputError Error(string output, double[] expected, ArrayView<float> actual, double rtol = 1e-4, double atol = 1e-5)
         => Error(output, expected, Dev.Download(actual), rtol, atol);
 
