@@ -71,29 +71,275 @@ public static class Conv2dTf32
 
     // ---- kernels ----
 
-    /// <summary>y[n,k,oh,ow] = Σ_{c,r,s} tf32(x[n,c,oh·stride−pad+r, ow·stride−pad+s]) · tf32(w[k,c,r,s]), accumulated in fp32.</summary>
+    /// <summary>
+    /// The loader of both kernels: this thread's roles in staging a 16-deep slice of w (64 x 16, depth index
+    /// tid % 16, rows tid / 16 + 8i) and of im2col(x) (16 x 64, pixel tid % 64, depth rows tid / 64 + 2i),
+    /// with the output pixel of its im2col column decoded once.
+    /// </summary>
+    private readonly struct SliceLoader
+    {
+        public readonly int AK, AM, BCol, BK, XImage, Ih0, Iw0;
+        public readonly bool PInside;
+
+        public SliceLoader(Conv2d.Args a, int tid, int col0)
+        {
+            AK = tid & (Slice - 1);
+            AM = tid >> 4;
+            BCol = tid & (BlockN - 1);
+            BK = tid >> 6;
+            int p = col0 + BCol;
+            PInside = p < a.N * a.OHW;
+            int pc = PInside ? p : 0;
+            int pn = a.DivOHW.Divide(pc), pRem = pc - pn * a.OHW, poh = a.DivOutW.Divide(pRem), pow = pRem - poh * a.OutW;
+            Ih0 = poh * a.Stride - a.Pad;
+            Iw0 = pow * a.Stride - a.Pad;
+            XImage = pn * a.C * a.HW;
+        }
+
+        /// <summary>
+        /// Stages the slice at depth <paramref name="k0"/> into the tiles, each element rounded to TF32 once
+        /// (cvt.rna.tf32.f32 writes its bit pattern straight into shared memory: an output operand of inline
+        /// PTX goes to the memory it names, so no local memory is involved); zeros outside the GEMM.
+        /// </summary>
+        public void Stage(ArrayView<float> x, ArrayView<float> w, Conv2d.Args a, ArrayView<uint> tileA, ArrayView<uint> tileB, int row0, int k0)
+        {
+            int rows = a.K, depth = a.CRS;
+            int q = k0 + AK;
+            for (int i = 0; i < BlockM / 8; i++)
+            {
+                int m = AM + 8 * i, gm = row0 + m;
+                float v = 0f;
+                if (gm < rows && q < depth)
+                {
+                    v = w[gm * depth + q];
+                }
+                CudaAsm.Emit("cvt.rna.tf32.f32 %0, %1;", out tileA[m * AStride + AK], v);
+            }
+            for (int i = 0; i < Slice / 2; i++)
+            {
+                int kk = BK + 2 * i, qq = k0 + kk;
+                float v = 0f;
+                if (PInside && qq < depth)
+                {
+                    int c = a.DivRS.Divide(qq), rs = qq - c * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
+                    int ih = Ih0 + r, iw = Iw0 + s;
+                    if (ih >= 0 && ih < a.H && iw >= 0 && iw < a.W)
+                    {
+                        v = x[XImage + (c * a.H + ih) * a.W + iw];
+                    }
+                }
+                CudaAsm.Emit("cvt.rna.tf32.f32 %0, %1;", out tileB[kk * BStride + BCol], v);
+            }
+        }
+    }
+
+    /// <summary>In the staged tiles: from a lane's a0 to its values 8 rows further (a1, a3), and from its b0 to B's depth rows + 4, + 8 and + 12.</summary>
+    private const int A8 = 8 * AStride, B4 = 4 * BStride, B8 = 8 * BStride, B12 = 12 * BStride;
+
+    /// <summary>
+    /// y[n,k,oh,ow] = Σ_{c,r,s} tf32(x[n,c,oh·stride−pad+r, ow·stride−pad+s]) · tf32(w[k,c,r,s]), accumulated in
+    /// fp32 in registers: the 32 accumulators of a thread are PTX registers acc0..acc31, declared and zeroed
+    /// once by one inline statement in the entry block and named in every mma.sync, so they never pass
+    /// through memory (ILGPU 1.5.3 would route an accumulator given as an operand through a .local slot).
+    /// The fragments are plain values read from the staged tiles and passed by value (inputs go to the
+    /// instruction in registers); the results leave acc0..acc31 once, at the end, by mov into y.
+    /// </summary>
     [KernelName("conv2d_fwd_tf32")]
     [GroupSize(nameof(GroupThreads))]
     internal static void ForwardKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, Conv2d.Args a)
     {
-        var tileA = SharedMemory.Allocate<Input<uint>>(BlockM * AStride);
-        var tileB = SharedMemory.Allocate<Input<uint>>(Slice * BStride);
+        var tileA = SharedMemory.Allocate<uint>(BlockM * AStride);
+        var tileB = SharedMemory.Allocate<uint>(Slice * BStride);
+        int tid = Group.IdxX, lane = tid & 31, warp = tid >> 5;
+        int g = lane >> 2, t = lane & 3;
+        int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
+        int row0 = Grid.IdxY * BlockM, col0 = Grid.IdxX * BlockN;
+        int rows = a.K, cols = a.N * a.OHW;
+        var loader = new SliceLoader(a, tid, col0);
+
+        CudaAsm.Emit(".reg .f32 acc<32>; " +
+            "mov.f32 acc0, 0f00000000; mov.f32 acc1, 0f00000000; mov.f32 acc2, 0f00000000; mov.f32 acc3, 0f00000000; mov.f32 acc4, 0f00000000; mov.f32 acc5, 0f00000000; mov.f32 acc6, 0f00000000; mov.f32 acc7, 0f00000000; mov.f32 acc8, 0f00000000; mov.f32 acc9, 0f00000000; mov.f32 acc10, 0f00000000; mov.f32 acc11, 0f00000000; mov.f32 acc12, 0f00000000; mov.f32 acc13, 0f00000000; mov.f32 acc14, 0f00000000; mov.f32 acc15, 0f00000000; mov.f32 acc16, 0f00000000; mov.f32 acc17, 0f00000000; mov.f32 acc18, 0f00000000; mov.f32 acc19, 0f00000000; mov.f32 acc20, 0f00000000; mov.f32 acc21, 0f00000000; mov.f32 acc22, 0f00000000; mov.f32 acc23, 0f00000000; mov.f32 acc24, 0f00000000; mov.f32 acc25, 0f00000000; mov.f32 acc26, 0f00000000; mov.f32 acc27, 0f00000000; mov.f32 acc28, 0f00000000; mov.f32 acc29, 0f00000000; mov.f32 acc30, 0f00000000; mov.f32 acc31, 0f00000000;");
+
+        for (int k0 = 0; k0 < a.CRS; k0 += Slice)
+        {
+            loader.Stage(x, w, a, tileA, tileB, row0, k0);
+            Group.Barrier();
+
+            // This lane's a0 (row g, depth t) and b0 (depth t, column g) of the warp's first tile; per PTX's
+            // m16n8k8 .tf32 layout a1..a3 sit 8 rows and 4 depths on, b1 4 depths on.
+            int ar = (wm + g) * AStride + t, br = t * BStride + wn + g;
+            // Tile 0: rows wm + 0 + (g, g + 8), columns wn + 0 + g; accumulators 0-3.
+            {
+                int ia = ar + 0 * AStride, ib = br + 0;
+                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc0, acc1, acc2, acc3}, {%0, %1, %2, %3}, {%4, %5}, {acc0, acc1, acc2, acc3};",
+                    tileA[ia], tileA[ia + A8], tileA[ia + 4], tileA[ia + A8 + 4], tileB[ib], tileB[ib + B4]);
+                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc0, acc1, acc2, acc3}, {%0, %1, %2, %3}, {%4, %5}, {acc0, acc1, acc2, acc3};",
+                    tileA[ia + 8], tileA[ia + A8 + 8], tileA[ia + 12], tileA[ia + A8 + 12], tileB[ib + B8], tileB[ib + B12]);
+            }
+            // Tile 1: rows wm + 0 + (g, g + 8), columns wn + 8 + g; accumulators 4-7.
+            {
+                int ia = ar + 0 * AStride, ib = br + 8;
+                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc4, acc5, acc6, acc7}, {%0, %1, %2, %3}, {%4, %5}, {acc4, acc5, acc6, acc7};",
+                    tileA[ia], tileA[ia + A8], tileA[ia + 4], tileA[ia + A8 + 4], tileB[ib], tileB[ib + B4]);
+                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc4, acc5, acc6, acc7}, {%0, %1, %2, %3}, {%4, %5}, {acc4, acc5, acc6, acc7};",
+                    tileA[ia + 8], tileA[ia + A8 + 8], tileA[ia + 12], tileA[ia + A8 + 12], tileB[ib + B8], tileB[ib + B12]);
+            }
+            // Tile 2: rows wm + 0 + (g, g + 8), columns wn + 16 + g; accumulators 8-11.
+            {
+                int ia = ar + 0 * AStride, ib = br + 16;
+                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc8, acc9, acc10, acc11}, {%0, %1, %2, %3}, {%4, %5}, {acc8, acc9, acc10, acc11};",
+                    tileA[ia], tileA[ia + A8], tileA[ia + 4], tileA[ia + A8 + 4], tileB[ib], tileB[ib + B4]);
+                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc8, acc9, acc10, acc11}, {%0, %1, %2, %3}, {%4, %5}, {acc8, acc9, acc10, acc11};",
+                    tileA[ia + 8], tileA[ia + A8 + 8], tileA[ia + 12], tileA[ia + A8 + 12], tileB[ib + B8], tileB[ib + B12]);
+            }
+            // Tile 3: rows wm + 0 + (g, g + 8), columns wn + 24 + g; accumulators 12-15.
+            {
+                int ia = ar + 0 * AStride, ib = br + 24;
+                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc12, acc13, acc14, acc15}, {%0, %1, %2, %3}, {%4, %5}, {acc12, acc13, acc14, acc15};",
+                    tileA[ia], tileA[ia + A8], tileA[ia + 4], tileA[ia + A8 + 4], tileB[ib], tileB[ib + B4]);
+                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc12, acc13, acc14, acc15}, {%0, %1, %2, %3}, {%4, %5}, {acc12, acc13, acc14, acc15};",
+                    tileA[ia + 8], tileA[ia + A8 + 8], tileA[ia + 12], tileA[ia + A8 + 12], tileB[ib + B8], tileB[ib + B12]);
+            }
+            // Tile 4: rows wm + 16 + (g, g + 8), columns wn + 0 + g; accumulators 16-19.
+            {
+                int ia = ar + 16 * AStride, ib = br + 0;
+                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc16, acc17, acc18, acc19}, {%0, %1, %2, %3}, {%4, %5}, {acc16, acc17, acc18, acc19};",
+                    tileA[ia], tileA[ia + A8], tileA[ia + 4], tileA[ia + A8 + 4], tileB[ib], tileB[ib + B4]);
+                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc16, acc17, acc18, acc19}, {%0, %1, %2, %3}, {%4, %5}, {acc16, acc17, acc18, acc19};",
+                    tileA[ia + 8], tileA[ia + A8 + 8], tileA[ia + 12], tileA[ia + A8 + 12], tileB[ib + B8], tileB[ib + B12]);
+            }
+            // Tile 5: rows wm + 16 + (g, g + 8), columns wn + 8 + g; accumulators 20-23.
+            {
+                int ia = ar + 16 * AStride, ib = br + 8;
+                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc20, acc21, acc22, acc23}, {%0, %1, %2, %3}, {%4, %5}, {acc20, acc21, acc22, acc23};",
+                    tileA[ia], tileA[ia + A8], tileA[ia + 4], tileA[ia + A8 + 4], tileB[ib], tileB[ib + B4]);
+                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc20, acc21, acc22, acc23}, {%0, %1, %2, %3}, {%4, %5}, {acc20, acc21, acc22, acc23};",
+                    tileA[ia + 8], tileA[ia + A8 + 8], tileA[ia + 12], tileA[ia + A8 + 12], tileB[ib + B8], tileB[ib + B12]);
+            }
+            // Tile 6: rows wm + 16 + (g, g + 8), columns wn + 16 + g; accumulators 24-27.
+            {
+                int ia = ar + 16 * AStride, ib = br + 16;
+                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc24, acc25, acc26, acc27}, {%0, %1, %2, %3}, {%4, %5}, {acc24, acc25, acc26, acc27};",
+                    tileA[ia], tileA[ia + A8], tileA[ia + 4], tileA[ia + A8 + 4], tileB[ib], tileB[ib + B4]);
+                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc24, acc25, acc26, acc27}, {%0, %1, %2, %3}, {%4, %5}, {acc24, acc25, acc26, acc27};",
+                    tileA[ia + 8], tileA[ia + A8 + 8], tileA[ia + 12], tileA[ia + A8 + 12], tileB[ib + B8], tileB[ib + B12]);
+            }
+            // Tile 7: rows wm + 16 + (g, g + 8), columns wn + 24 + g; accumulators 28-31.
+            {
+                int ia = ar + 16 * AStride, ib = br + 24;
+                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc28, acc29, acc30, acc31}, {%0, %1, %2, %3}, {%4, %5}, {acc28, acc29, acc30, acc31};",
+                    tileA[ia], tileA[ia + A8], tileA[ia + 4], tileA[ia + A8 + 4], tileB[ib], tileB[ib + B4]);
+                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc28, acc29, acc30, acc31}, {%0, %1, %2, %3}, {%4, %5}, {acc28, acc29, acc30, acc31};",
+                    tileA[ia + 8], tileA[ia + A8 + 8], tileA[ia + 12], tileA[ia + A8 + 12], tileB[ib + B8], tileB[ib + B12]);
+            }
+            Group.Barrier();
+        }
+
+        int r0 = row0 + wm + g, c0 = col0 + wn + 2 * t;
+        {
+            var (o0, o1) = Columns(a, c0 + 0, cols);
+            int rA = r0 + 0, rB = rA + 8;
+            if (rA < rows && o0 >= 0) CudaAsm.Emit("mov.f32 %0, acc0;", out y[rA * a.OHW + o0]);
+            if (rA < rows && o1 >= 0) CudaAsm.Emit("mov.f32 %0, acc1;", out y[rA * a.OHW + o1]);
+            if (rB < rows && o0 >= 0) CudaAsm.Emit("mov.f32 %0, acc2;", out y[rB * a.OHW + o0]);
+            if (rB < rows && o1 >= 0) CudaAsm.Emit("mov.f32 %0, acc3;", out y[rB * a.OHW + o1]);
+        }
+        {
+            var (o0, o1) = Columns(a, c0 + 8, cols);
+            int rA = r0 + 0, rB = rA + 8;
+            if (rA < rows && o0 >= 0) CudaAsm.Emit("mov.f32 %0, acc4;", out y[rA * a.OHW + o0]);
+            if (rA < rows && o1 >= 0) CudaAsm.Emit("mov.f32 %0, acc5;", out y[rA * a.OHW + o1]);
+            if (rB < rows && o0 >= 0) CudaAsm.Emit("mov.f32 %0, acc6;", out y[rB * a.OHW + o0]);
+            if (rB < rows && o1 >= 0) CudaAsm.Emit("mov.f32 %0, acc7;", out y[rB * a.OHW + o1]);
+        }
+        {
+            var (o0, o1) = Columns(a, c0 + 16, cols);
+            int rA = r0 + 0, rB = rA + 8;
+            if (rA < rows && o0 >= 0) CudaAsm.Emit("mov.f32 %0, acc8;", out y[rA * a.OHW + o0]);
+            if (rA < rows && o1 >= 0) CudaAsm.Emit("mov.f32 %0, acc9;", out y[rA * a.OHW + o1]);
+            if (rB < rows && o0 >= 0) CudaAsm.Emit("mov.f32 %0, acc10;", out y[rB * a.OHW + o0]);
+            if (rB < rows && o1 >= 0) CudaAsm.Emit("mov.f32 %0, acc11;", out y[rB * a.OHW + o1]);
+        }
+        {
+            var (o0, o1) = Columns(a, c0 + 24, cols);
+            int rA = r0 + 0, rB = rA + 8;
+            if (rA < rows && o0 >= 0) CudaAsm.Emit("mov.f32 %0, acc12;", out y[rA * a.OHW + o0]);
+            if (rA < rows && o1 >= 0) CudaAsm.Emit("mov.f32 %0, acc13;", out y[rA * a.OHW + o1]);
+            if (rB < rows && o0 >= 0) CudaAsm.Emit("mov.f32 %0, acc14;", out y[rB * a.OHW + o0]);
+            if (rB < rows && o1 >= 0) CudaAsm.Emit("mov.f32 %0, acc15;", out y[rB * a.OHW + o1]);
+        }
+        {
+            var (o0, o1) = Columns(a, c0 + 0, cols);
+            int rA = r0 + 16, rB = rA + 8;
+            if (rA < rows && o0 >= 0) CudaAsm.Emit("mov.f32 %0, acc16;", out y[rA * a.OHW + o0]);
+            if (rA < rows && o1 >= 0) CudaAsm.Emit("mov.f32 %0, acc17;", out y[rA * a.OHW + o1]);
+            if (rB < rows && o0 >= 0) CudaAsm.Emit("mov.f32 %0, acc18;", out y[rB * a.OHW + o0]);
+            if (rB < rows && o1 >= 0) CudaAsm.Emit("mov.f32 %0, acc19;", out y[rB * a.OHW + o1]);
+        }
+        {
+            var (o0, o1) = Columns(a, c0 + 8, cols);
+            int rA = r0 + 16, rB = rA + 8;
+            if (rA < rows && o0 >= 0) CudaAsm.Emit("mov.f32 %0, acc20;", out y[rA * a.OHW + o0]);
+            if (rA < rows && o1 >= 0) CudaAsm.Emit("mov.f32 %0, acc21;", out y[rA * a.OHW + o1]);
+            if (rB < rows && o0 >= 0) CudaAsm.Emit("mov.f32 %0, acc22;", out y[rB * a.OHW + o0]);
+            if (rB < rows && o1 >= 0) CudaAsm.Emit("mov.f32 %0, acc23;", out y[rB * a.OHW + o1]);
+        }
+        {
+            var (o0, o1) = Columns(a, c0 + 16, cols);
+            int rA = r0 + 16, rB = rA + 8;
+            if (rA < rows && o0 >= 0) CudaAsm.Emit("mov.f32 %0, acc24;", out y[rA * a.OHW + o0]);
+            if (rA < rows && o1 >= 0) CudaAsm.Emit("mov.f32 %0, acc25;", out y[rA * a.OHW + o1]);
+            if (rB < rows && o0 >= 0) CudaAsm.Emit("mov.f32 %0, acc26;", out y[rB * a.OHW + o0]);
+            if (rB < rows && o1 >= 0) CudaAsm.Emit("mov.f32 %0, acc27;", out y[rB * a.OHW + o1]);
+        }
+        {
+            var (o0, o1) = Columns(a, c0 + 24, cols);
+            int rA = r0 + 16, rB = rA + 8;
+            if (rA < rows && o0 >= 0) CudaAsm.Emit("mov.f32 %0, acc28;", out y[rA * a.OHW + o0]);
+            if (rA < rows && o1 >= 0) CudaAsm.Emit("mov.f32 %0, acc29;", out y[rA * a.OHW + o1]);
+            if (rB < rows && o0 >= 0) CudaAsm.Emit("mov.f32 %0, acc30;", out y[rB * a.OHW + o0]);
+            if (rB < rows && o1 >= 0) CudaAsm.Emit("mov.f32 %0, acc31;", out y[rB * a.OHW + o1]);
+        }
+    }
+
+    /// <summary>GEMM columns <paramref name="col"/> and +1 as offsets n·K·OHW + pixel into y (-1 outside the GEMM); row k adds k·OHW.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (int O0, int O1) Columns(Conv2d.Args a, int col, int cols)
+    {
+        int kOhw = a.K * a.OHW;
+        int o0 = -1, o1 = -1;
+        if (col < cols)
+        {
+            int n = a.DivOHW.Divide(col);
+            o0 = n * kOhw + col - n * a.OHW;
+        }
+        if (col + 1 < cols)
+        {
+            int n = a.DivOHW.Divide(col + 1);
+            o1 = n * kOhw + col + 1 - n * a.OHW;
+        }
+        return (o0, o1);
+    }
+
+    /// <summary>
+    /// The first TF32 version, kept for the bench (v3): the same tiles and fragments, but the 32 accumulators
+    /// of each thread live in shared memory (word j of thread i at j·128 + i) and go to each mma statement by
+    /// reference, as ILGPU 1.5.3 passes them (per mma pair 4 accumulator loads and 4 stores plus 12 fragment
+    /// loads per thread).
+    /// </summary>
+    [KernelName("conv2d_fwd_tf32_smem_acc")]
+    [GroupSize(nameof(GroupThreads))]
+    internal static void ForwardSharedAccumulatorsKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, Conv2d.Args a)
+    {
+        var tileA = SharedMemory.Allocate<uint>(BlockM * AStride);
+        var tileB = SharedMemory.Allocate<uint>(Slice * BStride);
         var acc = SharedMemory.Allocate<Ref<float>>(AccPerThread * Threads);
         int tid = Group.IdxX, lane = tid & 31, warp = tid >> 5;
         int g = lane >> 2, t = lane & 3;
         int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
         int row0 = Grid.IdxY * BlockM, col0 = Grid.IdxX * BlockN;
-        int rows = a.K, cols = a.N * a.OHW, depth = a.CRS;
-
-        // Loader roles. A (w, contiguous along the depth): depth index tid % 16, rows tid / 16 + 8i.
-        // B (im2col(x), contiguous along the output pixels): pixel tid % 64, depth rows tid / 64 + 2i.
-        int aK = tid & (Slice - 1), aM = tid >> 4;
-        int bCol = tid & (BlockN - 1), bK = tid >> 6;
-        int p = col0 + bCol;
-        bool pInside = p < cols;
-        int pc = pInside ? p : 0;
-        int pn = a.DivOHW.Divide(pc), pRem = pc - pn * a.OHW, poh = a.DivOutW.Divide(pRem), pow = pRem - poh * a.OutW;
-        int ih0 = poh * a.Stride - a.Pad, iw0 = pow * a.Stride - a.Pad, xImage = pn * a.C * a.HW;
+        int rows = a.K, cols = a.N * a.OHW;
+        var loader = new SliceLoader(a, tid, col0);
 
         // This thread's accumulators: word j at acc[j·Threads + tid] (consecutive threads, consecutive banks).
         for (int j = 0; j < AccPerThread; j++)
@@ -101,34 +347,9 @@ public static class Conv2dTf32
             acc[j * Threads + tid] = default;
         }
 
-        for (int k0 = 0; k0 < depth; k0 += Slice)
+        for (int k0 = 0; k0 < a.CRS; k0 += Slice)
         {
-            int q = k0 + aK;
-            for (int i = 0; i < BlockM / 8; i++)
-            {
-                int m = aM + 8 * i, gm = row0 + m;
-                float v = 0f;
-                if (gm < rows && q < depth)
-                {
-                    v = w[gm * depth + q];
-                }
-                CudaAsm.Emit("cvt.rna.tf32.f32 %0, %1;", out tileA[m * AStride + aK].Value, v);
-            }
-            for (int i = 0; i < Slice / 2; i++)
-            {
-                int kk = bK + 2 * i, qq = k0 + kk;
-                float v = 0f;
-                if (pInside && qq < depth)
-                {
-                    int c = a.DivRS.Divide(qq), rs = qq - c * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
-                    int ih = ih0 + r, iw = iw0 + s;
-                    if (ih >= 0 && ih < a.H && iw >= 0 && iw < a.W)
-                    {
-                        v = x[xImage + (c * a.H + ih) * a.W + iw];
-                    }
-                }
-                CudaAsm.Emit("cvt.rna.tf32.f32 %0, %1;", out tileB[kk * BStride + bCol].Value, v);
-            }
+            loader.Stage(x, w, a, tileA, tileB, row0, k0);
             Group.Barrier();
 
             // The warp's 2 x 4 tiles: A rows wm + 16·mi + g, B columns wn + 8·ni + g, accumulators 4·(4·mi + ni).
@@ -136,7 +357,7 @@ public static class Conv2dTf32
             for (int tileIdx = 0; tileIdx < 8; tileIdx++)
             {
                 int mi = tileIdx >> 2, ni = tileIdx & 3;
-                MmaK16(acc, 4 * tileIdx * Threads + tid, tileA, ar + 16 * mi * AStride, tileB, br + 8 * ni);
+                MmaK16(acc, 4 * tileIdx * Threads + tid, tileA.Cast<Input<uint>>(), ar + 16 * mi * AStride, tileB.Cast<Input<uint>>(), br + 8 * ni);
             }
             Group.Barrier();
         }
@@ -160,7 +381,7 @@ public static class Conv2dTf32
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void MmaK16(ArrayView<Ref<float>> acc, int c, ArrayView<Input<uint>> tileA, int a, ArrayView<Input<uint>> tileB, int b)
     {
-        const int a8 = 8 * AStride, b4 = 4 * BStride, b8 = 8 * BStride, b12 = 12 * BStride;
+        const int a8 = A8, b4 = B4, b8 = B8, b12 = B12;
         CudaAsm.EmitRef(
             "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%12, %13}, {%0, %1, %2, %3}; " +
             "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%8, %9, %10, %11}, {%14, %15}, {%0, %1, %2, %3};",
@@ -174,19 +395,7 @@ public static class Conv2dTf32
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Store(ArrayView<float> y, Conv2d.Args a, ArrayView<Ref<float>> acc, int c, int row, int col, int rows, int cols)
     {
-        // GEMM column p = (n, pixel) lives at n·K·OHW + pixel; row k adds k·OHW.
-        int kOhw = a.K * a.OHW;
-        int o0 = -1, o1 = -1;
-        if (col < cols)
-        {
-            int n = a.DivOHW.Divide(col);
-            o0 = n * kOhw + col - n * a.OHW;
-        }
-        if (col + 1 < cols)
-        {
-            int n = a.DivOHW.Divide(col + 1);
-            o1 = n * kOhw + col + 1 - n * a.OHW;
-        }
+        var (o0, o1) = Columns(a, col, cols);
         if (row < rows)
         {
             int b = row * a.OHW;
@@ -216,19 +425,27 @@ public static class Conv2dTf32
     /// <exception cref="NotSupportedException">The device cannot run it (<see cref="CannotRunOn"/>).</exception>
     /// <exception cref="ArgumentException">The shape is invalid or a buffer's length does not match it.</exception>
     public static void Forward(Device dev, ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, in Conv2dShape s)
+        => Launch(dev, "conv2d_fwd_tf32", ForwardKernel, x, w, y, s);
+
+    /// <summary>The first TF32 version (accumulators in shared memory), kept for the bench; as <see cref="Forward"/> otherwise.</summary>
+    public static void ForwardSharedAccumulators(Device dev, ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, in Conv2dShape s)
+        => Launch(dev, "conv2d_fwd_tf32_smem_acc", ForwardSharedAccumulatorsKernel, x, w, y, s);
+
+    private static void Launch(Device dev, string name, Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, Conv2d.Args> entry,
+        ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, in Conv2dShape s)
     {
         const string op = "Conv2dTf32.Forward";
         if (CannotRunOn(dev) is { } why)
         {
             throw new NotSupportedException($"{op}: {why}; use Conv2d.Forward there.");
         }
-        using var profile = dev.Profile("conv2d_fwd_tf32", OpCost.Conv2d(s));
+        using var profile = dev.Profile(name, OpCost.Conv2d(s));
         s.Validate();
         ExpectLength(op, "x", x, s.InputLength, s);
         ExpectLength(op, "w", w, s.WeightLength, s);
         ExpectLength(op, "y", y, s.OutputLength, s);
         int cols = s.N * s.OutH * s.OutW;
-        var kernel = dev.Kernel("conv2d_fwd_tf32", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, Conv2d.Args>(ForwardKernel));
+        var kernel = dev.Kernel(name, acc => acc.LoadKernel(entry));
         var config = new KernelConfig(new Index3D((cols + BlockN - 1) / BlockN, (s.K + BlockM - 1) / BlockM, 1), new Index3D(Threads, 1, 1));
         kernel(dev.Stream, config, x, w, y, new Conv2d.Args(s, 0));
     }

@@ -27,7 +27,8 @@ public sealed class KernelVariants
     public List<Variant<ConvLauncher>> ConvForward { get; } =
     [
         new("implicit GEMM, shared-memory tiles", 1, Conv2d.Forward),
-        new("TF32 mma.sync implicit GEMM", 3, Conv2dTf32.Forward, Precision.Tf32, Conv2dTf32.CannotRunOn),
+        new("TF32 mma.sync, accumulators in shared memory", 3, Conv2dTf32.ForwardSharedAccumulators, Precision.Tf32, Conv2dTf32.CannotRunOn),
+        new("TF32 mma.sync, accumulators in registers", 4, Conv2dTf32.Forward, Precision.Tf32, Conv2dTf32.CannotRunOn),
     ];
     public List<Variant<ConvLauncher>> ConvBackwardData { get; } =
     [

@@ -42,8 +42,11 @@ public sealed class KernelChecks(Device dev, Random rng)
             // exact reference at the TF32 tolerance. A simulated GPU lists it as skipped, with the reason.
             foreach (Conv2dShape s in Pick(ConvCase.Shapes, ConvCase.LargeShapes, large))
             {
-                if (Conv2dTf32.CannotRunOn(dev) is { } why) c._results.Add(new KernelCheckResult("conv2d_fwd_tf32", s.ToString(), 0, 1, 0, Skipped: why));
-                else c.Run("conv2d_fwd_tf32", s, r => new ConvCase(dev, r, s, ConvPass.Forward), Conv2dTf32.Forward, Precision.Tf32);
+                foreach (var (name, launcher) in new (string, ConvLauncher)[] { ("conv2d_fwd_tf32", Conv2dTf32.Forward), ("conv2d_fwd_tf32_smem_acc", Conv2dTf32.ForwardSharedAccumulators) })
+                {
+                    if (Conv2dTf32.CannotRunOn(dev) is { } why) c._results.Add(new KernelCheckResult(name, s.ToString(), 0, 1, 0, Skipped: why));
+                    else c.Run(name, s, r => new ConvCase(dev, r, s, ConvPass.Forward), launcher, Precision.Tf32);
+                }
             }
         }
         foreach (BatchNormShape s in Pick(BatchNormCase.Shapes, BatchNormCase.LargeShapes, large)) c.BatchNorm(s);
