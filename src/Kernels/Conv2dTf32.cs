@@ -55,10 +55,17 @@ public static class Conv2dTf32
     private const int BlockM = 64;
     private const int BlockN = 64;
     private const int Slice = 16;
-    private const int Threads = 128;
+    /// <summary>Threads of a group of the register-accumulator kernel: 8 warps, 2 x 4, each owning 32 x 16 of the block.</summary>
+    private const int Threads = 256;
+
+    /// <summary>Threads of a group of the shared-accumulator kernel: 4 warps, 2 x 2, each owning 32 x 32 of the block.</summary>
+    private const int SharedThreads = 128;
 
     /// <summary>Every group has <see cref="Threads"/> threads, whatever the tuning (the fragment layout is fixed).</summary>
     internal static int GroupThreads(KernelTuning tuning) => Threads;
+
+    /// <summary>The shared-accumulator kernel's groups: <see cref="SharedThreads"/>.</summary>
+    internal static int SharedGroupThreads(KernelTuning tuning) => SharedThreads;
 
     /// <summary>Words per staged row of w (16 + 4): rows g·20 + t land on 32 different banks.</summary>
     private const int AStride = Slice + 4;
@@ -73,20 +80,23 @@ public static class Conv2dTf32
 
     /// <summary>
     /// The loader of both kernels: this thread's roles in staging a 16-deep slice of w (64 x 16, depth index
-    /// tid % 16, rows tid / 16 + 8i) and of im2col(x) (16 x 64, pixel tid % 64, depth rows tid / 64 + 2i),
-    /// with the output pixel of its im2col column decoded once.
+    /// tid % 16, rows tid / 16 + (threads / 16)·i) and of im2col(x) (16 x 64, pixel tid % 64, depth rows
+    /// tid / 64 + (threads / 64)·i), with the output pixel of its im2col column decoded once.
     /// </summary>
     private readonly struct SliceLoader
     {
         public readonly int AK, AM, BCol, BK, XImage, Ih0, Iw0;
+        private readonly int _threads;
         public readonly bool PInside;
 
-        public SliceLoader(Conv2d.Args a, int tid, int col0)
+        /// <param name="threads">The group's threads: 128 or 256 (each stages 64·16 / threads values of each tile).</param>
+        public SliceLoader(Conv2d.Args a, int tid, int col0, int threads)
         {
+            _threads = threads;
             AK = tid & (Slice - 1);
-            AM = tid >> 4;
+            AM = tid / Slice;
             BCol = tid & (BlockN - 1);
-            BK = tid >> 6;
+            BK = tid / BlockN;
             int p = col0 + BCol;
             PInside = p < a.N * a.OHW;
             int pc = PInside ? p : 0;
@@ -105,9 +115,10 @@ public static class Conv2dTf32
         {
             int rows = a.K, depth = a.CRS;
             int q = k0 + AK;
-            for (int i = 0; i < BlockM / 8; i++)
+            int aRows = _threads / Slice, bRows = _threads / BlockN;
+            for (int i = 0; i < BlockM / aRows; i++)
             {
-                int m = AM + 8 * i, gm = row0 + m;
+                int m = AM + aRows * i, gm = row0 + m;
                 float v = 0f;
                 if (gm < rows && q < depth)
                 {
@@ -115,9 +126,9 @@ public static class Conv2dTf32
                 }
                 CudaAsm.Emit("cvt.rna.tf32.f32 %0, %1;", out tileA[m * AStride + AK], v);
             }
-            for (int i = 0; i < Slice / 2; i++)
+            for (int i = 0; i < Slice / bRows; i++)
             {
-                int kk = BK + 2 * i, qq = k0 + kk;
+                int kk = BK + bRows * i, qq = k0 + kk;
                 float v = 0f;
                 if (PInside && qq < depth)
                 {
@@ -152,13 +163,13 @@ public static class Conv2dTf32
         var tileB = SharedMemory.Allocate<uint>(Slice * BStride);
         int tid = Group.IdxX, lane = tid & 31, warp = tid >> 5;
         int g = lane >> 2, t = lane & 3;
-        int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
+        int wm = (warp >> 2) * 32, wn = (warp & 3) * 16;
         int row0 = Grid.IdxY * BlockM, col0 = Grid.IdxX * BlockN;
         int rows = a.K, cols = a.N * a.OHW;
-        var loader = new SliceLoader(a, tid, col0);
+        var loader = new SliceLoader(a, tid, col0, Threads);
 
-        CudaAsm.Emit(".reg .f32 acc<32>; " +
-            "mov.f32 acc0, 0f00000000; mov.f32 acc1, 0f00000000; mov.f32 acc2, 0f00000000; mov.f32 acc3, 0f00000000; mov.f32 acc4, 0f00000000; mov.f32 acc5, 0f00000000; mov.f32 acc6, 0f00000000; mov.f32 acc7, 0f00000000; mov.f32 acc8, 0f00000000; mov.f32 acc9, 0f00000000; mov.f32 acc10, 0f00000000; mov.f32 acc11, 0f00000000; mov.f32 acc12, 0f00000000; mov.f32 acc13, 0f00000000; mov.f32 acc14, 0f00000000; mov.f32 acc15, 0f00000000; mov.f32 acc16, 0f00000000; mov.f32 acc17, 0f00000000; mov.f32 acc18, 0f00000000; mov.f32 acc19, 0f00000000; mov.f32 acc20, 0f00000000; mov.f32 acc21, 0f00000000; mov.f32 acc22, 0f00000000; mov.f32 acc23, 0f00000000; mov.f32 acc24, 0f00000000; mov.f32 acc25, 0f00000000; mov.f32 acc26, 0f00000000; mov.f32 acc27, 0f00000000; mov.f32 acc28, 0f00000000; mov.f32 acc29, 0f00000000; mov.f32 acc30, 0f00000000; mov.f32 acc31, 0f00000000;");
+        CudaAsm.Emit(".reg .f32 acc<16>; " +
+            "mov.f32 acc0, 0f00000000; mov.f32 acc1, 0f00000000; mov.f32 acc2, 0f00000000; mov.f32 acc3, 0f00000000; mov.f32 acc4, 0f00000000; mov.f32 acc5, 0f00000000; mov.f32 acc6, 0f00000000; mov.f32 acc7, 0f00000000; mov.f32 acc8, 0f00000000; mov.f32 acc9, 0f00000000; mov.f32 acc10, 0f00000000; mov.f32 acc11, 0f00000000; mov.f32 acc12, 0f00000000; mov.f32 acc13, 0f00000000; mov.f32 acc14, 0f00000000; mov.f32 acc15, 0f00000000;");
 
         for (int k0 = 0; k0 < a.CRS; k0 += Slice)
         {
@@ -184,52 +195,20 @@ public static class Conv2dTf32
                 CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc4, acc5, acc6, acc7}, {%0, %1, %2, %3}, {%4, %5}, {acc4, acc5, acc6, acc7};",
                     tileA[ia + 8], tileA[ia + A8 + 8], tileA[ia + 12], tileA[ia + A8 + 12], tileB[ib + B8], tileB[ib + B12]);
             }
-            // Tile 2: rows wm + 0 + (g, g + 8), columns wn + 16 + g; accumulators 8-11.
-            {
-                int ia = ar + 0 * AStride, ib = br + 16;
-                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc8, acc9, acc10, acc11}, {%0, %1, %2, %3}, {%4, %5}, {acc8, acc9, acc10, acc11};",
-                    tileA[ia], tileA[ia + A8], tileA[ia + 4], tileA[ia + A8 + 4], tileB[ib], tileB[ib + B4]);
-                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc8, acc9, acc10, acc11}, {%0, %1, %2, %3}, {%4, %5}, {acc8, acc9, acc10, acc11};",
-                    tileA[ia + 8], tileA[ia + A8 + 8], tileA[ia + 12], tileA[ia + A8 + 12], tileB[ib + B8], tileB[ib + B12]);
-            }
-            // Tile 3: rows wm + 0 + (g, g + 8), columns wn + 24 + g; accumulators 12-15.
-            {
-                int ia = ar + 0 * AStride, ib = br + 24;
-                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc12, acc13, acc14, acc15}, {%0, %1, %2, %3}, {%4, %5}, {acc12, acc13, acc14, acc15};",
-                    tileA[ia], tileA[ia + A8], tileA[ia + 4], tileA[ia + A8 + 4], tileB[ib], tileB[ib + B4]);
-                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc12, acc13, acc14, acc15}, {%0, %1, %2, %3}, {%4, %5}, {acc12, acc13, acc14, acc15};",
-                    tileA[ia + 8], tileA[ia + A8 + 8], tileA[ia + 12], tileA[ia + A8 + 12], tileB[ib + B8], tileB[ib + B12]);
-            }
-            // Tile 4: rows wm + 16 + (g, g + 8), columns wn + 0 + g; accumulators 16-19.
+            // Tile 2: rows wm + 16 + (g, g + 8), columns wn + 0 + g; accumulators 8-11.
             {
                 int ia = ar + 16 * AStride, ib = br + 0;
-                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc16, acc17, acc18, acc19}, {%0, %1, %2, %3}, {%4, %5}, {acc16, acc17, acc18, acc19};",
+                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc8, acc9, acc10, acc11}, {%0, %1, %2, %3}, {%4, %5}, {acc8, acc9, acc10, acc11};",
                     tileA[ia], tileA[ia + A8], tileA[ia + 4], tileA[ia + A8 + 4], tileB[ib], tileB[ib + B4]);
-                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc16, acc17, acc18, acc19}, {%0, %1, %2, %3}, {%4, %5}, {acc16, acc17, acc18, acc19};",
+                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc8, acc9, acc10, acc11}, {%0, %1, %2, %3}, {%4, %5}, {acc8, acc9, acc10, acc11};",
                     tileA[ia + 8], tileA[ia + A8 + 8], tileA[ia + 12], tileA[ia + A8 + 12], tileB[ib + B8], tileB[ib + B12]);
             }
-            // Tile 5: rows wm + 16 + (g, g + 8), columns wn + 8 + g; accumulators 20-23.
+            // Tile 3: rows wm + 16 + (g, g + 8), columns wn + 8 + g; accumulators 12-15.
             {
                 int ia = ar + 16 * AStride, ib = br + 8;
-                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc20, acc21, acc22, acc23}, {%0, %1, %2, %3}, {%4, %5}, {acc20, acc21, acc22, acc23};",
+                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc12, acc13, acc14, acc15}, {%0, %1, %2, %3}, {%4, %5}, {acc12, acc13, acc14, acc15};",
                     tileA[ia], tileA[ia + A8], tileA[ia + 4], tileA[ia + A8 + 4], tileB[ib], tileB[ib + B4]);
-                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc20, acc21, acc22, acc23}, {%0, %1, %2, %3}, {%4, %5}, {acc20, acc21, acc22, acc23};",
-                    tileA[ia + 8], tileA[ia + A8 + 8], tileA[ia + 12], tileA[ia + A8 + 12], tileB[ib + B8], tileB[ib + B12]);
-            }
-            // Tile 6: rows wm + 16 + (g, g + 8), columns wn + 16 + g; accumulators 24-27.
-            {
-                int ia = ar + 16 * AStride, ib = br + 16;
-                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc24, acc25, acc26, acc27}, {%0, %1, %2, %3}, {%4, %5}, {acc24, acc25, acc26, acc27};",
-                    tileA[ia], tileA[ia + A8], tileA[ia + 4], tileA[ia + A8 + 4], tileB[ib], tileB[ib + B4]);
-                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc24, acc25, acc26, acc27}, {%0, %1, %2, %3}, {%4, %5}, {acc24, acc25, acc26, acc27};",
-                    tileA[ia + 8], tileA[ia + A8 + 8], tileA[ia + 12], tileA[ia + A8 + 12], tileB[ib + B8], tileB[ib + B12]);
-            }
-            // Tile 7: rows wm + 16 + (g, g + 8), columns wn + 24 + g; accumulators 28-31.
-            {
-                int ia = ar + 16 * AStride, ib = br + 24;
-                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc28, acc29, acc30, acc31}, {%0, %1, %2, %3}, {%4, %5}, {acc28, acc29, acc30, acc31};",
-                    tileA[ia], tileA[ia + A8], tileA[ia + 4], tileA[ia + A8 + 4], tileB[ib], tileB[ib + B4]);
-                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc28, acc29, acc30, acc31}, {%0, %1, %2, %3}, {%4, %5}, {acc28, acc29, acc30, acc31};",
+                CudaAsm.Emit("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {acc12, acc13, acc14, acc15}, {%0, %1, %2, %3}, {%4, %5}, {acc12, acc13, acc14, acc15};",
                     tileA[ia + 8], tileA[ia + A8 + 8], tileA[ia + 12], tileA[ia + A8 + 12], tileB[ib + B8], tileB[ib + B12]);
             }
             Group.Barrier();
@@ -253,52 +232,20 @@ public static class Conv2dTf32
             if (rB < rows && o1 >= 0) CudaAsm.Emit("mov.f32 %0, acc7;", out y[rB * a.OHW + o1]);
         }
         {
-            var (o0, o1) = Columns(a, c0 + 16, cols);
-            int rA = r0 + 0, rB = rA + 8;
+            var (o0, o1) = Columns(a, c0 + 0, cols);
+            int rA = r0 + 16, rB = rA + 8;
             if (rA < rows && o0 >= 0) CudaAsm.Emit("mov.f32 %0, acc8;", out y[rA * a.OHW + o0]);
             if (rA < rows && o1 >= 0) CudaAsm.Emit("mov.f32 %0, acc9;", out y[rA * a.OHW + o1]);
             if (rB < rows && o0 >= 0) CudaAsm.Emit("mov.f32 %0, acc10;", out y[rB * a.OHW + o0]);
             if (rB < rows && o1 >= 0) CudaAsm.Emit("mov.f32 %0, acc11;", out y[rB * a.OHW + o1]);
         }
         {
-            var (o0, o1) = Columns(a, c0 + 24, cols);
-            int rA = r0 + 0, rB = rA + 8;
+            var (o0, o1) = Columns(a, c0 + 8, cols);
+            int rA = r0 + 16, rB = rA + 8;
             if (rA < rows && o0 >= 0) CudaAsm.Emit("mov.f32 %0, acc12;", out y[rA * a.OHW + o0]);
             if (rA < rows && o1 >= 0) CudaAsm.Emit("mov.f32 %0, acc13;", out y[rA * a.OHW + o1]);
             if (rB < rows && o0 >= 0) CudaAsm.Emit("mov.f32 %0, acc14;", out y[rB * a.OHW + o0]);
             if (rB < rows && o1 >= 0) CudaAsm.Emit("mov.f32 %0, acc15;", out y[rB * a.OHW + o1]);
-        }
-        {
-            var (o0, o1) = Columns(a, c0 + 0, cols);
-            int rA = r0 + 16, rB = rA + 8;
-            if (rA < rows && o0 >= 0) CudaAsm.Emit("mov.f32 %0, acc16;", out y[rA * a.OHW + o0]);
-            if (rA < rows && o1 >= 0) CudaAsm.Emit("mov.f32 %0, acc17;", out y[rA * a.OHW + o1]);
-            if (rB < rows && o0 >= 0) CudaAsm.Emit("mov.f32 %0, acc18;", out y[rB * a.OHW + o0]);
-            if (rB < rows && o1 >= 0) CudaAsm.Emit("mov.f32 %0, acc19;", out y[rB * a.OHW + o1]);
-        }
-        {
-            var (o0, o1) = Columns(a, c0 + 8, cols);
-            int rA = r0 + 16, rB = rA + 8;
-            if (rA < rows && o0 >= 0) CudaAsm.Emit("mov.f32 %0, acc20;", out y[rA * a.OHW + o0]);
-            if (rA < rows && o1 >= 0) CudaAsm.Emit("mov.f32 %0, acc21;", out y[rA * a.OHW + o1]);
-            if (rB < rows && o0 >= 0) CudaAsm.Emit("mov.f32 %0, acc22;", out y[rB * a.OHW + o0]);
-            if (rB < rows && o1 >= 0) CudaAsm.Emit("mov.f32 %0, acc23;", out y[rB * a.OHW + o1]);
-        }
-        {
-            var (o0, o1) = Columns(a, c0 + 16, cols);
-            int rA = r0 + 16, rB = rA + 8;
-            if (rA < rows && o0 >= 0) CudaAsm.Emit("mov.f32 %0, acc24;", out y[rA * a.OHW + o0]);
-            if (rA < rows && o1 >= 0) CudaAsm.Emit("mov.f32 %0, acc25;", out y[rA * a.OHW + o1]);
-            if (rB < rows && o0 >= 0) CudaAsm.Emit("mov.f32 %0, acc26;", out y[rB * a.OHW + o0]);
-            if (rB < rows && o1 >= 0) CudaAsm.Emit("mov.f32 %0, acc27;", out y[rB * a.OHW + o1]);
-        }
-        {
-            var (o0, o1) = Columns(a, c0 + 24, cols);
-            int rA = r0 + 16, rB = rA + 8;
-            if (rA < rows && o0 >= 0) CudaAsm.Emit("mov.f32 %0, acc28;", out y[rA * a.OHW + o0]);
-            if (rA < rows && o1 >= 0) CudaAsm.Emit("mov.f32 %0, acc29;", out y[rA * a.OHW + o1]);
-            if (rB < rows && o0 >= 0) CudaAsm.Emit("mov.f32 %0, acc30;", out y[rB * a.OHW + o0]);
-            if (rB < rows && o1 >= 0) CudaAsm.Emit("mov.f32 %0, acc31;", out y[rB * a.OHW + o1]);
         }
     }
 
@@ -328,23 +275,23 @@ public static class Conv2dTf32
     /// loads per thread).
     /// </summary>
     [KernelName("conv2d_fwd_tf32_smem_acc")]
-    [GroupSize(nameof(GroupThreads))]
+    [GroupSize(nameof(SharedGroupThreads))]
     internal static void ForwardSharedAccumulatorsKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, Conv2d.Args a)
     {
         var tileA = SharedMemory.Allocate<uint>(BlockM * AStride);
         var tileB = SharedMemory.Allocate<uint>(Slice * BStride);
-        var acc = SharedMemory.Allocate<Ref<float>>(AccPerThread * Threads);
+        var acc = SharedMemory.Allocate<Ref<float>>(AccPerThread * SharedThreads);
         int tid = Group.IdxX, lane = tid & 31, warp = tid >> 5;
         int g = lane >> 2, t = lane & 3;
         int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
         int row0 = Grid.IdxY * BlockM, col0 = Grid.IdxX * BlockN;
         int rows = a.K, cols = a.N * a.OHW;
-        var loader = new SliceLoader(a, tid, col0);
+        var loader = new SliceLoader(a, tid, col0, SharedThreads);
 
-        // This thread's accumulators: word j at acc[j·Threads + tid] (consecutive threads, consecutive banks).
+        // This thread's accumulators: word j at acc[j·SharedThreads + tid] (consecutive threads, consecutive banks).
         for (int j = 0; j < AccPerThread; j++)
         {
-            acc[j * Threads + tid] = default;
+            acc[j * SharedThreads + tid] = default;
         }
 
         for (int k0 = 0; k0 < a.CRS; k0 += Slice)
@@ -357,7 +304,7 @@ public static class Conv2dTf32
             for (int tileIdx = 0; tileIdx < 8; tileIdx++)
             {
                 int mi = tileIdx >> 2, ni = tileIdx & 3;
-                MmaK16(acc, 4 * tileIdx * Threads + tid, tileA.Cast<Input<uint>>(), ar + 16 * mi * AStride, tileB.Cast<Input<uint>>(), br + 8 * ni);
+                MmaK16(acc, 4 * tileIdx * SharedThreads + tid, tileA.Cast<Input<uint>>(), ar + 16 * mi * AStride, tileB.Cast<Input<uint>>(), br + 8 * ni);
             }
             Group.Barrier();
         }
@@ -366,7 +313,7 @@ public static class Conv2dTf32
         for (int tileIdx = 0; tileIdx < 8; tileIdx++)
         {
             int mi = tileIdx >> 2, ni = tileIdx & 3;
-            Store(y, a, acc, 4 * tileIdx * Threads + tid, r0 + 16 * mi, c0 + 8 * ni, rows, cols);
+            Store(y, a, acc, 4 * tileIdx * SharedThreads + tid, r0 + 16 * mi, c0 + 8 * ni, rows, cols);
         }
     }
 
@@ -374,7 +321,7 @@ public static class Conv2dTf32
     /// Two chained m16n8k8 products over a 16-deep slice for one 16 x 8 tile: D = A[:, 0:8]·B[0:8, :] + C,
     /// then D = A[:, 8:16]·B[8:16, :] + D. <paramref name="a"/> indexes this lane's a0 in the staged w tile
     /// (row g, depth t), <paramref name="b"/> its b0 in the staged im2col tile (depth t, column g), <paramref name="c"/>
-    /// its c0 in the accumulators (c1..c3 follow at a stride of <see cref="Threads"/>). Operands go to the
+    /// its c0 in the accumulators (c1..c3 follow at a stride of <see cref="SharedThreads"/>). Operands go to the
     /// instruction straight from shared memory: ILGPU 1.5.3 passes every CudaAsm operand that is not a plain
     /// input through memory, and shared memory keeps that off local memory.
     /// </summary>
@@ -385,13 +332,13 @@ public static class Conv2dTf32
         CudaAsm.EmitRef(
             "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%12, %13}, {%0, %1, %2, %3}; " +
             "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%8, %9, %10, %11}, {%14, %15}, {%0, %1, %2, %3};",
-            ref acc[c], ref acc[c + Threads], ref acc[c + 2 * Threads], ref acc[c + 3 * Threads],
+            ref acc[c], ref acc[c + SharedThreads], ref acc[c + 2 * SharedThreads], ref acc[c + 3 * SharedThreads],
             ref tileA[a], ref tileA[a + a8], ref tileA[a + 4], ref tileA[a + a8 + 4],
             ref tileA[a + 8], ref tileA[a + a8 + 8], ref tileA[a + 12], ref tileA[a + a8 + 12],
             ref tileB[b], ref tileB[b + b4], ref tileB[b + b8], ref tileB[b + b12]);
     }
 
-    /// <summary>Writes one accumulator fragment (c0..c3 at acc[c + i·Threads]): rows <paramref name="row"/> and +8 (output channels), GEMM columns <paramref name="col"/> and +1.</summary>
+    /// <summary>Writes one accumulator fragment (c0..c3 at acc[c + i·SharedThreads]): rows <paramref name="row"/> and +8 (output channels), GEMM columns <paramref name="col"/> and +1.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Store(ArrayView<float> y, Conv2d.Args a, ArrayView<Ref<float>> acc, int c, int row, int col, int rows, int cols)
     {
@@ -400,13 +347,13 @@ public static class Conv2dTf32
         {
             int b = row * a.OHW;
             if (o0 >= 0) y[b + o0] = acc[c].Value;
-            if (o1 >= 0) y[b + o1] = acc[c + Threads].Value;
+            if (o1 >= 0) y[b + o1] = acc[c + SharedThreads].Value;
         }
         if (row + 8 < rows)
         {
             int b = (row + 8) * a.OHW;
-            if (o0 >= 0) y[b + o0] = acc[c + 2 * Threads].Value;
-            if (o1 >= 0) y[b + o1] = acc[c + 3 * Threads].Value;
+            if (o0 >= 0) y[b + o0] = acc[c + 2 * SharedThreads].Value;
+            if (o1 >= 0) y[b + o1] = acc[c + 3 * SharedThreads].Value;
         }
     }
 
@@ -425,13 +372,13 @@ public static class Conv2dTf32
     /// <exception cref="NotSupportedException">The device cannot run it (<see cref="CannotRunOn"/>).</exception>
     /// <exception cref="ArgumentException">The shape is invalid or a buffer's length does not match it.</exception>
     public static void Forward(Device dev, ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, in Conv2dShape s)
-        => Launch(dev, "conv2d_fwd_tf32", ForwardKernel, x, w, y, s);
+        => Launch(dev, "conv2d_fwd_tf32", ForwardKernel, Threads, x, w, y, s);
 
     /// <summary>The first TF32 version (accumulators in shared memory), kept for the bench; as <see cref="Forward"/> otherwise.</summary>
     public static void ForwardSharedAccumulators(Device dev, ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, in Conv2dShape s)
-        => Launch(dev, "conv2d_fwd_tf32_smem_acc", ForwardSharedAccumulatorsKernel, x, w, y, s);
+        => Launch(dev, "conv2d_fwd_tf32_smem_acc", ForwardSharedAccumulatorsKernel, SharedThreads, x, w, y, s);
 
-    private static void Launch(Device dev, string name, Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, Conv2d.Args> entry,
+    private static void Launch(Device dev, string name, Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, Conv2d.Args> entry, int threads,
         ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, in Conv2dShape s)
     {
         const string op = "Conv2dTf32.Forward";
@@ -446,7 +393,7 @@ public static class Conv2dTf32
         ExpectLength(op, "y", y, s.OutputLength, s);
         int cols = s.N * s.OutH * s.OutW;
         var kernel = dev.Kernel(name, acc => acc.LoadKernel(entry));
-        var config = new KernelConfig(new Index3D((cols + BlockN - 1) / BlockN, (s.K + BlockM - 1) / BlockM, 1), new Index3D(Threads, 1, 1));
+        var config = new KernelConfig(new Index3D((cols + BlockN - 1) / BlockN, (s.K + BlockM - 1) / BlockM, 1), new Index3D(threads, 1, 1));
         kernel(dev.Stream, config, x, w, y, new Conv2d.Args(s, 0));
     }
 
