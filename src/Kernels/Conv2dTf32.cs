@@ -8,30 +8,28 @@ namespace Engine.Kernels;
 
 /// <summary>
 /// Conv2d forward as an implicit GEMM on the tensor cores in TF32 (CUDA only, not the engine's default
-/// path; only the kernel bench's v3 and direct calls use it): y[K x N·OutH·OutW] = w[K x C·R·S] · im2col(x)[C·R·S x N·OutH·OutW], as in
+/// path; only the kernel bench's v3 and v4 and `engine check kernels` use it): y[K x N·OutH·OutW] = w[K x C·R·S] · im2col(x)[C·R·S x N·OutH·OutW], as in
 /// <see cref="Conv2d"/>, but each warp multiplies with <c>mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32</c>
 /// through inline PTX (ILGPU targets sm_80 PTX, so wgmma is out of reach; mma.sync runs on Ampere and Hopper).
 /// <list type="bullet">
-/// <item>A group of 128 threads (4 warps, 2 x 2) owns a 64 x 64 output block and stages 16-deep slices:
-/// w as a 64 x 16 tile (row-major, rows padded to 20 words) and im2col(x) as a 16 x 64 tile (rows padded
-/// to 72 words); both paddings make the fragment loads below hit 32 different banks. Every element is
-/// rounded to TF32 once, when it is staged (<c>cvt.rna.tf32.f32</c>: round to nearest, ties away from
-/// zero, 10 mantissa bits), and stored as its bit pattern.</item>
-/// <item>Each warp owns a 32 x 32 sub-block: 2 x 4 tiles of m16n8, and per slice one inline-PTX
-/// statement per tile issues two chained mma (depth 0-7, then 8-15).</item>
+/// <item>A group owns a 64 x 64 output block and stages 16-deep slices: w as a 64 x 16 tile (row-major,
+/// rows padded to 20 words) and im2col(x) as a 16 x 64 tile (rows padded to 72 words); both paddings make
+/// the fragment loads below hit 32 different banks. Every element is rounded to TF32 once, when it is
+/// staged (<c>cvt.rna.tf32.f32</c>: round to nearest, ties away from zero, 10 mantissa bits), and stored
+/// as its bit pattern.</item>
 /// <item>Where the operands live: ILGPU 1.5.3 hands every CudaAsm operand that is not a by-value input
 /// (an <c>out</c> result, every <see cref="Ref{T}"/>/<see cref="Input{T}"/> of EmitRef) to the instruction
-/// through memory; for a local variable that is a 4-byte <c>.local</c> slot per operand (checked in the
-/// PTX). So the rounded tiles are stored by cvt straight into shared memory, the A/B fragments are
-/// read by the mma statement straight from the staged tiles, and the 32 accumulators of each thread live
-/// in shared memory too (16 KB per group, word j of thread i at j·128 + i, conflict-free): per mma pair,
-/// 4 accumulator loads and 4 stores plus 12 fragment loads per thread. That extra shared-memory traffic
-/// (several times what the tensor cores need) likely bounds this version well below TF32 peak; accumulators in registers
-/// need either ptxas to promote ILGPU's .local slots (check <c>ptxas -v</c>: 0 bytes stack frame) or
-/// a newer ILGPU. The same choice sets its occupancy (<c>engine kernels</c>): 71 registers, 44% on sm_90;
-/// 26 KB of shared memory, 25% on sm_86/89. That is deliberate while the kernel is off by default and
-/// unvalidated: the register-resident accumulators (named PTX registers) that would lift both cannot be
-/// checked by any simulator or CPU here, so they wait for a GPU to validate this version first.</item>
+/// through memory; for a local variable that is a 4-byte <c>.local</c> slot per operand. So cvt writes
+/// straight into the shared tiles, and <see cref="Forward"/> (v4, 256 threads, 8 warps of 32 x 16, 2 x 2
+/// tiles) keeps its 16 accumulators per thread in PTX registers acc0..acc15 that it declares and zeroes
+/// in one inline statement in the entry block and names in every mma, with the fragments read from the
+/// tiles as plain values and passed by value: no accumulator or fragment goes through memory, and the
+/// results leave the registers once, by mov into y. ptxas 11.8 (<c>engine kernels --arch sm_90</c>): 64
+/// registers, no stack, 50% occupancy, 8 HMMA and 24 LDS per slice. <see cref="ForwardSharedAccumulators"/>
+/// (v3, the first version: 128 threads, 4 warps of 32 x 32) keeps the 32 accumulators of each thread in
+/// shared memory and hands them to each mma by reference: 4 accumulator loads and 4 stores plus 12
+/// fragment loads per mma pair, 71 registers, 44% occupancy on sm_90. Both are off by default until a GPU
+/// has validated them.</item>
 /// <item>Fragments, per the PTX ISA's layout for m16n8k8 .tf32 (groupID g = lane / 4, t = lane % 4):
 /// A a0 (g, t), a1 (g+8, t), a2 (g, t+4), a3 (g+8, t+4); B b0 (k t, n g), b1 (k t+4, n g);
 /// C/D c0 (g, 2t), c1 (g, 2t+1), c2 (g+8, 2t), c3 (g+8, 2t+1). The A layout was read in the ISA's
@@ -41,9 +39,10 @@ namespace Engine.Kernels;
 /// buffering yet): this version is about correctness of the fragment logic first.</item>
 /// </list>
 /// <para><b>To verify on the first GPU run</b> (nothing below has run on a GPU yet): (1) the driver's JIT
-/// accepts the PTX (two mma in one inline statement, vector operands in braces, 64-bit shared addresses);
+/// accepts the PTX (v4: a <c>.reg</c> declaration in the body from inline PTX and mma operands named by it;
+/// v3: two mma in one inline statement, vector operands in braces, 64-bit shared addresses);
 /// (2) results match <see cref="Reference.Forward"/> (the TF32-rounded float64 reference) within fp32
-/// accumulation noise, rtol 1e-4 and atol max(1e-5, 1e-6·C·R·S) — a swapped fragment layout shows as
+/// accumulation noise (the conv case's tolerance, <c>ConvCase</c>) — a swapped fragment layout shows as
 /// errors of O(1), not O(1e-3); (3) results match the exact <see cref="Conv2d.Reference.Forward"/> within
 /// <see cref="Tolerance(in Conv2dShape)"/> (rtol 1e-3, atol 1e-3·√(C·R·S) for inputs of magnitude ≤ 1); (4) shapes that
 /// are not multiples of 64 in K or N·OutH·OutW, nor of 16 in C·R·S; (5) the time against v1
