@@ -90,24 +90,6 @@ public class BatchNorm2dOpTests
         return (r.Dx, r.Dgamma, r.Dbeta, null);
     }
 
-    /// <summary>Each training op, forward and backward, at every shape of <see cref="BatchNormCase.Shapes"/>.</summary>
-    public static TheoryData<string, int> TrainCases()
-        => TheoryRows.Of(from op in TrainOps.Keys from i in Enumerable.Range(0, BatchNormCase.Shapes.Count) select (op, i));
-
-    private static readonly Dictionary<string, Action<Device, BatchNormShape>> TrainOps = new()
-    {
-        ["batchnorm_fwd_train"] = (dev, s) => CaseAsserts.Passes(r => new BatchNormForwardCase(dev, r, s), BatchNormForwardCase.Default(relu: false)),
-        ["batchnorm_bwd"] = (dev, s) => CaseAsserts.Passes(r => new BatchNormBackwardCase(dev, r, s), BatchNormBackwardCase.Default),
-        ["batchnorm_relu_fwd_train"] = (dev, s) => CaseAsserts.Passes(r => new BatchNormForwardCase(dev, r, s, relu: true), BatchNormForwardCase.Default(relu: true)),
-        ["batchnorm_relu_bwd"] = (dev, s) => CaseAsserts.Passes(r => new BatchNormReluBackwardCase(dev, r, s), BatchNormReluBackwardCase.Default),
-        ["batchnorm_add_relu_fwd_train"] = (dev, s) => CaseAsserts.Passes(r => new BatchNormAddReluForwardCase(dev, r, s), BatchNormAddReluForwardCase.Default),
-        ["batchnorm_add_relu_bwd"] = (dev, s) => CaseAsserts.Passes(r => new BatchNormAddReluBackwardCase(dev, r, s), BatchNormAddReluBackwardCase.Default),
-    };
-
-    [Theory]
-    [MemberData(nameof(TrainCases))]
-    public void Training_op_matches_reference(string op, int shape) => WideGroupDevice.Both(dev => TrainOps[op](dev, BatchNormCase.Shapes[shape]));
-
     /// <summary>d(identity) written into dy itself, as the block's backward does (the cases give it a buffer of its own).</summary>
     public static IEnumerable<object[]> BackwardCases() => [[BnOp.AddRelu, 2, 2, 33, true], [BnOp.AddRelu, 3, 4, 5, true]];
 

@@ -24,11 +24,6 @@ public class Conv2dBackwardDataPhasedTests
     private static void Check(Device dev, Conv2dShape shape, KernelTuning tuning, string label)
         => CaseAsserts.Passes(r => new ConvCase(dev, r, shape, ConvPass.BackwardData), Phased(tuning), $"backward-data v2, {label}");
 
-    [Theory]
-    [MemberData(nameof(Shapes))]
-    public void Matches_reference_on_both_devices(int shape)
-        => WideGroupDevice.Both(dev => Check(dev, ConvCase.Shapes[shape], dev.Tuning, "device tuning"));
-
     /// <summary>v1 (the gather GEMM over every tap) stays callable for the kernel bench, so it stays tested.</summary>
     [Theory]
     [MemberData(nameof(Shapes))]

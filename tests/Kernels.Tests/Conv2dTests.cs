@@ -9,18 +9,6 @@ public class Conv2dTests
     private static Conv2dShape Shape(int n, int c, int h, int w, int k, int r, int s, int stride, int pad)
         => new(n, c, h, w, k, r, s, stride, pad);
 
-    /// <summary>Every pass at every shape of <see cref="ConvCase.Shapes"/> (by index, so that each is its own test).</summary>
-    public static TheoryData<ConvPass, int> PassesAndShapes()
-        => TheoryRows.Of(from pass in ConvCase.Passes from i in Enumerable.Range(0, ConvCase.Shapes.Count) select (pass, i));
-
-    [Theory]
-    [MemberData(nameof(PassesAndShapes))]
-    public void Matches_reference(ConvPass pass, int shape) => TestDevice.Use(dev =>
-    {
-        Conv2dShape s = ConvCase.Shapes[shape];
-        CaseAsserts.Passes(r => new ConvCase(dev, r, s, pass), ConvCase.Default(pass));
-    });
-
     /// <summary>A backward-weight launcher with an explicit split count over the GEMM's depth (N·OH·OW).</summary>
     internal static ConvLauncher BackwardWeightSplit(int splits, KernelTuning? tuning = null)
         => (Device d, ILGPU.ArrayView<float> x, ILGPU.ArrayView<float> dy, ILGPU.ArrayView<float> dw, in Conv2dShape s)

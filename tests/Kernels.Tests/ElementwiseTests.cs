@@ -6,12 +6,6 @@ namespace Engine.Kernels.Tests;
 
 public class ElementwiseTests
 {
-    public static TheoryData<long> Lengths() => new(UnaryCase.Lengths);
-
-    [Theory]
-    [MemberData(nameof(Lengths))]
-    public void Add_matches_reference(long n) => TestDevice.Use(dev => CaseAsserts.Passes(r => BinaryCase.Add(dev, r, n), Elementwise.Add));
-
     [Fact]
     public void Scale_and_accumulate_match_reference() => TestDevice.Use(dev =>
     {

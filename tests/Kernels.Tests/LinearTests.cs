@@ -6,18 +6,6 @@ namespace Engine.Kernels.Tests;
 
 public class LinearTests
 {
-    public static TheoryData<int> Shapes() => new(Enumerable.Range(0, LinearCase.Shapes.Count));
-
-    [Theory]
-    [MemberData(nameof(Shapes))]
-    public void Forward_matches_reference(int shape) => WideGroupDevice.Both(dev =>
-        CaseAsserts.Passes(r => new LinearForwardCase(dev, r, LinearCase.Shapes[shape]), LinearForwardCase.Default));
-
-    [Theory]
-    [MemberData(nameof(Shapes))]
-    public void Backward_matches_reference(int shape) => WideGroupDevice.Both(dev =>
-        CaseAsserts.Passes(r => new LinearBackwardCase(dev, r, LinearCase.Shapes[shape]), LinearBackwardCase.Default));
-
     [Fact]
     public void Backward_overwrites_rather_than_accumulates() => WideGroupDevice.Both(dev =>
     {

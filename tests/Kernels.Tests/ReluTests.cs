@@ -6,16 +6,6 @@ namespace Engine.Kernels.Tests;
 
 public class ReluTests
 {
-    public static TheoryData<long> Lengths() => new(UnaryCase.Lengths);
-
-    [Theory]
-    [MemberData(nameof(Lengths))]
-    public void Forward_and_backward_match_reference(long n) => TestDevice.Use(dev =>
-    {
-        CaseAsserts.Passes(r => UnaryCase.ReluForward(dev, r, n), Relu.Forward);
-        CaseAsserts.Passes(r => BinaryCase.ReluBackward(dev, r, n), Relu.Backward);
-    });
-
     /// <summary>y written over x and dx over dy, as the layers do where the input is not kept.</summary>
     [Theory]
     [InlineData(37, true)]

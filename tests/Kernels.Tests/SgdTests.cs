@@ -7,14 +7,6 @@ namespace Engine.Kernels.Tests;
 
 public class SgdTests
 {
-    public static TheoryData<long, bool> Steps() => TheoryRows.Of(from n in SgdCase.Lengths from first in new[] { true, false } select (n, first));
-
-    /// <summary>The first step (buffer poisoned: it must be set from d without being read) and a steady-state one, at the seed's hyperparameters.</summary>
-    [Theory]
-    [MemberData(nameof(Steps))]
-    public void Step_matches_reference(long n, bool firstStep) => TestDevice.Use(dev =>
-        CaseAsserts.Passes(r => new SgdCase(dev, r, n, firstStep: firstStep), SgdCase.Default));
-
     /// <summary>Four steps in a row under other hyperparameters.</summary>
     [Theory]
     [InlineData(0.1, 0.9, 5e-4)]

@@ -42,7 +42,7 @@ public class KernelChecksTests
     {
         var c = new KernelChecks(dev, new Random(3));
         c.Guard("conv2d_fwd_tf32", "N=1", () => throw new InvalidOperationException("the driver refused the PTX"));
-        c.Elementwise(10);
+        c.Run(CaseCheck.Of("relu_fwd", "n=10", (d, r) => UnaryCase.ReluForward(d, r, 10), Engine.Kernels.Relu.Forward));
         KernelCheckResult failed = c.Results[0];
         Assert.False(failed.Passed);
         Assert.Equal("conv2d_fwd_tf32", failed.Kernel);

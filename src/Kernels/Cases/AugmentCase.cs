@@ -2,9 +2,19 @@ using ILGPU;
 
 namespace Engine.Kernels.Cases;
 
+/// <summary>The launcher signature of the op: any variant of it (the engine's own launcher converts as a method group).</summary>
+public delegate void AugmentLauncher(Device dev, ArrayView<byte> images, ArrayView<int> crops, ArrayView<int> flips, ArrayView<float> output,
+    ArrayView<float> mean, ArrayView<float> std, int n, int c, int h, int w, int pad);
+
 /// <summary>Random crop (zero padding), horizontal flip and normalisation of random uint8 images into fp32.</summary>
-public sealed class AugmentCase : OpCase<AugmentLauncher>
+public sealed class AugmentCase : OpCase<AugmentLauncher>, ICheckedCase
 {
+    public const string OpName = "augment";
+
+    public static IEnumerable<CaseCheck> Checks(bool large) =>
+        from s in Shapes
+        select CaseCheck.Of(OpName, s, (d, r) => new AugmentCase(d, r, s), Default);
+
     /// <summary>h != w so that a swapped axis shows; one channel; padding as large as the image; CIFAR's own.</summary>
     public static IReadOnlyList<AugmentShape> Shapes { get; } = [new(3, 3, 5, 6, 2), new(2, 1, 4, 4, 4), new(4, 3, 7, 3, 1), new(3, 3, 32, 32, 4)];
 
@@ -24,7 +34,7 @@ public sealed class AugmentCase : OpCase<AugmentLauncher>
     private double[] _expected = [];
 
     public AugmentCase(Device dev, Random rng, AugmentShape s, int sets = 1)
-        : base(dev, rng, "augment", s.ToString(), OpCost.Augment(s.Length), gemm: false, sets)
+        : base(dev, rng, OpName, s.ToString(), OpCost.Augment(s.Length), gemm: false, sets)
     {
         _s = s;
         _mean = Enumerable.Range(0, s.C).Select(i => Mean[i % Mean.Length]).ToArray();

@@ -2,9 +2,19 @@ using ILGPU;
 
 namespace Engine.Kernels.Cases;
 
+/// <summary>Adaptive average pool to 1x1, forward (x [nc, hw] -> y [nc]) and backward (dy [nc] -> dx [nc, hw]).</summary>
+public delegate void AvgPoolLauncher(Device dev, ArrayView<float> input, ArrayView<float> output, int nc, int hw);
+
 /// <summary>Global average pool forward ([nc, hw] -> [nc]) or backward ([nc] -> [nc, hw]).</summary>
-public sealed class AvgPoolCase : OpCase<AvgPoolLauncher>
+public sealed class AvgPoolCase : OpCase<AvgPoolLauncher>, ICheckedCase
 {
+    public static string OpName(bool forward) => forward ? "avgpool_fwd" : "avgpool_bwd";
+
+    public static IEnumerable<CaseCheck> Checks(bool large) =>
+        from s in Shapes
+        from forward in new[] { true, false }
+        select CaseCheck.Of(OpName(forward), $"nc={s.NC} hw={s.HW}", (d, r) => new AvgPoolCase(d, r, s.NC, s.HW, forward), Default(forward));
+
     /// <summary>(nc, hw): one value, odd planes, ResNet's 7x7 last plane, a power of two.</summary>
     public static IReadOnlyList<(int NC, int HW)> Shapes { get; } = [(1, 1), (15, 7), (6, 49), (10, 16)];
 
@@ -17,7 +27,7 @@ public sealed class AvgPoolCase : OpCase<AvgPoolLauncher>
     private double[] _expected = [];
 
     public AvgPoolCase(Device dev, Random rng, int nc, int hw, bool forward, int sets = 1)
-        : base(dev, rng, forward ? "avgpool_fwd" : "avgpool_bwd", $"nc={nc} hw={hw}", OpCost.AvgPool(nc, hw), gemm: false, sets)
+        : base(dev, rng, OpName(forward), $"nc={nc} hw={hw}", OpCost.AvgPool(nc, hw), gemm: false, sets)
     {
         _nc = nc;
         _hw = hw;

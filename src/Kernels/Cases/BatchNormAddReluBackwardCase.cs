@@ -2,20 +2,31 @@ using ILGPU;
 
 namespace Engine.Kernels.Cases;
 
+/// <summary>Backward of y = relu(bn(x) + identity) given y (the ReLU mask) and dy: dx, d(identity), dgamma, dbeta.</summary>
+public delegate void BatchNormAddReluBackwardLauncher(Device dev, ArrayView<float> x, ArrayView<float> y, ArrayView<float> dy, ArrayView<float> gamma,
+    ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> dx, ArrayView<float> dIdentity, ArrayView<float> dgamma, ArrayView<float> dbeta,
+    int n, int c, int hw);
+
 /// <summary>
 /// Backward of a BasicBlock's tail: dx, d(identity), dgamma, dbeta from x, the output y, dy and the saved
 /// statistics. dy must be left as it was (d(identity) has its own buffer); d(identity) is a select of dy,
 /// so it must be exact.
 /// </summary>
-public sealed class BatchNormAddReluBackwardCase : BatchNormGradCase<BatchNormAddReluBackwardLauncher>
+public sealed class BatchNormAddReluBackwardCase : BatchNormGradCase<BatchNormAddReluBackwardLauncher>, ICheckedCase
 {
+    public const string OpName = "batchnorm_add_relu_bwd";
+
+    public static IEnumerable<CaseCheck> Checks(bool large) =>
+        from s in CaseCheck.Sizes(BatchNormCase.Shapes, BatchNormCase.LargeShapes, large)
+        select CaseCheck.Of(OpName, s, (d, r) => new BatchNormAddReluBackwardCase(d, r, s), Default);
+
     public static BatchNormAddReluBackwardLauncher Default => BatchNorm2d.BackwardAddRelu;
 
     private readonly ArrayView<float>[] _di;
     private BatchNorm2d.Reference.AddReluBackwardResult? _expected;
 
     public BatchNormAddReluBackwardCase(Device dev, Random rng, BatchNormShape s, int sets = 1)
-        : base(dev, rng, "batchnorm_add_relu_bwd", s, OpCost.BatchNormAddReluBackward(s.Length), sets, withY: true, (x, gamma) =>
+        : base(dev, rng, OpName, s, OpCost.BatchNormAddReluBackward(s.Length), sets, withY: true, (x, gamma) =>
         {
             var (rm, rv) = FreshRunningStatistics(s.C);
             return BatchNorm2d.Reference.ForwardTrainAddRelu(x, CaseInputs.D(CaseInputs.Uniform(rng, s.Length)), gamma,

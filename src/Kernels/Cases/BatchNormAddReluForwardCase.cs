@@ -2,20 +2,31 @@ using ILGPU;
 
 namespace Engine.Kernels.Cases;
 
+/// <summary>Training forward of a BasicBlock's tail, y = relu(bn(x) + identity).</summary>
+public delegate void BatchNormAddReluForwardLauncher(Device dev, ArrayView<float> x, ArrayView<float> identity, ArrayView<float> gamma, ArrayView<float> beta,
+    ArrayView<float> y, ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> runningMean, ArrayView<float> runningVar,
+    int n, int c, int hw, float momentum, float eps);
+
 /// <summary>
 /// Training forward of a BasicBlock's tail, y = relu(bn(x) + identity): batch statistics, running-statistics
 /// update and the fused output. identity lies in [-1, 1], so the ReLU clips a good part of y; identity is an
 /// input only, and must be left exactly as it was.
 /// </summary>
-public sealed class BatchNormAddReluForwardCase : BatchNormTrainCase<BatchNormAddReluForwardLauncher>
+public sealed class BatchNormAddReluForwardCase : BatchNormTrainCase<BatchNormAddReluForwardLauncher>, ICheckedCase
 {
+    public const string OpName = "batchnorm_add_relu_fwd_train";
+
+    public static IEnumerable<CaseCheck> Checks(bool large) =>
+        from s in CaseCheck.Sizes(BatchNormCase.Shapes, BatchNormCase.LargeShapes, large)
+        select CaseCheck.Of(OpName, s, (d, r) => new BatchNormAddReluForwardCase(d, r, s), Default);
+
     public static BatchNormAddReluForwardLauncher Default => BatchNorm2d.ForwardTrainAddRelu;
 
     private readonly float[] _id0;
     private readonly ArrayView<float>[] _id;
 
     public BatchNormAddReluForwardCase(Device dev, Random rng, BatchNormShape s, int sets = 1)
-        : base(dev, rng, "batchnorm_add_relu_fwd_train", s, OpCost.BatchNormAddReluTrain(s.Length), sets)
+        : base(dev, rng, OpName, s, OpCost.BatchNormAddReluTrain(s.Length), sets)
     {
         _id0 = Rand(s.Length);
         _id = PerSet(_id0, () => Rand(s.Length));

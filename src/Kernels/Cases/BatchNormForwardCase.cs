@@ -1,13 +1,27 @@
+using ILGPU;
+
 namespace Engine.Kernels.Cases;
+
+/// <summary>The launcher signature of the op: any variant of it (the engine's own launcher converts as a method group).</summary>
+public delegate void BatchNormForwardLauncher(Device dev, ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> y,
+    ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> runningMean, ArrayView<float> runningVar,
+    int n, int c, int hw, float momentum, float eps);
 
 /// <summary>
 /// Training forward: batch statistics, running-statistics update, normalise; with <c>relu</c>, the
 /// bn -> relu pair (y = max(0, bn(x))), whose variants are the fused op and bn then relu.
 /// </summary>
 public sealed class BatchNormForwardCase(Device dev, Random rng, BatchNormShape s, int sets = 1, bool relu = false)
-    : BatchNormTrainCase<BatchNormForwardLauncher>(dev, rng, relu ? "batchnorm_relu_fwd_train" : "batchnorm_fwd_train", s,
-        relu ? OpCost.BatchNormReluTrain(s.Length) : OpCost.BatchNormTrain(s.Length), sets)
+    : BatchNormTrainCase<BatchNormForwardLauncher>(dev, rng, OpName(relu), s, relu ? OpCost.BatchNormReluTrain(s.Length) : OpCost.BatchNormTrain(s.Length), sets),
+    ICheckedCase
 {
+    public static string OpName(bool relu) => relu ? "batchnorm_relu_fwd_train" : "batchnorm_fwd_train";
+
+    public static IEnumerable<CaseCheck> Checks(bool large) =>
+        from s in CaseCheck.Sizes(BatchNormCase.Shapes, BatchNormCase.LargeShapes, large)
+        from relu in new[] { false, true }
+        select CaseCheck.Of(OpName(relu), s, (d, r) => new BatchNormForwardCase(d, r, s, relu: relu), Default(relu));
+
     public static BatchNormForwardLauncher Default(bool relu) => relu ? BatchNorm2d.ForwardTrainRelu : BatchNorm2d.ForwardTrain;
 
     public override void Launch(BatchNormForwardLauncher launcher, int set)

@@ -2,9 +2,20 @@ using ILGPU;
 
 namespace Engine.Kernels.Cases;
 
+/// <summary>ReLU backward (y, dy -> dx) and the residual add (a, b -> y).</summary>
+public delegate void BinaryLauncher(Device dev, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y);
+
 /// <summary>An element-wise op a, b -> y (ReLU backward from y and dy, residual add), a and b uniform in [-1, 1].</summary>
-public sealed class BinaryCase : OpCase<BinaryLauncher>
+public sealed class BinaryCase : OpCase<BinaryLauncher>, ICheckedCase
 {
+    /// <summary>ReLU backward and the residual add at <see cref="UnaryCase.Lengths"/>.</summary>
+    public static IEnumerable<CaseCheck> Checks(bool large) =>
+        UnaryCase.Lengths.SelectMany(n => new[]
+        {
+            CaseCheck.Of("relu_bwd", $"n={n}", (d, r) => ReluBackward(d, r, n), Relu.Backward),
+            CaseCheck.Of("add_fwd", $"n={n}", (d, r) => Add(d, r, n), Elementwise.Add),
+        });
+
     /// <summary>ReLU backward: dx = dy where y &gt; 0. Random y masks about half of dy, as real outputs do.</summary>
     public static BinaryCase ReluBackward(Device dev, Random rng, long n, int sets = 1)
         => new(dev, rng, "relu_bwd", n, OpCost.ReluBackward(n), Relu.Reference.Backward, sets);

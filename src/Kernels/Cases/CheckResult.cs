@@ -30,3 +30,13 @@ public sealed record CheckResult(string Op, string Shape, IReadOnlyList<OutputEr
     public override string ToString()
         => $"{Op} {Shape}: " + string.Join("; ", (Passed ? Outputs : Outputs.Where(o => !o.Passed)).Select(o => o.ToString()));
 }
+
+/// <summary>The arithmetic a variant promises, which sets the tolerance of its check.</summary>
+public enum Precision
+{
+    /// <summary>fp32 products and sums: the op's usual tolerance.</summary>
+    Fp32,
+
+    /// <summary>Inputs rounded to TF32 (10-bit mantissa) on the tensor cores, fp32 sums: see <see cref="Conv2dTf32.Tolerance(long)"/>.</summary>
+    Tf32,
+}

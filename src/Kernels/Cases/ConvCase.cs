@@ -2,6 +2,9 @@ using ILGPU;
 
 namespace Engine.Kernels.Cases;
 
+/// <summary>Conv forward (x, w -> y), backward-data (dy, w -> dx) and backward-weight (x, dy -> dw).</summary>
+public delegate void ConvLauncher(Device dev, ArrayView<float> a, ArrayView<float> b, ArrayView<float> output, in Conv2dShape s);
+
 public enum ConvPass { Forward, BackwardData, BackwardWeight }
 
 /// <summary>
@@ -11,8 +14,13 @@ public enum ConvPass { Forward, BackwardData, BackwardWeight }
 /// <see cref="Conv2dTf32.Tolerance(long)"/> of the exact answer and, forward only, within the fp32
 /// tolerance of its own TF32 reference: a wrong fragment layout gives errors of order 1).
 /// </summary>
-public sealed class ConvCase : OpCase<ConvLauncher>
+public sealed class ConvCase : OpCase<ConvLauncher>, ICheckedCase
 {
+    public static IEnumerable<CaseCheck> Checks(bool large) =>
+        from s in CaseCheck.Sizes(Shapes, LargeShapes, large)
+        from pass in Passes
+        select CaseCheck.Of(OpName(pass), s, (d, r) => new ConvCase(d, r, s, pass), Default(pass));
+
     /// <summary>
     /// Small shapes covering ResNet's kernels (1x1/1, 1x1/2, 3x3/1, 3x3/2, 7x7/2 pad 3), non-square
     /// images, and sizes that are not multiples of the tiles (4x4 blocks, 4- to 32-deep slices) on any GEMM edge.

@@ -2,9 +2,19 @@ using ILGPU;
 
 namespace Engine.Kernels.Cases;
 
+/// <summary>The launcher signature of the op: any variant of it (the engine's own launcher converts as a method group).</summary>
+public delegate void LinearBackwardLauncher(Device dev, ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy,
+    ArrayView<float> dx, ArrayView<float> dw, ArrayView<float> db, int n, int inF, int outF);
+
 /// <summary>Linear backward: dx = dy w, dw = dyᵀ x, db = Σ_rows dy (each overwritten, not accumulated: the outputs start poisoned).</summary>
-public sealed class LinearBackwardCase : OpCase<LinearBackwardLauncher>
+public sealed class LinearBackwardCase : OpCase<LinearBackwardLauncher>, ICheckedCase
 {
+    public const string OpName = "linear_bwd";
+
+    public static IEnumerable<CaseCheck> Checks(bool large) =>
+        from s in CaseCheck.Sizes(LinearCase.Shapes, LinearCase.LargeShapes, large)
+        select CaseCheck.Of(OpName, s, (d, r) => new LinearBackwardCase(d, r, s), Default);
+
     public static LinearBackwardLauncher Default => Linear.Backward;
 
     private readonly LinearShape _s;
@@ -14,7 +24,7 @@ public sealed class LinearBackwardCase : OpCase<LinearBackwardLauncher>
     private (double[] Dx, double[] Dw, double[] Db) _expected;
 
     public LinearBackwardCase(Device dev, Random rng, LinearShape s, int sets = 1)
-        : base(dev, rng, "linear_bwd", s.ToString(), OpCost.LinearBackward(s.N, s.InF, s.OutF), gemm: true, sets)
+        : base(dev, rng, OpName, s.ToString(), OpCost.LinearBackward(s.N, s.InF, s.OutF), gemm: true, sets)
     {
         _s = s;
         _x0 = Rand((long)s.N * s.InF);

@@ -2,9 +2,18 @@ using ILGPU;
 
 namespace Engine.Kernels.Cases;
 
+/// <summary>The launcher signature of the op: any variant of it (the engine's own launcher converts as a method group).</summary>
+public delegate void LinearForwardLauncher(Device dev, ArrayView<float> x, ArrayView<float> w, ArrayView<float> b, ArrayView<float> y, int n, int inF, int outF);
+
 /// <summary>Linear forward y = x wᵀ + b, operands uniform in [-1, 1].</summary>
-public sealed class LinearForwardCase : OpCase<LinearForwardLauncher>
+public sealed class LinearForwardCase : OpCase<LinearForwardLauncher>, ICheckedCase
 {
+    public const string OpName = "linear_fwd";
+
+    public static IEnumerable<CaseCheck> Checks(bool large) =>
+        from s in CaseCheck.Sizes(LinearCase.Shapes, LinearCase.LargeShapes, large)
+        select CaseCheck.Of(OpName, s, (d, r) => new LinearForwardCase(d, r, s), Default);
+
     public static LinearForwardLauncher Default => Linear.Forward;
 
     private readonly LinearShape _s;
@@ -14,7 +23,7 @@ public sealed class LinearForwardCase : OpCase<LinearForwardLauncher>
     private double[] _expected = [];
 
     public LinearForwardCase(Device dev, Random rng, LinearShape s, int sets = 1)
-        : base(dev, rng, "linear_fwd", s.ToString(), OpCost.LinearForward(s.N, s.InF, s.OutF), gemm: true, sets)
+        : base(dev, rng, OpName, s.ToString(), OpCost.LinearForward(s.N, s.InF, s.OutF), gemm: true, sets)
     {
         _s = s;
         _x0 = Rand((long)s.N * s.InF);

@@ -2,9 +2,18 @@ using ILGPU;
 
 namespace Engine.Kernels.Cases;
 
+/// <summary>The launcher signature of the op: any variant of it (the engine's own launcher converts as a method group).</summary>
+public delegate void LossBackwardLauncher(Device dev, ArrayView<float> probs, ArrayView<int> labels, ArrayView<float> dlogits, int n, int classes, float scale);
+
 /// <summary>dlogits = (probs - onehot) · scale from the probabilities of a forward over random logits; scale 1/n is the mean's.</summary>
-public sealed class LossBackwardCase : OpCase<LossBackwardLauncher>
+public sealed class LossBackwardCase : OpCase<LossBackwardLauncher>, ICheckedCase
 {
+    public const string OpName = "softmax_xent_bwd";
+
+    public static IEnumerable<CaseCheck> Checks(bool large) =>
+        from s in CaseCheck.Sizes(LossCase.Shapes, LossCase.LargeShapes, large)
+        select CaseCheck.Of(OpName, $"n={s.N} classes={s.Classes}", (d, r) => new LossBackwardCase(d, r, s.N, s.Classes), Default);
+
     public static LossBackwardLauncher Default => SoftmaxCrossEntropy.Backward;
 
     private readonly int _n, _classes;
@@ -17,7 +26,7 @@ public sealed class LossBackwardCase : OpCase<LossBackwardLauncher>
 
     /// <param name="scaleOfMean">The gradient's scale as a multiple of the mean's 1/n (a data-parallel replica of a larger global batch: 1/replicas).</param>
     public LossBackwardCase(Device dev, Random rng, int n, int classes, int sets = 1, double scaleOfMean = 1)
-        : base(dev, rng, "softmax_xent_bwd", $"n={n} classes={classes}" + (scaleOfMean == 1 ? "" : $" scale={scaleOfMean}/n"),
+        : base(dev, rng, OpName, $"n={n} classes={classes}" + (scaleOfMean == 1 ? "" : $" scale={scaleOfMean}/n"),
             OpCost.SoftmaxCrossEntropy(n, classes), gemm: false, sets)
     {
         _n = n;

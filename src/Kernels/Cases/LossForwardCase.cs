@@ -3,9 +3,19 @@ using ILGPU.Runtime;
 
 namespace Engine.Kernels.Cases;
 
+/// <summary>The launcher signature of the op: any variant of it (the engine's own launcher converts as a method group).</summary>
+public delegate void LossForwardLauncher(Device dev, ArrayView<float> logits, ArrayView<int> labels, ArrayView<float> probs,
+    ArrayView<float> loss, ArrayView<int> correct, int n, int classes);
+
 /// <summary>Fused softmax + cross-entropy (mean) forward: probabilities, loss and correct count (exact).</summary>
-public sealed class LossForwardCase : OpCase<LossForwardLauncher>
+public sealed class LossForwardCase : OpCase<LossForwardLauncher>, ICheckedCase
 {
+    public const string OpName = "softmax_xent_fwd";
+
+    public static IEnumerable<CaseCheck> Checks(bool large) =>
+        from s in CaseCheck.Sizes(LossCase.Shapes, LossCase.LargeShapes, large)
+        select CaseCheck.Of(OpName, $"n={s.N} classes={s.Classes}", (d, r) => new LossForwardCase(d, r, s.N, s.Classes), Default);
+
     public static LossForwardLauncher Default => SoftmaxCrossEntropy.Forward;
 
     private readonly int _n, _classes;
@@ -16,7 +26,7 @@ public sealed class LossForwardCase : OpCase<LossForwardLauncher>
     private (double[] Probs, double Loss, int Correct) _expected;
 
     public LossForwardCase(Device dev, Random rng, int n, int classes, int sets = 1)
-        : base(dev, rng, "softmax_xent_fwd", $"n={n} classes={classes}", OpCost.SoftmaxCrossEntropy(n, classes), gemm: false, sets)
+        : base(dev, rng, OpName, $"n={n} classes={classes}", OpCost.SoftmaxCrossEntropy(n, classes), gemm: false, sets)
     {
         _n = n;
         _classes = classes;

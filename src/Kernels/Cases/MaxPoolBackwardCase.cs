@@ -2,9 +2,18 @@ using ILGPU;
 
 namespace Engine.Kernels.Cases;
 
+/// <summary>The launcher signature of the op: any variant of it (the engine's own launcher converts as a method group).</summary>
+public delegate void MaxPoolBackwardLauncher(Device dev, ArrayView<float> dy, ArrayView<int> argmax, ArrayView<float> dx, in Pool2dShape s);
+
 /// <summary>Max-pool backward: dy scattered back through the argmax of a forward over random inputs.</summary>
-public sealed class MaxPoolBackwardCase : OpCase<MaxPoolBackwardLauncher>
+public sealed class MaxPoolBackwardCase : OpCase<MaxPoolBackwardLauncher>, ICheckedCase
 {
+    public const string OpName = "maxpool_bwd";
+
+    public static IEnumerable<CaseCheck> Checks(bool large) =>
+        from s in MaxPoolForwardCase.Shapes
+        select CaseCheck.Of(OpName, s, (d, r) => new MaxPoolBackwardCase(d, r, s), Default);
+
     public static MaxPoolBackwardLauncher Default => MaxPool2d.Backward;
 
     private readonly Pool2dShape _s;
@@ -15,7 +24,7 @@ public sealed class MaxPoolBackwardCase : OpCase<MaxPoolBackwardLauncher>
     private double[] _expected = [];
 
     public MaxPoolBackwardCase(Device dev, Random rng, Pool2dShape s, int sets = 1)
-        : base(dev, rng, "maxpool_bwd", s.ToString(), OpCost.MaxPoolBackward(s), gemm: false, sets)
+        : base(dev, rng, OpName, s.ToString(), OpCost.MaxPoolBackward(s), gemm: false, sets)
     {
         _s = s;
         _dy0 = Rand(s.OutputLength);

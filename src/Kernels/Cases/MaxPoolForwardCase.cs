@@ -3,9 +3,18 @@ using ILGPU.Runtime;
 
 namespace Engine.Kernels.Cases;
 
+/// <summary>The launcher signature of the op: any variant of it (the engine's own launcher converts as a method group).</summary>
+public delegate void MaxPoolForwardLauncher(Device dev, ArrayView<float> x, ArrayView<float> y, ArrayView<int> argmax, in Pool2dShape s);
+
 /// <summary>Max-pool forward: y exactly the reference's maximum, argmax exactly its (first in row-major order) index.</summary>
-public sealed class MaxPoolForwardCase : OpCase<MaxPoolForwardLauncher>
+public sealed class MaxPoolForwardCase : OpCase<MaxPoolForwardLauncher>, ICheckedCase
 {
+    public const string OpName = "maxpool_fwd";
+
+    public static IEnumerable<CaseCheck> Checks(bool large) =>
+        from s in Shapes
+        select CaseCheck.Of(OpName, s, (d, r) => new MaxPoolForwardCase(d, r, s), Default);
+
     public static IReadOnlyList<Pool2dShape> Shapes { get; } =
     [
         new(2, 3, 7, 7, 3, 2, 1), // torchvision's stem pool on an odd plane
@@ -25,7 +34,7 @@ public sealed class MaxPoolForwardCase : OpCase<MaxPoolForwardLauncher>
     private (double[] Y, int[] Argmax) _expected = ([], []);
 
     public MaxPoolForwardCase(Device dev, Random rng, Pool2dShape s, int sets = 1)
-        : base(dev, rng, "maxpool_fwd", s.ToString(), OpCost.MaxPoolForward(s), gemm: false, sets)
+        : base(dev, rng, OpName, s.ToString(), OpCost.MaxPoolForward(s), gemm: false, sets)
     {
         _s = s;
         _x0 = Rand(s.InputLength);

@@ -2,13 +2,24 @@ using ILGPU;
 
 namespace Engine.Kernels.Cases;
 
+/// <summary>The launcher signature of the op: any variant of it (the engine's own launcher converts as a method group).</summary>
+public delegate void SgdLauncher(Device dev, ArrayView<float> param, ArrayView<float> grad, ArrayView<float> momentumBuffer,
+    float lr, float momentum, float weightDecay, bool firstStep);
+
 /// <summary>
 /// One SGD step (momentum 0.9, weight decay 5e-4, as the seed trains) over flat parameters: a steady-state
 /// step (momentum buffer already started), or with <c>firstStep</c> the step that starts the buffer from
 /// d = g + wd·p, whose buffer starts poisoned so that a kernel reading it is caught.
 /// </summary>
-public sealed class SgdCase : OpCase<SgdLauncher>
+public sealed class SgdCase : OpCase<SgdLauncher>, ICheckedCase
 {
+    public const string OpName = "sgd_step";
+
+    public static IEnumerable<CaseCheck> Checks(bool large) =>
+        from n in Lengths
+        from first in new[] { true, false }
+        select CaseCheck.Of(OpName, $"n={n}" + (first ? " first step" : ""), (d, r) => new SgdCase(d, r, n, firstStep: first), Default);
+
     public const float Lr = 0.1f, Momentum = 0.9f, WeightDecay = 5e-4f;
 
     public static IReadOnlyList<long> Lengths { get; } = [1, 37, 1003];
@@ -21,7 +32,7 @@ public sealed class SgdCase : OpCase<SgdLauncher>
     private double[] _expectedP = [], _expectedBuf = [];
 
     public SgdCase(Device dev, Random rng, long parameters, int sets = 1, bool firstStep = false)
-        : base(dev, rng, "sgd_step", $"n={parameters}" + (firstStep ? " first step" : ""), OpCost.Sgd(parameters), gemm: false, sets)
+        : base(dev, rng, OpName, $"n={parameters}" + (firstStep ? " first step" : ""), OpCost.Sgd(parameters), gemm: false, sets)
     {
         _firstStep = firstStep;
         _p0 = Rand(parameters);

@@ -2,9 +2,15 @@ using ILGPU;
 
 namespace Engine.Kernels.Cases;
 
+/// <summary>ReLU forward (x -> y).</summary>
+public delegate void UnaryLauncher(Device dev, ArrayView<float> x, ArrayView<float> y);
+
 /// <summary>An element-wise op x -> y (ReLU forward), x uniform in [-1, 1].</summary>
-public sealed class UnaryCase : OpCase<UnaryLauncher>
+public sealed class UnaryCase : OpCase<UnaryLauncher>, ICheckedCase
 {
+    public static IEnumerable<CaseCheck> Checks(bool large) =>
+        Lengths.Select(n => CaseCheck.Of("relu_fwd", $"n={n}", (d, r) => ReluForward(d, r, n), Relu.Forward));
+
     /// <summary>Lengths: one element, a few (not a multiple of 4: the float4 kernels' tail), many.</summary>
     public static IReadOnlyList<long> Lengths { get; } = [1, 7, 37, 1000, 1001];
 

@@ -31,16 +31,14 @@ public sealed class KernelChecks(Device dev, Random rng)
     public static IReadOnlyList<KernelCheckResult> RunAll(Device dev, int seed, bool large)
     {
         var c = new KernelChecks(dev, new Random(seed));
-        foreach (Conv2dShape s in Pick(ConvCase.Shapes, ConvCase.LargeShapes, large))
-        {
-            foreach (ConvPass pass in ConvCase.Passes) c.Run(ConvCase.OpName(pass), s, r => new ConvCase(dev, r, s, pass), ConvCase.Default(pass));
-        }
+        IReadOnlyList<CaseCheck> checks = CaseCatalog.Checks(large);
+        foreach (CaseCheck check in checks) c.Run(check);
         if (dev.IsCuda)
         {
-            // The TF32 tensor-core forward (not the engine's default path): the case compares it with its own
-            // TF32 reference at fp32 tolerance (a wrong fragment layout gives errors of order 1) and with the
-            // exact reference at the TF32 tolerance. A simulated GPU lists it as skipped, with the reason.
-            foreach (Conv2dShape s in Pick(ConvCase.Shapes, ConvCase.LargeShapes, large))
+            // The TF32 tensor-core forwards (not the engine's default path): the conv case compares them with
+            // their TF32 reference at fp32 tolerance (a wrong fragment layout gives errors of order 1) and with
+            // the exact reference at the TF32 tolerance. A simulated GPU lists them as skipped, with the reason.
+            foreach (Conv2dShape s in CaseCheck.Sizes(ConvCase.Shapes, ConvCase.LargeShapes, large))
             {
                 foreach (var (name, launcher) in new (string, ConvLauncher)[] { ("conv2d_fwd_tf32", Conv2dTf32.Forward), ("conv2d_fwd_tf32_smem_acc", Conv2dTf32.ForwardSharedAccumulators) })
                 {
@@ -49,45 +47,25 @@ public sealed class KernelChecks(Device dev, Random rng)
                 }
             }
         }
-        foreach (BatchNormShape s in Pick(BatchNormCase.Shapes, BatchNormCase.LargeShapes, large)) c.BatchNorm(s);
-        foreach (long n in UnaryCase.Lengths) c.Elementwise(n);
-        foreach (Pool2dShape s in MaxPoolForwardCase.Shapes)
-        {
-            c.Run("maxpool_fwd", s, r => new MaxPoolForwardCase(dev, r, s), MaxPoolForwardCase.Default);
-            c.Run("maxpool_bwd", s, r => new MaxPoolBackwardCase(dev, r, s), MaxPoolBackwardCase.Default);
-        }
-        foreach (var (nc, hw) in AvgPoolCase.Shapes)
-        {
-            foreach (bool forward in new[] { true, false })
-            {
-                c.Run(forward ? "avgpool_fwd" : "avgpool_bwd", $"nc={nc} hw={hw}", r => new AvgPoolCase(dev, r, nc, hw, forward), AvgPoolCase.Default(forward));
-            }
-        }
-        foreach (LinearShape s in Pick(LinearCase.Shapes, LinearCase.LargeShapes, large))
-        {
-            c.Run("linear_fwd", s, r => new LinearForwardCase(dev, r, s), LinearForwardCase.Default);
-            c.Run("linear_bwd", s, r => new LinearBackwardCase(dev, r, s), LinearBackwardCase.Default);
-        }
-        foreach (var (n, k) in Pick(LossCase.Shapes, LossCase.LargeShapes, large))
-        {
-            c.Run("softmax_xent_fwd", $"n={n} classes={k}", r => new LossForwardCase(dev, r, n, k), LossForwardCase.Default);
-            c.Run("softmax_xent_bwd", $"n={n} classes={k}", r => new LossBackwardCase(dev, r, n, k), LossBackwardCase.Default);
-        }
-        foreach (long n in SgdCase.Lengths) c.Sgd(n);
-        foreach (AugmentShape s in AugmentCase.Shapes) c.Run("augment", s, r => new AugmentCase(dev, r, s), AugmentCase.Default);
         // The ops above take their float4 kernels where the views allow (fresh buffers, hw % 4 == 0 for
         // batch norm); once more with the scalar kernels, which the engine falls back to elsewhere.
         c._label = " (scalar)";
         using (Float4Dispatch.Suspend())
         {
-            c.BatchNorm(new BatchNormShape(3, 5, 8));
-            c.Elementwise(1001);
-            c.Sgd(1003);
+            foreach (CaseCheck check in checks.Where(k => ScalarFallbacks.Any(op => k.Op.StartsWith(op, StringComparison.Ordinal)))) c.Run(check);
         }
         return c.Results;
     }
 
-    private static IEnumerable<T> Pick<T>(IReadOnlyList<T> shapes, IReadOnlyList<T> largeShapes, bool large) => large ? shapes.Concat(largeShapes) : shapes;
+    /// <summary>The ops with float4 kernels and a scalar fallback.</summary>
+    private static readonly string[] ScalarFallbacks = ["batchnorm", "relu", "add", "sgd"];
+
+    /// <summary>Runs one op check of the catalog with this run's random numbers, recording one row (the worst output's error).</summary>
+    public void Run(CaseCheck check) => Guard(check.Op, check.Shape, () =>
+    {
+        CheckResult r = check.Run(dev, rng);
+        _results.Add(new KernelCheckResult(check.Op + _label, r.Shape, r.Worst, 1.0, r.LaunchMs, Detail: r.ToString()));
+    });
 
     /// <summary>
     /// Builds <paramref name="make"/>'s case with this run's random numbers and checks <paramref name="launcher"/> on it,
@@ -115,30 +93,5 @@ public sealed class KernelChecks(Device dev, Random rng)
         {
             _results.Add(new KernelCheckResult(op + _label, shape, double.PositiveInfinity, 1.0, 0, $"{e.GetType().Name}: {e.Message.Split('\n')[0]}"));
         }
-    }
-
-    /// <summary>Batch norm's training forward and backward, plain and fused with ReLU and with the block tail's add + ReLU.</summary>
-    public void BatchNorm(BatchNormShape s)
-    {
-        Run("batchnorm_fwd_train", s, r => new BatchNormForwardCase(dev, r, s), BatchNormForwardCase.Default(relu: false));
-        Run("batchnorm_bwd", s, r => new BatchNormBackwardCase(dev, r, s), BatchNormBackwardCase.Default);
-        Run("batchnorm_relu_fwd_train", s, r => new BatchNormForwardCase(dev, r, s, relu: true), BatchNormForwardCase.Default(relu: true));
-        Run("batchnorm_relu_bwd", s, r => new BatchNormReluBackwardCase(dev, r, s), BatchNormReluBackwardCase.Default);
-        Run("batchnorm_add_relu_fwd_train", s, r => new BatchNormAddReluForwardCase(dev, r, s), BatchNormAddReluForwardCase.Default);
-        Run("batchnorm_add_relu_bwd", s, r => new BatchNormAddReluBackwardCase(dev, r, s), BatchNormAddReluBackwardCase.Default);
-    }
-
-    /// <summary>ReLU forward and backward and the residual add.</summary>
-    public void Elementwise(long n)
-    {
-        Run("relu_fwd", $"n={n}", r => UnaryCase.ReluForward(dev, r, n), Relu.Forward);
-        Run("relu_bwd", $"n={n}", r => BinaryCase.ReluBackward(dev, r, n), Relu.Backward);
-        Run("add_fwd", $"n={n}", r => BinaryCase.Add(dev, r, n), Engine.Kernels.Elementwise.Add);
-    }
-
-    /// <summary>The first SGD step (buffer started from d, never read) and a steady-state one.</summary>
-    public void Sgd(long n)
-    {
-        foreach (bool first in new[] { true, false }) Run("sgd_step", $"n={n}", r => new SgdCase(dev, r, n, firstStep: first), SgdCase.Default);
     }
 }
