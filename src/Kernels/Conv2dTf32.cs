@@ -176,7 +176,9 @@ public static class Conv2dTf32
             Group.Barrier();
 
             // This lane's a0 (row g, depth t) and b0 (depth t, column g) of the warp's first tile; per PTX's
-            // m16n8k8 .tf32 layout a1..a3 sit 8 rows and 4 depths on, b1 4 depths on.
+            // m16n8k8 .tf32 layout a1..a3 sit 8 rows and 4 depths on, b1 4 depths on. The tiles are written
+            // out one by one (here and in the stores below) because PTX register names must be literal in
+            // the inline statement: acc4..acc7 cannot be computed from a loop index.
             int ar = (wm + g) * AStride + t, br = t * BStride + wn + g;
             // Tile 0: rows wm + 0 + (g, g + 8), columns wn + 0 + g; accumulators 0-3.
             {
