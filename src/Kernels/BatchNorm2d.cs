@@ -27,8 +27,11 @@ public static partial class BatchNorm2d
 
     /// <summary>
     /// Group g = channel*parts + part reduces elements [part*chunk, min(m, part*chunk + chunk)) of its
-    /// channel (flat index k = n*hw + j) to a mean and M2 (sum of squared deviations): each thread runs
-    /// Welford over a strided slice, then the group merges pairs with Chan's formula.
+    /// channel (flat index k = n*hw + j) to a mean and M2 (sum of squared deviations). Each thread sums
+    /// its strided slice shifted by the first value it reads (s = Σ(v - K), q = Σ(v - K)²: an add, an add
+    /// and a multiply-add per value, no division), which keeps the cancellation in M2 = q - s²/count as
+    /// small as Welford's when K lies among the values; one division per thread turns the sums into a mean
+    /// and M2, then the group merges pairs with Chan's formula.
     /// Writes partMean[g] = partial[g], partM2[g] = partial[channels*parts + g].
     /// </summary>
     [KernelName("batchnorm2d_stats_partial")]
@@ -47,15 +50,23 @@ public static partial class BatchNorm2d
         int groupSize = Group.DimX;
 
         int count = 0;
-        float mean = 0f, m2 = 0f;
+        float shift = 0f, sum = 0f, squares = 0f;
+        var walk = new ChannelWalk(begin + t, groupSize, channel, channels, hw, divHw);
+        if (begin + t < end) shift = x[walk.Index];
         for (int k = begin + t; k < end; k += groupSize)
         {
-            int n = divHw.Divide(k);
-            float v = x[(n * channels + channel) * hw + (k - n * hw)];
+            float d = x[walk.Index] - shift;
+            sum += d;
+            squares += d * d;
             count++;
-            float delta = v - mean;
-            mean += delta / count;
-            m2 += delta * (v - mean);
+            walk.Next();
+        }
+        float mean = 0f, m2 = 0f;
+        if (count > 0)
+        {
+            float average = sum / count;
+            mean = shift + average;
+            m2 = XMath.Max(0f, squares - sum * average);
         }
         sCount[t] = count;
         sMean[t] = mean;
@@ -191,13 +202,13 @@ public static partial class BatchNorm2d
         float mean = saveMean[channel];
 
         float sumDy = 0f, sumDyXc = 0f;
+        var walk = new ChannelWalk(begin + t, groupSize, channel, channels, hw, divHw);
         for (int k = begin + t; k < end; k += groupSize)
         {
-            int n = divHw.Divide(k);
-            int idx = (n * channels + channel) * hw + (k - n * hw);
-            float d = dy[idx];
+            float d = dy[walk.Index];
             sumDy += d;
-            sumDyXc += d * (x[idx] - mean);
+            sumDyXc += d * (x[walk.Index] - mean);
+            walk.Next();
         }
         StoreGroupSums(sDy, sDyXc, sumDy, sumDyXc, partial, g, channels * parts);
     }

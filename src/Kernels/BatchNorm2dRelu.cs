@@ -63,13 +63,14 @@ public static partial class BatchNorm2d
         float mean = saveMean[channel];
 
         float sumDy = 0f, sumDyXc = 0f;
+        var walk = new ChannelWalk(begin + t, groupSize, channel, channels, hw, divHw);
         for (int k = begin + t; k < end; k += groupSize)
         {
-            int n = divHw.Divide(k);
-            int idx = (n * channels + channel) * hw + (k - n * hw);
+            int idx = walk.Index;
             float d = y[idx] > 0f ? dy[idx] : 0f; // a select, not a branch: the mask is data-dependent
             sumDy += d;
             sumDyXc += d * (x[idx] - mean);
+            walk.Next();
         }
         StoreGroupSums(sDy, sDyXc, sumDy, sumDyXc, partial, g, channels * parts);
     }

@@ -1,31 +1,11 @@
 using Engine.Kernels;
+using Engine.Kernels.Cases;
 using Engine.Tests;
 
 namespace Engine.Kernels.Tests;
 
 public class AdaptiveAvgPoolTests
 {
-    [Theory]
-    [InlineData(1, 1)]
-    [InlineData(15, 7)]
-    [InlineData(6, 49)]
-    [InlineData(10, 16)]
-    public void Forward_and_backward_match_reference(int nc, int hw) => TestDevice.Use(dev =>
-    {
-        var rng = Numerics.NewRandom(out int seed);
-        float[] xHost = Numerics.Uniform(rng, nc * hw), dyHost = Numerics.Uniform(rng, nc);
-        using var x = dev.Upload<float>(xHost);
-        using var dy = dev.Upload<float>(dyHost);
-        using var y = Numerics.Poisoned(dev, nc);
-        using var dx = Numerics.Poisoned(dev, nc * hw);
-
-        AdaptiveAvgPool.Forward(dev, x.View, y.View, nc, hw);
-        AdaptiveAvgPool.Backward(dev, dy.View, dx.View, nc, hw);
-
-        Numerics.AssertClose(AdaptiveAvgPool.Reference.Forward(Numerics.ToDouble(xHost), nc, hw), dev.Download<float>(y.View), what: "avgpool y", seed: seed);
-        Numerics.AssertClose(AdaptiveAvgPool.Reference.Backward(Numerics.ToDouble(dyHost), nc, hw), dev.Download<float>(dx.View), what: "avgpool dx", seed: seed);
-    });
-
     [Fact]
     public void Backward_reference_matches_finite_differences()
     {

@@ -1,4 +1,5 @@
 using Engine.Kernels;
+using Engine.Kernels.Cases;
 using Engine.Tests;
 
 namespace Engine.Kernels.Tests;
@@ -6,64 +7,28 @@ namespace Engine.Kernels.Tests;
 /// <summary>Backward-data v2 (one dense GEMM per stride phase, the engine's Conv2d.BackwardData) and v1 against the float64 reference and each other.</summary>
 public class Conv2dBackwardDataPhasedTests
 {
-    /// <summary>
-    /// ResNet's kernels at strides 1 and 2 plus stride 3 (nine phases with 3, 2 or 1 taps of a 7x7),
-    /// sizes that are not multiples of the tiles, odd and even images (phases of unequal size), a 1x1/2
-    /// (three phases without taps, written as zeros), a 3x3/2 without padding, and images too small to
-    /// hold every phase. Columns: N, C, H, W, K, R, S, stride, pad.
-    /// </summary>
-    public static TheoryData<int, int, int, int, int, int, int, int, int> Shapes => new()
-    {
-        { 2, 3, 7, 7, 5, 3, 3, 1, 1 },
-        { 1, 6, 9, 9, 5, 1, 1, 2, 0 },
-        { 2, 5, 8, 8, 6, 1, 1, 2, 0 },
-        { 2, 3, 9, 8, 6, 3, 3, 2, 1 },
-        { 1, 4, 8, 7, 9, 3, 3, 2, 0 },
-        { 1, 3, 11, 11, 5, 7, 7, 2, 3 },
-        { 2, 2, 10, 9, 3, 7, 7, 3, 3 },
-        { 3, 5, 5, 6, 7, 3, 3, 2, 1 },
-        { 1, 2, 1, 1, 3, 1, 1, 2, 0 },
-        { 1, 2, 1, 2, 3, 3, 3, 2, 1 },
-    };
-
     private static Conv2dShape Shape(int n, int c, int h, int w, int k, int r, int s, int stride, int pad)
         => new(n, c, h, w, k, r, s, stride, pad);
 
-    /// <summary>As in <see cref="Conv2dTests"/>: each dx element sums at most K·R·S products of O(1) values.</summary>
-    private static double Atol(Conv2dShape s) => Math.Max(1e-5, 1e-7 * s.K * s.R * s.S);
+    /// <summary>
+    /// The conv case's shapes (<see cref="ConvCase.Shapes"/>): ResNet's kernels at strides 1 and 2 plus stride 3 (nine
+    /// phases with 3, 2 or 1 taps of a 7x7), sizes that are not multiples of the tiles, odd and even images (phases
+    /// of unequal size), a 1x1/2 (three phases without taps, written as zeros), a 3x3/2 without padding, and
+    /// images too small to hold every phase.
+    /// </summary>
+    public static TheoryData<int> Shapes() => new(Enumerable.Range(0, ConvCase.Shapes.Count));
+
+    private static ConvLauncher Phased(KernelTuning tuning)
+        => (Device d, ILGPU.ArrayView<float> dy, ILGPU.ArrayView<float> w, ILGPU.ArrayView<float> dx, in Conv2dShape s) => Conv2d.BackwardDataPhased(d, dy, w, dx, s, tuning);
 
     private static void Check(Device dev, Conv2dShape shape, KernelTuning tuning, string label)
-    {
-        var rng = Numerics.NewRandom(out int seed);
-        float[] dy = Numerics.Uniform(rng, (int)shape.OutputLength), wt = Numerics.Uniform(rng, (int)shape.WeightLength);
-        using var dDy = dev.Upload<float>(dy);
-        using var dW = dev.Upload<float>(wt);
-        using var dDx = Numerics.Poisoned(dev, shape.InputLength);
-        Conv2d.BackwardDataPhased(dev, dDy.View, dW.View, dDx.View, shape, tuning);
-        Numerics.AssertClose(Conv2d.Reference.BackwardData(Numerics.ToDouble(dy), Numerics.ToDouble(wt), shape), dev.Download<float>(dDx.View),
-            atol: Atol(shape), what: $"conv2d backward-data v2 {shape} {label}", seed: seed);
-    }
-
-    [Theory]
-    [MemberData(nameof(Shapes))]
-    public void Matches_reference_on_both_devices(int n, int c, int h, int w, int k, int r, int s, int stride, int pad)
-        => WideGroupDevice.Both(dev => Check(dev, Shape(n, c, h, w, k, r, s, stride, pad), dev.Tuning, "device tuning"));
+        => CaseAsserts.Passes(r => new ConvCase(dev, r, shape, ConvPass.BackwardData), Phased(tuning), $"backward-data v2, {label}");
 
     /// <summary>v1 (the gather GEMM over every tap) stays callable for the kernel bench, so it stays tested.</summary>
     [Theory]
     [MemberData(nameof(Shapes))]
-    public void Gather_v1_matches_reference_on_both_devices(int n, int c, int h, int w, int k, int r, int s, int stride, int pad) => WideGroupDevice.Both(dev =>
-    {
-        var shape = Shape(n, c, h, w, k, r, s, stride, pad);
-        var rng = Numerics.NewRandom(out int seed);
-        float[] dy = Numerics.Uniform(rng, (int)shape.OutputLength), wt = Numerics.Uniform(rng, (int)shape.WeightLength);
-        using var dDy = dev.Upload<float>(dy);
-        using var dW = dev.Upload<float>(wt);
-        using var dDx = Numerics.Poisoned(dev, shape.InputLength);
-        Conv2d.BackwardDataGather(dev, dDy.View, dW.View, dDx.View, shape);
-        Numerics.AssertClose(Conv2d.Reference.BackwardData(Numerics.ToDouble(dy), Numerics.ToDouble(wt), shape), dev.Download<float>(dDx.View),
-            atol: Atol(shape), what: $"conv2d backward-data v1 {shape}", seed: seed);
-    });
+    public void Gather_v1_matches_reference_on_both_devices(int shape) => WideGroupDevice.Both(dev =>
+        CaseAsserts.Passes(r => new ConvCase(dev, r, ConvCase.Shapes[shape], ConvPass.BackwardData), Conv2d.BackwardDataGather, "backward-data v1"));
 
     /// <summary>Random geometries: strides 1-3, kernels 1/3/7, pads 0/1/3, any image from 1x1 up that the kernel fits.</summary>
     [Fact]

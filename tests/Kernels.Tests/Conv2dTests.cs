@@ -1,84 +1,28 @@
 using Engine.Kernels;
+using Engine.Kernels.Cases;
 using Engine.Tests;
 
 namespace Engine.Kernels.Tests;
 
 public class Conv2dTests
 {
-    /// <summary>
-    /// Small shapes covering ResNet's kernels (1x1/1, 1x1/2, 3x3/1, 3x3/2, 7x7/2 pad 3), non-square
-    /// images, and sizes that are not multiples of the tiles (4x4 blocks, 4- to 32-deep slices) on any GEMM edge.
-    /// Columns: N, C, H, W, K, R, S, stride, pad.
-    /// </summary>
-    public static TheoryData<int, int, int, int, int, int, int, int, int> Shapes => new()
-    {
-        { 2, 3, 7, 7, 5, 3, 3, 1, 1 },
-        { 2, 3, 7, 7, 5, 1, 1, 1, 0 },
-        { 1, 6, 9, 9, 5, 1, 1, 2, 0 },
-        { 2, 3, 9, 8, 6, 3, 3, 2, 1 },
-        { 1, 3, 11, 11, 5, 7, 7, 2, 3 },
-        { 3, 5, 5, 6, 7, 3, 3, 1, 1 },
-        { 1, 1, 1, 1, 1, 1, 1, 1, 0 },
-    };
-
     private static Conv2dShape Shape(int n, int c, int h, int w, int k, int r, int s, int stride, int pad)
         => new(n, c, h, w, k, r, s, stride, pad);
 
-    /// <summary>
-    /// Each output is a float32 sum of <paramref name="terms"/> products of O(1) values; where it cancels
-    /// to near zero only an absolute bound holds, and the rounding it must absorb grows with the term count.
-    /// </summary>
-    private static double Atol(long terms) => Math.Max(1e-5, 1e-7 * terms);
+    /// <summary>A backward-weight launcher with an explicit split count over the GEMM's depth (N·OH·OW).</summary>
+    internal static ConvLauncher BackwardWeightSplit(int splits, KernelTuning? tuning = null)
+        => (Device d, ILGPU.ArrayView<float> x, ILGPU.ArrayView<float> dy, ILGPU.ArrayView<float> dw, in Conv2dShape s)
+            => Conv2d.BackwardWeight(d, x, dy, dw, s, splits, tuning ?? d.Tuning);
 
+    /// <summary>1: the single-pass path that writes dw directly; 3: an explicit split count (0, the launcher's own choice, is <see cref="Matches_reference"/>).</summary>
     [Theory]
-    [MemberData(nameof(Shapes))]
-    public void Forward_matches_reference(int n, int c, int h, int w, int k, int r, int s, int stride, int pad) => TestDevice.Use(dev =>
+    [InlineData(1)]
+    [InlineData(3)]
+    public void BackwardWeight_matches_reference_with_explicit_splits(int splits) => TestDevice.Use(dev =>
     {
-        var shape = Shape(n, c, h, w, k, r, s, stride, pad);
-        var rng = Numerics.NewRandom(out int seed);
-        float[] x = Numerics.Uniform(rng, (int)shape.InputLength), wt = Numerics.Uniform(rng, (int)shape.WeightLength);
-        using var dX = dev.Upload<float>(x);
-        using var dW = dev.Upload<float>(wt);
-        using var dY = Numerics.Poisoned(dev, shape.OutputLength);
-        Conv2d.Forward(dev, dX.View, dW.View, dY.View, shape);
-        Numerics.AssertClose(Conv2d.Reference.Forward(Numerics.ToDouble(x), Numerics.ToDouble(wt), shape), dev.Download<float>(dY.View),
-            atol: Atol((long)c * r * s), what: $"conv2d forward {shape}", seed: seed);
-    });
-
-    [Theory]
-    [MemberData(nameof(Shapes))]
-    public void BackwardData_matches_reference(int n, int c, int h, int w, int k, int r, int s, int stride, int pad) => TestDevice.Use(dev =>
-    {
-        var shape = Shape(n, c, h, w, k, r, s, stride, pad);
-        var rng = Numerics.NewRandom(out int seed);
-        float[] dy = Numerics.Uniform(rng, (int)shape.OutputLength), wt = Numerics.Uniform(rng, (int)shape.WeightLength);
-        using var dDy = dev.Upload<float>(dy);
-        using var dW = dev.Upload<float>(wt);
-        using var dDx = Numerics.Poisoned(dev, shape.InputLength);
-        Conv2d.BackwardData(dev, dDy.View, dW.View, dDx.View, shape);
-        Numerics.AssertClose(Conv2d.Reference.BackwardData(Numerics.ToDouble(dy), Numerics.ToDouble(wt), shape), dev.Download<float>(dDx.View),
-            atol: Atol((long)k * r * s), what: $"conv2d backward-data {shape}", seed: seed);
-    });
-
-    [Theory]
-    [MemberData(nameof(Shapes))]
-    public void BackwardWeight_matches_reference(int n, int c, int h, int w, int k, int r, int s, int stride, int pad) => TestDevice.Use(dev =>
-    {
-        var shape = Shape(n, c, h, w, k, r, s, stride, pad);
-        var rng = Numerics.NewRandom(out int seed);
-        float[] x = Numerics.Uniform(rng, (int)shape.InputLength), dy = Numerics.Uniform(rng, (int)shape.OutputLength);
-        double[] expected = Conv2d.Reference.BackwardWeight(Numerics.ToDouble(x), Numerics.ToDouble(dy), shape);
-        using var dX = dev.Upload<float>(x);
-        using var dDy = dev.Upload<float>(dy);
-        double atol = Atol((long)n * shape.OutH * shape.OutW);
-
-        // 0: the launcher's own choice (on the CPU emulator usually one split, for groups are cheap there);
-        // 1: the single-pass path that writes dw directly; 3: an explicit split count.
-        foreach (int splits in new[] { 0, 1, 3 })
+        foreach (Conv2dShape s in ConvCase.Shapes)
         {
-            using var dDw = Numerics.Poisoned(dev, shape.WeightLength);
-            Conv2d.BackwardWeight(dev, dX.View, dDy.View, dDw.View, shape, splits);
-            Numerics.AssertClose(expected, dev.Download<float>(dDw.View), atol: atol, what: $"conv2d backward-weight {shape} splits {splits}", seed: seed);
+            CaseAsserts.Passes(r => new ConvCase(dev, r, s, ConvPass.BackwardWeight), BackwardWeightSplit(splits), $"splits {splits}");
         }
     });
 
@@ -113,6 +57,14 @@ public class Conv2dTests
         { 1, 3, 12 },
     };
 
+    /// <summary>The passes' launchers under an explicit tuning.</summary>
+    internal static ConvLauncher Tuned(ConvPass pass, KernelTuning tuning) => pass switch
+    {
+        ConvPass.Forward => (Device d, ILGPU.ArrayView<float> a, ILGPU.ArrayView<float> b, ILGPU.ArrayView<float> o, in Conv2dShape s) => Conv2d.Forward(d, a, b, o, s, tuning),
+        ConvPass.BackwardData => (Device d, ILGPU.ArrayView<float> a, ILGPU.ArrayView<float> b, ILGPU.ArrayView<float> o, in Conv2dShape s) => Conv2d.BackwardData(d, a, b, o, s, tuning),
+        _ => BackwardWeightSplit(1, tuning),
+    };
+
     [Theory]
     [MemberData(nameof(Tunings))]
     public void Every_pass_matches_reference_under_other_tunings(int tile, int work, int depth)
@@ -122,32 +74,11 @@ public class Conv2dTests
         {
             foreach (var shape in new[] { Shape(2, 3, 7, 7, 5, 3, 3, 1, 1), Shape(1, 3, 11, 11, 6, 7, 7, 2, 3), Shape(2, 6, 9, 8, 9, 1, 1, 2, 0) })
             {
-                var rng = Numerics.NewRandom(out int seed);
-                float[] x = Numerics.Uniform(rng, (int)shape.InputLength), wt = Numerics.Uniform(rng, (int)shape.WeightLength);
-                float[] g = Numerics.Uniform(rng, (int)shape.OutputLength);
-                double[] xd = Numerics.ToDouble(x), wd = Numerics.ToDouble(wt), gd = Numerics.ToDouble(g);
-                using var dX = dev.Upload<float>(x);
-                using var dW = dev.Upload<float>(wt);
-                using var dG = dev.Upload<float>(g);
-                string what = $"{shape} tuning {tuning}";
-
-                using var dY = Numerics.Poisoned(dev, shape.OutputLength);
-                Conv2d.Forward(dev, dX.View, dW.View, dY.View, shape, tuning);
-                Numerics.AssertClose(Conv2d.Reference.Forward(xd, wd, shape), dev.Download<float>(dY.View),
-                    atol: Atol((long)shape.C * shape.R * shape.S), what: $"conv2d forward {what}", seed: seed);
-
-                using var dDx = Numerics.Poisoned(dev, shape.InputLength);
-                Conv2d.BackwardData(dev, dG.View, dW.View, dDx.View, shape, tuning);
-                Numerics.AssertClose(Conv2d.Reference.BackwardData(gd, wd, shape), dev.Download<float>(dDx.View),
-                    atol: Atol((long)shape.K * shape.R * shape.S), what: $"conv2d backward-data {what}", seed: seed);
-
-                foreach (int splits in new[] { 1, 3 })
+                foreach (ConvPass pass in ConvCase.Passes)
                 {
-                    using var dDw = Numerics.Poisoned(dev, shape.WeightLength);
-                    Conv2d.BackwardWeight(dev, dX.View, dG.View, dDw.View, shape, splits, tuning);
-                    Numerics.AssertClose(Conv2d.Reference.BackwardWeight(xd, gd, shape), dev.Download<float>(dDw.View),
-                        atol: Atol((long)shape.N * shape.OutH * shape.OutW), what: $"conv2d backward-weight {what} splits {splits}", seed: seed);
+                    CaseAsserts.Passes(r => new ConvCase(dev, r, shape, pass), Tuned(pass, tuning), $"tuning {tuning}");
                 }
+                CaseAsserts.Passes(r => new ConvCase(dev, r, shape, ConvPass.BackwardWeight), BackwardWeightSplit(3, tuning), $"tuning {tuning} splits 3");
             }
         });
     }

@@ -20,9 +20,13 @@ public class Conv2dTf32Tests
 {
     public static TheoryData<string> Architectures => new() { "SM_80", "SM_90" };
 
-    private static string CompilePtx(CudaArchitecture arch)
+    /// <summary>Both TF32 kernels (accumulators in registers, and the shared-memory version kept for the bench) on both architectures.</summary>
+    public static TheoryData<string, string> KernelsAndArchitectures => TheoryRows.Of(
+        from k in new[] { "ForwardKernel", "ForwardSharedAccumulatorsKernel" } from a in new[] { "SM_80", "SM_90" } select (k, a));
+
+    private static string CompilePtx(CudaArchitecture arch, string kernel = "ForwardKernel")
     {
-        MethodInfo method = typeof(Conv2dTf32).GetMethod("ForwardKernel", BindingFlags.Static | BindingFlags.NonPublic)!;
+        MethodInfo method = typeof(Conv2dTf32).GetMethod(kernel, BindingFlags.Static | BindingFlags.NonPublic)!;
         var entry = EntryPointDescription.FromExplicitlyGroupedKernel(method);
         using var context = Context.Create(b => b.Optimize(OptimizationLevel.O1).AllAccelerators().EnableAlgorithms());
         using var backend = new PTXBackend(context, new CudaCapabilityContext(arch), arch, CudaInstructionSet.ISA_88, null);
@@ -30,13 +34,13 @@ public class Conv2dTf32Tests
     }
 
     [Theory]
-    [MemberData(nameof(Architectures))]
-    public void Ptx_uses_tf32_mma_and_rounding_and_no_local_memory(string architecture)
+    [MemberData(nameof(KernelsAndArchitectures))]
+    public void Ptx_uses_tf32_mma_and_rounding_and_no_local_memory(string kernel, string architecture)
     {
         var arch = architecture == "SM_80" ? CudaArchitecture.SM_80 : CudaArchitecture.SM_90;
-        string ptx = CompilePtx(arch);
+        string ptx = CompilePtx(arch, kernel);
 
-        Assert.Matches(new Regex(@"\.entry\s+Kernel_conv2d_fwd_tf32\b"), ptx);
+        Assert.Matches(new Regex(@"\.entry\s+Kernel_conv2d_fwd_tf32(_smem_acc)?\b"), ptx);
         // Two chained mma per 16-deep slice, each writing 4 f32 registers from 4 A, 2 B registers and the same 4 accumulators.
         var mma = new Regex(@"mma\.sync\.aligned\.m16n8k8\.row\.col\.f32\.tf32\.tf32\.f32\s*\{[^}]*\},\s*\{[^}]*\},\s*\{[^}]*\},\s*\{[^}]*\};");
         int mmas = mma.Matches(ptx).Count;
@@ -44,6 +48,27 @@ public class Conv2dTf32Tests
         Assert.Contains("cvt.rna.tf32.f32", ptx);
         Assert.False(Regex.IsMatch(ptx, @"\.local\b"), $"{architecture}: conv2d_fwd_tf32 uses .local memory:\n" +
             string.Join('\n', ptx.Split('\n').Where(l => l.Contains(".local")).Take(5)));
+    }
+
+    /// <summary>
+    /// The accumulators never pass through memory: declared once as .reg acc0..acc15, each of the 8 mma per
+    /// slice (2 x 2 tiles, two k8 steps) reads and writes four of them by name, every accumulator is used, and
+    /// the results leave them only by mov. A kernel that gave them to the mma as operands would show ld/st
+    /// around each mma instead.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Architectures))]
+    public void Register_kernel_names_its_accumulators_in_every_mma(string architecture)
+    {
+        string ptx = CompilePtx(architecture == "SM_80" ? CudaArchitecture.SM_80 : CudaArchitecture.SM_90);
+        Assert.Single(Regex.Matches(ptx, @"\.reg\s+\.f32\s+acc<16>;"));
+        var mma = new Regex(@"mma\.sync\.aligned\.m16n8k8\.row\.col\.f32\.tf32\.tf32\.f32\s*\{(acc\d+(?:, acc\d+){3})\},\s*\{[^}]*\},\s*\{[^}]*\},\s*\{(acc\d+(?:, acc\d+){3})\};");
+        var matches = mma.Matches(ptx);
+        Assert.Equal(8, matches.Count);
+        Assert.All(matches, m => Assert.Equal(m.Groups[1].Value, m.Groups[2].Value));
+        var used = matches.SelectMany(m => m.Groups[1].Value.Split(", ")).Distinct().ToArray();
+        Assert.Equal(16, used.Length);
+        Assert.Equal(16, Regex.Matches(ptx, @"mov\.f32\s+%f\d+, acc\d+;").Count);
     }
 
     [CpuFact("the TF32 launcher refuses the CPU accelerator; on CUDA it launches")]

@@ -1,25 +1,11 @@
 using Engine.Kernels;
+using Engine.Kernels.Cases;
 using Engine.Tests;
 
 namespace Engine.Kernels.Tests;
 
 public class ElementwiseTests
 {
-    [Theory]
-    [InlineData(1)]
-    [InlineData(7)]
-    [InlineData(1000)]
-    public void Add_matches_reference(int n) => TestDevice.Use(dev =>
-    {
-        var rng = Numerics.NewRandom(out int seed);
-        float[] a = Numerics.Uniform(rng, n), b = Numerics.Uniform(rng, n);
-        using var da = dev.Upload<float>(a);
-        using var db = dev.Upload<float>(b);
-        using var y = Numerics.Poisoned(dev, n);
-        Elementwise.Add(dev, da.View, db.View, y.View);
-        Numerics.AssertClose(Elementwise.Reference.Add(Numerics.ToDouble(a), Numerics.ToDouble(b)), dev.Download<float>(y.View), what: "add", seed: seed);
-    });
-
     [Fact]
     public void Scale_and_accumulate_match_reference() => TestDevice.Use(dev =>
     {

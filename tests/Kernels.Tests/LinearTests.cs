@@ -1,51 +1,11 @@
 using Engine.Kernels;
+using Engine.Kernels.Cases;
 using Engine.Tests;
 
 namespace Engine.Kernels.Tests;
 
 public class LinearTests
 {
-    // Sizes straddle the CPU tile (4) and none but the last is a multiple of it.
-    [Theory]
-    [InlineData(5, 7, 3)]
-    [InlineData(1, 1, 1)]
-    [InlineData(9, 13, 10)]
-    [InlineData(8, 4, 4)]
-    public void Forward_matches_reference(int n, int inF, int outF) => WideGroupDevice.Both(dev =>
-    {
-        var rng = Numerics.NewRandom(out int seed);
-        float[] x = Numerics.Uniform(rng, n * inF), w = Numerics.Uniform(rng, outF * inF), b = Numerics.Uniform(rng, outF);
-        using var dx = dev.Upload<float>(x);
-        using var dw = dev.Upload<float>(w);
-        using var db = dev.Upload<float>(b);
-        using var y = Numerics.Poisoned(dev, n * outF);
-        Linear.Forward(dev, dx.View, dw.View, db.View, y.View, n, inF, outF);
-        double[] expected = Linear.Reference.Forward(Numerics.ToDouble(x), Numerics.ToDouble(w), Numerics.ToDouble(b), n, inF, outF);
-        Numerics.AssertClose(expected, dev.Download<float>(y.View), what: "linear y", seed: seed);
-    });
-
-    [Theory]
-    [InlineData(5, 7, 3)]
-    [InlineData(1, 1, 1)]
-    [InlineData(9, 13, 10)]
-    [InlineData(21, 6, 2)]
-    public void Backward_matches_reference(int n, int inF, int outF) => WideGroupDevice.Both(dev =>
-    {
-        var rng = Numerics.NewRandom(out int seed);
-        float[] x = Numerics.Uniform(rng, n * inF), w = Numerics.Uniform(rng, outF * inF), g = Numerics.Uniform(rng, n * outF);
-        using var xb = dev.Upload<float>(x);
-        using var wb = dev.Upload<float>(w);
-        using var gb = dev.Upload<float>(g);
-        using var dx = Numerics.Poisoned(dev, n * inF);
-        using var dw = Numerics.Poisoned(dev, outF * inF);
-        using var db = Numerics.Poisoned(dev, outF);
-        Linear.Backward(dev, xb.View, wb.View, gb.View, dx.View, dw.View, db.View, n, inF, outF);
-        var (ex, ew, eb) = Linear.Reference.Backward(Numerics.ToDouble(x), Numerics.ToDouble(w), Numerics.ToDouble(g), n, inF, outF);
-        Numerics.AssertClose(ex, dev.Download<float>(dx.View), what: "linear dx", seed: seed);
-        Numerics.AssertClose(ew, dev.Download<float>(dw.View), what: "linear dw", seed: seed);
-        Numerics.AssertClose(eb, dev.Download<float>(db.View), what: "linear db", seed: seed);
-    });
-
     [Fact]
     public void Backward_overwrites_rather_than_accumulates() => WideGroupDevice.Both(dev =>
     {

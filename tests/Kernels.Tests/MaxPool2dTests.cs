@@ -1,19 +1,14 @@
 using Engine.Kernels;
+using Engine.Kernels.Cases;
 using Engine.Tests;
 
 namespace Engine.Kernels.Tests;
 
 public class MaxPool2dTests
 {
-    public static TheoryData<int, int, int, int, int, int, int> Shapes => new()
-    {
-        { 2, 3, 7, 7, 3, 2, 1 },   // torchvision's stem pool on an odd plane
-        { 1, 2, 8, 8, 3, 2, 1 },
-        { 2, 1, 1, 1, 3, 2, 1 },   // 1x1 input: the window is mostly padding
-        { 1, 2, 5, 6, 2, 2, 0 },
-        { 2, 2, 7, 8, 3, 1, 1 },   // overlapping windows, stride 1
-        { 1, 1, 9, 7, 3, 3, 0 },
-    };
+    /// <summary>The maxpool case's shapes, as columns: N, C, H, W, kernel, stride, pad.</summary>
+    public static TheoryData<int, int, int, int, int, int, int> Shapes()
+        => TheoryRows.Of(MaxPoolForwardCase.Shapes.Select(s => (s.N, s.C, s.H, s.W, s.Kernel, s.Stride, s.Pad)));
 
     private static Pool2dShape Shape(int n, int c, int h, int w, int k, int s, int p) => new(n, c, h, w, k, s, p);
 
@@ -43,15 +38,6 @@ public class MaxPool2dTests
         Numerics.AssertClose(MaxPool2d.Reference.Backward(Numerics.ToDouble(dyHost), argmaxRef, s), dev.Download<float>(dx.View),
             what: $"maxpool dx {s}", seed: seed);
     }
-
-    [Theory]
-    [MemberData(nameof(Shapes))]
-    public void Forward_and_backward_match_reference(int n, int c, int h, int w, int k, int st, int p) => TestDevice.Use(dev =>
-    {
-        var s = Shape(n, c, h, w, k, st, p);
-        var rng = Numerics.NewRandom(out int seed);
-        RunAndCompare(dev, Distinct(rng, s.InputLength), Numerics.Uniform(rng, s.OutputLength), s, seed);
-    });
 
     /// <summary>Small integers make ties common; kernel and reference must agree on which element wins and gets the gradient.</summary>
     [Theory]

@@ -1,16 +1,16 @@
 using Engine.Kernels;
+using Engine.Kernels.Cases;
 using Engine.Tests;
 
 namespace Engine.Kernels.Tests;
 
 public class ReluTests
 {
+    /// <summary>y written over x and dx over dy, as the layers do where the input is not kept.</summary>
     [Theory]
-    [InlineData(1, false)]
-    [InlineData(7, false)]
-    [InlineData(1000, false)]
     [InlineData(37, true)]
-    public void Forward_and_backward_match_reference(int count, bool inPlace) => TestDevice.Use(dev =>
+    [InlineData(1001, true)]
+    public void Forward_and_backward_in_place_match_reference(int count, bool inPlace) => TestDevice.Use(dev =>
     {
         var rng = Numerics.NewRandom(out int seed);
         float[] xHost = Numerics.Uniform(rng, count), dyHost = Numerics.Uniform(rng, count);

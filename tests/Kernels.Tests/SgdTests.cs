@@ -1,4 +1,5 @@
 using Engine.Kernels;
+using Engine.Kernels.Cases;
 using Engine.Tests;
 using ILGPU.Runtime;
 
@@ -6,6 +7,7 @@ namespace Engine.Kernels.Tests;
 
 public class SgdTests
 {
+    /// <summary>Four steps in a row under other hyperparameters.</summary>
     [Theory]
     [InlineData(0.1, 0.9, 5e-4)]
     [InlineData(0.05, 0.9, 0.0)]

@@ -1,4 +1,5 @@
 using Engine.Kernels;
+using Engine.Kernels.Cases;
 using Engine.Tests;
 
 namespace Engine.Kernels.Tests;
@@ -31,22 +32,6 @@ public class SoftmaxCrossEntropyTests
         Numerics.AssertClose(new[] { expected.Loss }, new[] { loss }, what: what + " loss", seed: seed);
         Assert.Equal(expected.Correct, correct);
     }
-
-    // 37 rows exceed the CPU group (16), so threads own several rows.
-    [Theory]
-    [InlineData(5, 10)]
-    [InlineData(7, 3)]
-    [InlineData(37, 10)]
-    [InlineData(1, 1)]
-    public void Forward_matches_reference(int n, int classes) => WideGroupDevice.Both(dev =>
-    {
-        var rng = Numerics.NewRandom(out int seed);
-        float[] logits = Numerics.Uniform(rng, n * classes, -4f, 4f);
-        int[] labels = RandomLabels(rng, n, classes);
-        // Make some rows right on purpose, so the correct count is not trivially 0.
-        for (int r = 0; r < n; r += 2) logits[r * classes + labels[r]] = 5f;
-        AssertForwardMatches(dev, logits, labels, n, classes, seed, "xent");
-    });
 
     [Fact]
     public void Forward_counts_the_first_max_on_ties() => TestDevice.Use(dev =>
@@ -115,31 +100,16 @@ public class SoftmaxCrossEntropyTests
         }
     });
 
+    /// <summary>A data-parallel replica's scale: 1/N of a global batch four times larger (the mean's 1/n is the case's own, <see cref="OpCaseTests"/>).</summary>
     [Theory]
-    [InlineData(5, 10, 1.0)]
-    [InlineData(7, 3, 1.0)]
-    [InlineData(6, 10, 0.25)] // a data-parallel replica: scale 1/N of a global batch four times larger
-    public void Backward_matches_reference(int n, int classes, double scaleOfMean) => WideGroupDevice.Both(dev =>
+    [InlineData(0.25)]
+    [InlineData(0.5)]
+    public void Backward_with_a_replica_scale_matches_reference(double scaleOfMean) => WideGroupDevice.Both(dev =>
     {
-        var rng = Numerics.NewRandom(out int seed);
-        float[] logits = Numerics.Uniform(rng, n * classes, -3f, 3f);
-        int[] labels = RandomLabels(rng, n, classes);
-        var (probs, _, _) = RunForward(dev, logits, labels, n, classes);
-        float scale = (float)(scaleOfMean / n);
-        using var pb = dev.Upload<float>(probs);
-        using var yb = dev.Upload<int>(labels);
-        using var d = Numerics.Poisoned(dev, n * classes);
-        if (scaleOfMean == 1.0)
+        foreach (var (n, classes) in LossCase.Shapes)
         {
-            SoftmaxCrossEntropy.Backward(dev, pb.View, yb.View, d.View, n, classes);
+            CaseAsserts.Passes(r => new LossBackwardCase(dev, r, n, classes, scaleOfMean: scaleOfMean), LossBackwardCase.Default);
         }
-        else
-        {
-            SoftmaxCrossEntropy.Backward(dev, pb.View, yb.View, d.View, n, classes, scale);
-        }
-        var expectedProbs = SoftmaxCrossEntropy.Reference.Forward(Numerics.ToDouble(logits), labels, n, classes).Probs;
-        double[] expected = SoftmaxCrossEntropy.Reference.Backward(expectedProbs, labels, n, classes, scaleOfMean / n);
-        Numerics.AssertClose(expected, dev.Download<float>(d.View), what: "xent dlogits", seed: seed);
     });
 
     [Theory]

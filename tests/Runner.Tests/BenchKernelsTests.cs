@@ -151,14 +151,15 @@ public class BenchKernelsTests
         Assert.Equal(6 * shapes.BatchNormAddRelus.Count, tails.Count); // forward and backward, v1 (bn, add, relu), v2 (fused), v3 (fused, float4)
         Assert.All(tails, r => Assert.True(r.Passed == true, $"v{r.Version} {r.Op} {r.Shape}: error {r.Error}"));
 
-        // The CUDA-only TF32 conv forward (v3) is listed as skipped on the CPU accelerator, never timed.
-        Assert.DoesNotContain(report.Rows, r => r.Op == "conv2d_fwd" && r.Version == 3);
-        string skipped = Assert.Single(report.Skipped!);
-        Assert.StartsWith("conv2d_fwd v3 TF32 mma.sync implicit GEMM: skipped, ", skipped);
-        Assert.Contains("runs only on CUDA GPUs", skipped);
+        // The CUDA-only TF32 conv forwards (v3, v4) are listed as skipped on the CPU accelerator, never timed.
+        Assert.DoesNotContain(report.Rows, r => r.Op == "conv2d_fwd" && r.Version >= 3);
+        Assert.Equal(2, report.Skipped!.Count);
+        Assert.StartsWith("conv2d_fwd v3 TF32 mma.sync, accumulators in shared memory: skipped, ", report.Skipped[0]);
+        Assert.StartsWith("conv2d_fwd v4 TF32 mma.sync, accumulators in registers: skipped, ", report.Skipped[1]);
+        Assert.All(report.Skipped, l => Assert.Contains("runs only on CUDA GPUs", l));
 
         string text = KernelBench.Table(report);
-        Assert.Contains(skipped, text);
+        Assert.All(report.Skipped, l => Assert.Contains(l, text));
         Assert.Contains("FAIL", text);
         Assert.Contains("no-op (wrong on purpose)", text);
 

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using Engine.Kernels;
+using Engine.Kernels.Cases;
 using Device = Engine.Kernels.Device;
 
 namespace Engine.Runner.Bench;
@@ -92,56 +93,56 @@ public sealed class KernelBench(Device dev, BenchSettings settings, TextWriter p
     private void Queue(ModelShapes m, KernelVariants v)
     {
         int n = m.Batch;
-        Measure((b, s) => new OpCases.Augment(dev, _rng, m.Augment with { N = b }, s), n, v.Augment);
+        Measure((b, s) => new AugmentCase(dev, _rng, m.Augment with { N = b }, s), n, v.Augment);
         foreach (ConvUse u in m.Convs)
         {
             Conv2dShape c = u.Shape;
-            Measure((b, s) => new OpCases.Conv(dev, _rng, c with { N = b }, OpCases.ConvPass.Forward, s), n, v.ConvForward, u.PerStep);
+            Measure((b, s) => new ConvCase(dev, _rng, c with { N = b }, ConvPass.Forward, s), n, v.ConvForward, u.PerStep);
             if (u.BackwardDataPerStep > 0)
             {
-                Measure((b, s) => new OpCases.Conv(dev, _rng, c with { N = b }, OpCases.ConvPass.BackwardData, s), n, v.ConvBackwardData, u.BackwardDataPerStep);
+                Measure((b, s) => new ConvCase(dev, _rng, c with { N = b }, ConvPass.BackwardData, s), n, v.ConvBackwardData, u.BackwardDataPerStep);
             }
-            Measure((b, s) => new OpCases.Conv(dev, _rng, c with { N = b }, OpCases.ConvPass.BackwardWeight, s), n, v.ConvBackwardWeight, u.PerStep);
+            Measure((b, s) => new ConvCase(dev, _rng, c with { N = b }, ConvPass.BackwardWeight, s), n, v.ConvBackwardWeight, u.PerStep);
         }
         foreach (var (bn, count) in m.BatchNorms)
         {
-            Measure((b, s) => new OpCases.BatchNormForward(dev, _rng, bn with { N = b }, s), n, v.BatchNormForward, count);
-            Measure((b, s) => new OpCases.BatchNormBackward(dev, _rng, bn with { N = b }, s), n, v.BatchNormBackward, count);
+            Measure((b, s) => new BatchNormForwardCase(dev, _rng, bn with { N = b }, s), n, v.BatchNormForward, count);
+            Measure((b, s) => new BatchNormBackwardCase(dev, _rng, bn with { N = b }, s), n, v.BatchNormBackward, count);
         }
         foreach (var (bn, count) in m.BatchNormRelus)
         {
-            Measure((b, s) => new OpCases.BatchNormForward(dev, _rng, bn with { N = b }, s, relu: true), n, v.BatchNormReluForward, count);
-            Measure((b, s) => new OpCases.BatchNormReluBackward(dev, _rng, bn with { N = b }, s), n, v.BatchNormReluBackward, count);
+            Measure((b, s) => new BatchNormForwardCase(dev, _rng, bn with { N = b }, s, relu: true), n, v.BatchNormReluForward, count);
+            Measure((b, s) => new BatchNormReluBackwardCase(dev, _rng, bn with { N = b }, s), n, v.BatchNormReluBackward, count);
         }
         foreach (var (bn, count) in m.BatchNormAddRelus)
         {
-            Measure((b, s) => new OpCases.BatchNormAddReluForward(dev, _rng, bn with { N = b }, s), n, v.BatchNormAddReluForward, count);
-            Measure((b, s) => new OpCases.BatchNormAddReluBackward(dev, _rng, bn with { N = b }, s), n, v.BatchNormAddReluBackward, count);
+            Measure((b, s) => new BatchNormAddReluForwardCase(dev, _rng, bn with { N = b }, s), n, v.BatchNormAddReluForward, count);
+            Measure((b, s) => new BatchNormAddReluBackwardCase(dev, _rng, bn with { N = b }, s), n, v.BatchNormAddReluBackward, count);
         }
         foreach (var (len, count) in m.Relus)
         {
             long per = len / n;
-            Measure((b, s) => new OpCases.Unary(dev, _rng, "relu_fwd", b * per, OpCost.ReluForward(b * per), Relu.Reference.Forward, s), n, v.ReluForward, count);
-            Measure((b, s) => new OpCases.Binary(dev, _rng, "relu_bwd", b * per, OpCost.ReluBackward(b * per), Relu.Reference.Backward, s), n, v.ReluBackward, count);
+            Measure((b, s) => UnaryCase.ReluForward(dev, _rng, b * per, s), n, v.ReluForward, count);
+            Measure((b, s) => BinaryCase.ReluBackward(dev, _rng, b * per, s), n, v.ReluBackward, count);
         }
         foreach (var (len, count) in m.Adds)
         {
             long per = len / n;
-            Measure((b, s) => new OpCases.Binary(dev, _rng, "add_fwd", b * per, OpCost.Binary(b * per), Elementwise.Reference.Add, s), n, v.Add, count);
+            Measure((b, s) => BinaryCase.Add(dev, _rng, b * per, s), n, v.Add, count);
         }
         if (m.MaxPool is Pool2dShape p)
         {
-            Measure((b, s) => new OpCases.MaxPoolForward(dev, _rng, p with { N = b }, s), n, v.MaxPoolForward);
-            Measure((b, s) => new OpCases.MaxPoolBackward(dev, _rng, p with { N = b }, s), n, v.MaxPoolBackward);
+            Measure((b, s) => new MaxPoolForwardCase(dev, _rng, p with { N = b }, s), n, v.MaxPoolForward);
+            Measure((b, s) => new MaxPoolBackwardCase(dev, _rng, p with { N = b }, s), n, v.MaxPoolBackward);
         }
         int c1 = m.AvgPool.NC / n, hw = m.AvgPool.HW;
-        Measure((b, s) => new OpCases.AvgPool(dev, _rng, b * c1, hw, forward: true, s), n, v.AvgPoolForward);
-        Measure((b, s) => new OpCases.AvgPool(dev, _rng, b * c1, hw, forward: false, s), n, v.AvgPoolBackward);
-        Measure((b, s) => new OpCases.LinearForward(dev, _rng, m.Linear with { N = b }, s), n, v.LinearForward);
-        Measure((b, s) => new OpCases.LinearBackward(dev, _rng, m.Linear with { N = b }, s), n, v.LinearBackward);
-        Measure((b, s) => new OpCases.LossForward(dev, _rng, b, m.Linear.OutF, s), n, v.LossForward);
-        Measure((b, s) => new OpCases.LossBackward(dev, _rng, b, m.Linear.OutF, s), n, v.LossBackward);
-        Measure((_, s) => new OpCases.Sgd(dev, _rng, m.Parameters, s), n, v.Sgd);
+        Measure((b, s) => new AvgPoolCase(dev, _rng, b * c1, hw, forward: true, s), n, v.AvgPoolForward);
+        Measure((b, s) => new AvgPoolCase(dev, _rng, b * c1, hw, forward: false, s), n, v.AvgPoolBackward);
+        Measure((b, s) => new LinearForwardCase(dev, _rng, m.Linear with { N = b }, s), n, v.LinearForward);
+        Measure((b, s) => new LinearBackwardCase(dev, _rng, m.Linear with { N = b }, s), n, v.LinearBackward);
+        Measure((b, s) => new LossForwardCase(dev, _rng, b, m.Linear.OutF, s), n, v.LossForward);
+        Measure((b, s) => new LossBackwardCase(dev, _rng, b, m.Linear.OutF, s), n, v.LossBackward);
+        Measure((_, s) => new SgdCase(dev, _rng, m.Parameters, s), n, v.Sgd);
     }
 
     /// <summary>

@@ -1,4 +1,5 @@
 using Engine.Kernels;
+using Engine.Kernels.Cases;
 using Engine.Nn;
 
 namespace Engine.Runner.Bench;
@@ -6,31 +7,11 @@ namespace Engine.Runner.Bench;
 /// <summary>A shape and how many times one training step launches an op at it.</summary>
 public readonly record struct Counted<T>(T Shape, int PerStep);
 
-/// <summary>Batch-norm geometry: n images of c channels with hw pixels each.</summary>
-public readonly record struct BatchNormShape(int N, int C, int HW)
-{
-    public long Length => (long)N * C * HW;
-    public override string ToString() => $"n={N} c={C} hw={HW}";
-}
-
 /// <summary>
 /// A conv shape of the model: forward and backward-weight launches per step, and backward-data
 /// launches (fewer when the stem has this shape: its input gradient is never computed).
 /// </summary>
 public readonly record struct ConvUse(Conv2dShape Shape, int PerStep, int BackwardDataPerStep);
-
-/// <summary>The linear layer and loss geometry: n rows, inF features in, outF out (classes).</summary>
-public readonly record struct LinearShape(int N, int InF, int OutF)
-{
-    public override string ToString() => $"n={N} in={InF} out={OutF}";
-}
-
-/// <summary>uint8 images [n, c, h, w] cropped with <see cref="Pad"/> px zero padding, flipped and normalised.</summary>
-public readonly record struct AugmentShape(int N, int C, int H, int W, int Pad)
-{
-    public long Length => (long)N * C * H * W;
-    public override string ToString() => $"n={N} {C}x{H}x{W} pad={Pad}";
-}
 
 /// <summary>One op launch of a training step at one shape, named as the kernel profiler names it.</summary>
 public readonly record struct StepOp(string Op, string Shape, int PerStep, Cost Cost);

@@ -28,6 +28,7 @@ internal static class CheckCommand
                 Console.WriteLine(k.Skipped is not null ? $"skip {k.Kernel,-42} {k.Shape,-40} {k.Skipped}"
                     : k.Failure is null
                     ? $"{(k.Passed ? "ok  " : "FAIL")} {k.Kernel,-42} {k.Shape,-40} err {k.MaxError,8:G3} (<= 1)  {k.Milliseconds,9:F3} ms"
+                        + (k.Passed ? "" : $"\n     {k.Detail}")
                     : $"FAIL {k.Kernel,-42} {k.Shape,-40} threw {k.Failure}");
             }
             int failed = results.Count(k => k.Failed), skipped = results.Count(k => k.Skipped is not null);

@@ -104,6 +104,13 @@ internal static class KernelsCommand
                 }
                 Console.WriteLine($"{k.Name} on {a}: main loop 0x{loop.Start:x4}-0x{loop.End:x4}, {loop.Body.Count} instructions");
                 foreach (var i in loop.Body) Console.WriteLine($"  /*{i.Address:x4}*/ {i.Predicate,5} {i.Opcode} {i.Operands}".TrimEnd());
+                // A reduction kernel's element loop can be smaller than its tree loop: list every loop in one line each.
+                foreach (var other in listing.Loops.Where(l => l != loop))
+                {
+                    Console.WriteLine($"  other loop 0x{other.Start:x4}-0x{other.End:x4}: {other.Body.Count} instructions, {other.Count("FFMA")} FFMA, " +
+                        $"{other.Body.Count(i => i.IsGlobal && i.IsLoad)} global loads, {other.Body.Count(i => i.IsShared)} shared accesses, " +
+                        $"{other.Count("MUFU")} MUFU, {other.Count("CALL")} calls");
+                }
             }
         }
     }

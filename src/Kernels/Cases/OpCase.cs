@@ -1,9 +1,7 @@
-using Engine.Kernels;
 using ILGPU;
 using ILGPU.Runtime;
-using Device = Engine.Kernels.Device;
 
-namespace Engine.Runner.Bench;
+namespace Engine.Kernels.Cases;
 
 /// <summary>
 /// One op at one shape on a device: <see cref="Sets"/> sets of random operands (timed runs rotate
@@ -12,6 +10,14 @@ namespace Engine.Runner.Bench;
 /// the op (<typeparamref name="TLauncher"/>) can be launched on any set, or checked on set 0:
 /// in-place operands restored, outputs poisoned with NaN, one launch, compared with the reference.
 /// </summary>
+/// <remarks>
+/// Each op's case (its random inputs, shapes, reference and tolerance) is written once, here in the
+/// kernel library, and used three ways: by the xunit theories (tests/Kernels.Tests, on the CPU
+/// accelerator and the simulated GPU), by <c>engine check kernels</c> (the same checks on a GPU host,
+/// where no test project is deployed) and by <c>engine bench kernels</c> (each variant validated before
+/// it is timed). It lives beside the kernels because both the test project and the runner reference
+/// this library and nothing else they share; the cases use only the kernels' own types.
+/// </remarks>
 public abstract class OpCase<TLauncher> : IDisposable where TLauncher : Delegate
 {
     private readonly List<IDisposable> _buffers = new();
@@ -50,8 +56,8 @@ public abstract class OpCase<TLauncher> : IDisposable where TLauncher : Delegate
     /// <summary>Fills the expected outputs of set 0 from its host operands (runs on a worker thread).</summary>
     protected abstract void ComputeReference();
 
-    /// <summary>The worst error of set 0's outputs against the expected ones; at most 1 passes.</summary>
-    protected abstract double Compare();
+    /// <summary>Each output of set 0 against its expected values: the worst error of each (at most 1 passes).</summary>
+    protected abstract IEnumerable<OutputError> Compare();
 
     /// <summary>Starts the float64 reference on a worker thread (idempotent).</summary>
     public void StartReference() => _reference ??= Task.Run(ComputeReference);
@@ -59,67 +65,65 @@ public abstract class OpCase<TLauncher> : IDisposable where TLauncher : Delegate
     /// <summary>The precision of the variant being checked: <see cref="Compare"/> picks its tolerance by it.</summary>
     protected Precision CheckPrecision { get; private set; }
 
-    /// <summary>One launch of <paramref name="launcher"/> on fresh outputs, compared with the reference: the worst error (at most 1 passes).</summary>
-    public double Check(TLauncher launcher, Precision precision = Precision.Fp32)
+    /// <summary>
+    /// One launch of <paramref name="launcher"/> on fresh outputs (poisoned with NaN), compared with the
+    /// reference: every output's worst error, at most 1 passes (<see cref="CheckResult.Passed"/>).
+    /// </summary>
+    public CheckResult CheckOutputs(TLauncher launcher, Precision precision = Precision.Fp32)
     {
         CheckPrecision = precision;
         StartReference();
         Reset();
+        Dev.Synchronize();
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
         Launch(launcher, 0);
         Dev.Synchronize();
+        double ms = System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMilliseconds;
         _reference!.GetAwaiter().GetResult();
-        return Compare();
+        return new CheckResult(Op, Shape, Compare().ToArray(), ms);
     }
+
+    /// <summary>The worst error of <see cref="CheckOutputs"/> over all outputs (at most 1 passes).</summary>
+    public double Check(TLauncher launcher, Precision precision = Precision.Fp32) => CheckOutputs(launcher, precision).Worst;
 
     /// <summary>
     /// max |actual - expected| / (atol + rtol |expected|), infinite for a non-finite output: llm.c's
-    /// check written as a ratio, so that at most 1 passes and the margin is visible.
+    /// check written as a ratio, so that at most 1 passes and the margin is visible. The element where it
+    /// is worst (the first non-finite one, if any) is kept for the message.
     /// </summary>
     /// <param name="slack">Per element, added to atol: a rounding bound for ill-conditioned outputs.</param>
-    public static double Error(double[] expected, float[] actual, double rtol = 1e-4, double atol = 1e-5, double[]? slack = null)
+    public static OutputError Error(string output, double[] expected, float[] actual, double rtol = 1e-4, double atol = 1e-5, double[]? slack = null)
     {
-        if (expected.Length != actual.Length) return double.PositiveInfinity;
-        double worst = 0;
+        if (expected.Length != actual.Length)
+        {
+            return new OutputError(output, double.PositiveInfinity, -1, expected.Length, actual.Length, rtol, atol);
+        }
+        var worst = new OutputError(output, 0, -1, 0, 0, rtol, atol);
         for (int i = 0; i < expected.Length; i++)
         {
-            if (!float.IsFinite(actual[i])) return double.PositiveInfinity;
-            worst = Math.Max(worst, Math.Abs(actual[i] - expected[i]) / (atol + (slack?[i] ?? 0) + rtol * Math.Abs(expected[i])));
+            double diff = Math.Abs(actual[i] - expected[i]);
+            // An exact comparison (rtol = atol = 0) passes on equality alone.
+            double error = !float.IsFinite(actual[i]) ? double.PositiveInfinity
+                : diff == 0 ? 0 : diff / (atol + (slack?[i] ?? 0) + rtol * Math.Abs(expected[i]));
+            if (error > worst.Error || worst.Index < 0) worst = new OutputError(output, error, i, expected[i], actual[i], rtol, atol);
+            if (double.IsPositiveInfinity(error)) break;
         }
         return worst;
     }
 
+    protected OutputError Error(string output, double[] expected, ArrayView<float> actual, double rtol = 1e-4, double atol = 1e-5)
+        => Error(output, expected, Dev.Download(actual), rtol, atol);
+
     /// <summary>
-    /// A batch-norm training forward against its reference as `engine check kernels` does it: the saved
-    /// mean, the saved 1/std with its float32 rounding bound (large when a channel's few values nearly
-    /// coincide), y against the normalisation applied with the device's own statistics and then
-    /// <paramref name="epilogue"/>, and the running statistics.
+    /// The absolute tolerance of outputs that are float32 sums of <paramref name="terms"/> products of O(1)
+    /// values: where a sum cancels to near zero only an absolute bound holds, and the rounding it must
+    /// absorb grows with the term count (about eps/2 per add, over partial sums of size up to sqrt(terms)).
     /// </summary>
-    protected double BatchNormTrainError(BatchNorm2d.Reference.TrainResult expected, float[] x, float[] gamma, float[] beta,
-        ArrayView<float> y, ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> runningMean, ArrayView<float> runningVar,
-        int n, int c, int hw, Func<double[], double[]> epilogue)
-    {
-        float[] mean = Dev.Download(saveMean), invStd = Dev.Download(saveInvStd);
-        var e = BatchNorm2d.Reference.ExpectedFromStatistics(expected, D(x), D(gamma), D(beta), D(mean), D(invStd), n, c, hw, epilogue);
-        return new[]
-        {
-            Error(expected.SaveMean, mean),
-            Error(expected.SaveInvStd, invStd, slack: e.InvStdSlack),
-            Error(e.Y, Dev.Download(y)),
-            Error(expected.RunningMean, runningMean), Error(expected.RunningVar, runningVar),
-        }.Max();
-    }
+    public static double SumAtol(long terms) => Math.Max(1e-5, 1e-7 * terms);
 
-    protected double Error(double[] expected, ArrayView<float> actual, double rtol = 1e-4, double atol = 1e-5)
-        => Error(expected, Dev.Download(actual), rtol, atol);
+    protected float[] Rand(long n, float lo = -1, float hi = 1) => CaseInputs.Uniform(Rng, n, lo, hi);
 
-    protected float[] Rand(long n, float lo = -1, float hi = 1)
-    {
-        var a = new float[n];
-        for (long i = 0; i < n; i++) a[i] = lo + (hi - lo) * (float)Rng.NextDouble();
-        return a;
-    }
-
-    protected static double[] D(float[] a) => Array.ConvertAll(a, v => (double)v);
+    protected static double[] D(float[] a) => CaseInputs.D(a);
 
     /// <summary>A device copy of <paramref name="data"/>, freed with the case.</summary>
     protected ArrayView<T> Upload<T>(T[] data) where T : unmanaged
