@@ -35,6 +35,7 @@ public sealed class NcclCommunicator : ICommunicator
     private readonly object _gate = new();
     private nint _comm; // 0 once aborted or destroyed: whoever exchanges it for 0 owns the one abort or destroy
     private int _watching;
+    private nint _currentBeforeInit, _currentAfterInit;
     private long _inFlightSinceTicks; // 0: nothing in flight
     private string? _abortReason;
     private volatile CommException? _broken;
@@ -129,6 +130,7 @@ public sealed class NcclCommunicator : ICommunicator
         NcclResult result = NcclResult.InternalError;
         Task start = _worker.Post(() =>
         {
+            _currentBeforeInit = CudaContextFacts.Current();
             nint handle;
             if (nonBlocking)
             {
@@ -140,6 +142,7 @@ public sealed class NcclCommunicator : ICommunicator
                 result = NcclNative.ncclCommInitRank(out handle, WorldSize, id, Rank);
             }
             Interlocked.Exchange(ref _comm, handle);
+            _currentAfterInit = CudaContextFacts.Current();
         });
         if (!start.Wait(timeout))
         {
@@ -200,6 +203,11 @@ public sealed class NcclCommunicator : ICommunicator
         }
         NcclNative.Check(result, call);
     }
+
+    /// <summary>Which CUDA contexts NCCL was given: all must be the device's primary context.</summary>
+    public CudaContextFacts ContextFacts() => new(
+        CudaContextFacts.PrimaryOf(((CudaAccelerator)_dev.Accelerator).DeviceId), _currentBeforeInit, _currentAfterInit,
+        CudaContextFacts.OfStream(_streamPtr), CudaContextFacts.OfPointer(Ptr(_barrierBuffer.View)));
 
     public CommWork AllReduce(ArrayView<float> buffer, ReduceOp op = ReduceOp.Sum) => AllReduce(buffer, buffer, op);
 
