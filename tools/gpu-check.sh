@@ -8,7 +8,7 @@
 #   usage: tools/gpu-check.sh [OUT_DIR] [MINUTES]      (ENGINE=path/to/engine, default ./publish/engine)
 # ARCHIVE=file.tar.gz packs OUT_DIR into that one file at the end (for hosts that hand back few files).
 # Rehearsal on the simulated GPU (docs/GPU.md): source ../shared/gpusim/env.sh first, then
-#   DEVICE=cuda MODEL=resnet18 WIDTH=2 BATCH=4 NCCL_SIZES=4K,64K SLOWDOWN=8 ENGINE_NCCL_PATH=$PWD/native/build/fake-nccl \
+#   DEVICE=cuda MODEL=resnet18 WIDTH=2 BATCH=4 STEPS=1 EPOCHS=1 NCCL_SIZES=4K,64K SLOWDOWN=8 ENGINE_NCCL_PATH=$PWD/native/build/fake-nccl \
 #     ENGINE=$PWD/src/Runner/bin/Release/net10.0/engine bash tools/gpu-check.sh /tmp/gpu-rehearsal
 # (GPUSIM_CONFIG_DIR set: the steps run from a folder holding the simulator's configuration). SLOWDOWN multiplies
 # every bound and the total, for a device slower than the card the window is planned for; a GPU run leaves it at 1.
@@ -23,6 +23,8 @@ model=${MODEL:-resnet34}
 width=${WIDTH:-64}
 batch=${BATCH:-512}
 nccl_sizes=${NCCL_SIZES:-4K,1M,64M}
+steps=${STEPS:-10}    # training steps per epoch of engine-step (engine-profile runs 4)
+epochs=${EPOCHS:-3}   # epochs of engine-step; the first pays for kernel compilation
 python=${PYTHON:-python3}
 slowdown=${SLOWDOWN:-1}
 mkdir -p "$out"
@@ -85,9 +87,9 @@ if failed kernels && grep -q 'ENGINE_CUDA_CONTEXT' "$out/kernels.log"; then
   line note "primary context refused: ENGINE_CUDA_CONTEXT=own for the rest of the run (NCCL will not see the engine's buffers)"
   step kernels-own-context 45 "$engine" check kernels --device "$device" --seed 1234
 fi
-# The training step: 3 epochs of 10 steps; the first epoch pays for kernel compilation.
+# The training step: EPOCHS epochs of STEPS steps.
 step engine-step 100 "$engine" train --device "$device" --model "$model" --width "$width" --batch-size "$batch" \
-  --train-limit $((batch * 10)) --test-limit 0 --epochs 3 --output "$out/engine-train.json"
+  --train-limit $((batch * steps)) --test-limit 0 --epochs "$epochs" --output "$out/engine-train.json"
 # NCCL on ILGPU buffers: its self-check prints the CUDA context current before and after init and the stream's and a
 # buffer's contexts (all must be the primary context), then one-rank all-reduces. NCCL_DEBUG=WARN explains a refusal.
 step nccl 45 env NCCL_DEBUG=WARN "$engine" bench allreduce --backend nccl --nproc 1 --sizes "$nccl_sizes" --timeout 20
@@ -105,19 +107,19 @@ command -v nvidia-smi > /dev/null && step gpu 15 nvidia-smi --query-gpu=name,dri
 # If the step failed, once more with the float4 kernels off (the newest unverified fast path).
 if failed engine-step; then
   step engine-step-scalar 60 env ENGINE_FLOAT4=0 "$engine" train --device "$device" --model "$model" --width "$width" --batch-size "$batch" \
-    --train-limit $((batch * 10)) --test-limit 0 --epochs 3 --output "$out/engine-train.json"
+    --train-limit $((batch * steps)) --test-limit 0 --epochs "$epochs" --output "$out/engine-train.json"
 fi
 # Every kernel again at ResNet-sized shapes: a real card's job (on the simulated GPU it takes far longer than any window).
 if [ -z "${GPUSIM_CONFIG_DIR:-}" ]; then
   step kernels-large 60 "$engine" check kernels --device "$device" --large --seed 1234
 fi
 # Where the engine's step goes, kernel by kernel (CUDA events through ILGPU profiling markers).
-step engine-profile 45 "$engine" train --device "$device" --model "$model" --width "$width" --batch-size "$batch" --train-limit $((batch * 4)) \
-  --test-limit 0 --epochs 2 --profile kernels --trace "$out/engine-trace.json"
+step engine-profile 45 "$engine" train --device "$device" --model "$model" --width "$width" --batch-size "$batch" --train-limit $((batch * (steps < 4 ? steps : 4))) \
+  --test-limit 0 --epochs 1 --profile kernels --trace "$out/engine-trace.json"
 # Single vs dp vs ddp on this host (one GPU: two replicas share it, ddp over the host ring), with the report.
 cbatch=$(( batch / 4 > 0 ? batch / 4 : 1 ))
-step compare 60 "$engine" compare --device "$device" --model resnet18 --width "$width" --batch-size "$cbatch" --train-limit $((cbatch * 10)) \
-  --test-limit 0 --epochs 2 --report "$out/compare-report" --output "$out/compare.json"
+step compare 60 "$engine" compare --device "$device" --model resnet18 --width "$width" --batch-size "$cbatch" --train-limit $((cbatch * steps)) \
+  --test-limit 0 --epochs "$(( epochs < 2 ? epochs : 2 ))" --report "$out/compare-report" --output "$out/compare.json"
 
 echo
 echo "== gpu-check summary ($(date -u +%Y-%m-%dT%H:%MZ))"
