@@ -11,8 +11,11 @@ namespace Engine.Runner.Tests;
 /// of a tiny ResNet (rank 0's parameter broadcast, the bucketed gradient all-reduces, the buffer broadcast) must leave
 /// the model, its BN statistics and momentum exactly as the same run over the host ring does: with two ranks each
 /// sum has one order, so the two backends agree to the bit.
+/// Four simulated-GPU processes make it slow (9.5 minutes on the 2-core VM under load, docs/PERF.md): it has a
+/// category of its own, outside .ci/run's simulated-GPU filter; run it with
+/// <c>dotnet test tests/Runner.Tests -c Release --filter Category=SimulatedGpuDdp</c> after sourcing the simulator's env.sh.
 /// </summary>
-[Trait("Category", "SimulatedGpu")]
+[Trait("Category", "SimulatedGpuDdp")]
 public class SimulatedGpuDdpNcclTests
 {
     [FakeNcclFact]
