@@ -3,14 +3,14 @@
 #   build      compile the solution (Release)
 #   test       run every test project (CPU accelerator; no GPU needed)
 #   publish    self-contained linux-x64 single-file `engine` for GPU hosts (into ./publish, or -Out)
-#   native     build the optional C shim(s) in native/ with CMake (needs a CUDA toolkit for NVTX)
+#   native     build native/ with CMake: the fake NCCL for tests, and the NVTX shim where a CUDA toolkit is installed
 #   bench      run the kernel benchmarks on the default device
 #   gpu-check  the one prepared command for a GPU host (see docs/GPU.md): -Out DIR, -Minutes N
 param(
     [Parameter(Position = 0)][ValidateSet('build', 'test', 'publish', 'native', 'bench', 'gpu-check')]
     [string]$Task = 'build',
     [string]$Out = '',
-    [int]$Minutes = 8,
+    [int]$Minutes = 7,
     [string]$Configuration = 'Release'
 )
 $ErrorActionPreference = 'Stop'

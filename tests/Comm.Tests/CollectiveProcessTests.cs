@@ -16,6 +16,12 @@ public class CollectiveProcessTests
     {
         int seed = Random.Shared.Next();
         RankJob.Result job = RankJob.Launch(new LaunchOptions(ranks), TimeSpan.FromSeconds(90), "collectives", seed.ToString(), "1024", "20");
+        AssertEveryRankPassedAndAgrees(job, ranks, seed);
+    }
+
+    /// <summary>Every rank of a <c>collectives</c> job printed OK, and the results that must be equal on every rank hash the same.</summary>
+    internal static void AssertEveryRankPassedAndAgrees(RankJob.Result job, int ranks, int seed)
+    {
         string all = job.Stdout + job.Stderr;
         Assert.True(job.ExitCode == 0, $"exit {job.ExitCode} (seed {seed}):\n{all}");
 

@@ -37,6 +37,23 @@ public class NcclBindingTests
         Assert.Equal(4, Unsafe.SizeOf<NcclDataType>());
     }
 
+    /// <summary>ncclConfig_t's leading fields as nccl.h lays them out on 64-bit Linux, and NCCL_CONFIG_INITIALIZER's values with blocking = 0.</summary>
+    [Fact]
+    public void ConfigMatchesNcclH()
+    {
+        Assert.Equal(40, Marshal.SizeOf<NcclConfig>());
+        Assert.Equal([0, 8, 12, 16, 20, 24, 28, 32], new[]
+        {
+            nameof(NcclConfig.Size), nameof(NcclConfig.Magic), nameof(NcclConfig.Version), nameof(NcclConfig.Blocking),
+            nameof(NcclConfig.CgaClusterSize), nameof(NcclConfig.MinCtas), nameof(NcclConfig.MaxCtas), nameof(NcclConfig.NetName),
+        }.Select(f => (int)Marshal.OffsetOf<NcclConfig>(f)));
+        NcclConfig c = NcclConfig.NonBlocking();
+        Assert.Equal((40u, 0xcafebeefu, 0), ((uint)c.Size, c.Magic, c.Blocking));
+        Assert.Equal(21400u, c.Version); // NCCL_VERSION(2, 14, 0): the first release with this struct
+        Assert.Equal(int.MinValue, c.CgaClusterSize); // NCCL_CONFIG_UNDEF_INT
+        Assert.Equal(0, c.NetName);
+    }
+
     [Fact]
     public void SearchOrderIsExplicitPathThenLdLibraryPathThenLoaderThenUsualFoldersThenPythonWheels()
     {

@@ -30,6 +30,10 @@ internal static class RankJob
 
     /// <summary>One rank started by hand with torchrun's variables, the way another launcher would.</summary>
     public static Process StartRank(int rank, int worldSize, int port, params string[] args)
+        => StartRank(rank, worldSize, port, new Dictionary<string, string>(), args);
+
+    /// <summary>As above, with <paramref name="environment"/> added to the rank's variables.</summary>
+    public static Process StartRank(int rank, int worldSize, int port, IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         var psi = new ProcessStartInfo(Worker.FileName)
         {
@@ -41,7 +45,7 @@ internal static class RankJob
         {
             psi.ArgumentList.Add(a);
         }
-        foreach ((string k, string v) in LaunchEnvironment.ForChild(rank, worldSize, rank, worldSize, "127.0.0.1", port))
+        foreach ((string k, string v) in LaunchEnvironment.ForChild(rank, worldSize, rank, worldSize, "127.0.0.1", port).Concat(environment))
         {
             psi.Environment[k] = v;
         }

@@ -12,18 +12,22 @@ namespace Engine.Comm.Tests;
 /// started by <see cref="Launcher"/> or directly with torchrun's variables. It checks every collective
 /// against a float64 reference computed from all ranks' (deterministic) inputs, prints a hash of each
 /// result so the test can check that ranks agree bit for bit, and exits non-zero on any mismatch.
+/// The collective scenarios take an optional backend and device (default <c>host</c> on <c>cpu</c>); with
+/// <c>nccl</c> on <c>cuda</c> they run on the simulated GPU with the fake NCCL of native/ (see <see cref="FakeNccl"/>).
 /// </summary>
 public static class RankWorker
 {
     public static int Main(string[] args)
     {
+        string Arg(int i, string fallback) => args.Length > i ? args[i] : fallback;
         try
         {
             return args[0] switch
             {
-                "collectives" => Collectives(int.Parse(args[1]), int.Parse(args[2]), double.Parse(args[3])),
-                "kill" => KillDuringAllReduce(int.Parse(args[1]), double.Parse(args[2])),
-                "stall" => StallDuringAllReduce(int.Parse(args[1]), double.Parse(args[2])),
+                "collectives" => Collectives(int.Parse(args[1]), int.Parse(args[2]), double.Parse(args[3]), Arg(4, "host"), Arg(5, "cpu")),
+                "kill" => KillDuringAllReduce(int.Parse(args[1]), double.Parse(args[2]), Arg(3, "host"), Arg(4, "cpu")),
+                "stall" => StallDuringAllReduce(int.Parse(args[1]), double.Parse(args[2]), Arg(3, "host"), Arg(4, "cpu")),
+                "nccl-init-hang" => NcclInitThatHangs(double.Parse(args[1])),
                 "env" => PrintEnvironment(),
                 "exit" => ExitOrSleep(int.Parse(args[1]), int.Parse(args[2])),
                 _ => throw new ArgumentException($"unknown scenario {args[0]}"),
@@ -32,7 +36,40 @@ public static class RankWorker
         catch (CommException e)
         {
             Console.Error.WriteLine($"ERROR {e.GetType().Name} op={e.Operation} peer={e.PeerRank} lost={e.LostRank}: {e.Message}");
+            PrintFakeNcclState();
             return 3;
+        }
+    }
+
+    /// <summary>
+    /// The rank's device. On the simulated GPU the process first moves to a folder holding the simulator's
+    /// configuration; the simulator prints on stdout, so the worker's own lines go to stderr (the launcher
+    /// prefixes both).
+    /// </summary>
+    private static Device OpenDevice(string spec)
+    {
+        if (spec != "cpu" && Engine.Tests.SimulatedGpu.IsSetUp)
+        {
+            Console.SetOut(Console.Error);
+            Engine.Tests.SimulatedGpu.EnterWorkingFolder();
+        }
+        return Device.Create(spec);
+    }
+
+    /// <summary>A buffer of <paramref name="length"/> copies of <paramref name="value"/>, uploaded (no kernel: cheap on the simulated GPU).</summary>
+    private static MemoryBuffer1D<float, Stride1D.Dense> Filled(Device dev, long length, float value)
+    {
+        var host = new float[length];
+        Array.Fill(host, value);
+        return dev.Upload<float>(host);
+    }
+
+    /// <summary>The fake NCCL's counters, printed for the tests (nothing when the loaded NCCL is not the fake).</summary>
+    private static void PrintFakeNcclState()
+    {
+        if (FakeNccl.Stats() is { } s)
+        {
+            Console.WriteLine($"FAKE_NCCL inits_in_flight={s.InitsInFlight} aborts={s.Aborts} live={s.Live}");
         }
     }
 
@@ -48,10 +85,21 @@ public static class RankWorker
 
     private static readonly int[] Lengths = [0, 1, 2, 3, 5, 7, 13, 31, 97, 257, 1031, 4099, 65_537];
 
-    private static int Collectives(int seed, int sliceBytes, double timeoutSeconds)
+    private static int Collectives(int seed, int sliceBytes, double timeoutSeconds, string backend, string device)
     {
-        using Device dev = Device.Create("cpu");
-        using ICommunicator comm = CommunicatorFactory.FromEnvironment(dev, "host", TimeSpan.FromSeconds(timeoutSeconds), sliceBytes: sliceBytes);
+        int failures;
+        using (Device dev = OpenDevice(device))
+        using (ICommunicator comm = CommunicatorFactory.FromEnvironment(dev, backend, TimeSpan.FromSeconds(timeoutSeconds), sliceBytes: sliceBytes))
+        {
+            failures = Collectives(dev, comm, seed);
+        }
+        PrintFakeNcclState();
+        Console.WriteLine(failures == 0 ? "OK" : $"FAILED {failures}");
+        return failures == 0 ? 0 : 1;
+    }
+
+    private static int Collectives(Device dev, ICommunicator comm, int seed)
+    {
         int n = comm.WorldSize, r = comm.Rank;
         int failures = 0;
 
@@ -127,9 +175,8 @@ public static class RankWorker
             }
 
             using (var input = Make(5 + L, r, L))
-            using (var output = dev.Allocate<float>((long)n * L))
+            using (var output = Filled(dev, (long)n * L, float.NaN))
             {
-                Elementwise.Fill(dev, output.View, float.NaN);
                 comm.AllGather(input.View, output.View).Wait();
                 Check("all_gather", L, i => Input(seed, 5 + L, (int)(i / L), i % L), dev.Download<float>(output.View));
             }
@@ -137,25 +184,79 @@ public static class RankWorker
             foreach (ReduceOp op in new[] { ReduceOp.Sum, ReduceOp.Avg })
             {
                 using var input = Make(6 + L, r, (long)n * L);
-                using var output = dev.Allocate<float>(L);
-                Elementwise.Fill(dev, output.View, float.NaN);
+                using var output = Filled(dev, L, float.NaN);
                 comm.ReduceScatter(input.View, output.View, op).Wait();
                 Check($"reduce_scatter_{op}", L, i => SumOver(6 + L, r * (long)L + i) / (op == ReduceOp.Avg ? n : 1), dev.Download<float>(output.View));
             }
         }
 
+        // Views with offsets into larger buffers (NCCL gets the view's address, not the buffer's), out of place and
+        // in place; the elements around each view must keep their sentinel.
+        const int pad = 5;
+        const float sentinel = -12345.5f;
+        MemoryBuffer1D<float, Stride1D.Dense> Padded(int tag, int rank, long length, bool input)
+        {
+            var host = new float[length + 2 * pad];
+            Array.Fill(host, sentinel);
+            for (long i = 0; input && i < length; i++) host[pad + i] = Input(seed, tag, rank, i);
+            if (!input) Array.Fill(host, float.NaN, pad, (int)length);
+            return dev.Upload<float>(host);
+        }
+        ArrayView<float> Inner(MemoryBuffer1D<float, Stride1D.Dense> b) => b.View.SubView(pad, b.Length - 2 * pad);
+        void CheckPadded(string what, int length, Func<long, double> expected, MemoryBuffer1D<float, Stride1D.Dense> b)
+        {
+            float[] all = dev.Download<float>(b.View);
+            Check(what, length, expected, all[pad..^pad]);
+            if (all[..pad].Concat(all[^pad..]).Any(v => v != sentinel))
+            {
+                Console.Error.WriteLine($"FAIL {what} length {length} rank {r}: wrote outside the view (seed {seed})");
+                failures++;
+            }
+        }
+        foreach (int L in new[] { 1, 31, 4099 })
+        {
+            using (var input = Padded(7 + L, r, L, true))
+            using (var output = Padded(0, r, L, false))
+            {
+                if (comm is Engine.Comm.Nccl.NcclCommunicator nccl)
+                {
+                    // Out of place (NCCL's sendbuff != recvbuff): only NCCL offers it.
+                    nccl.AllReduce(Inner(input), Inner(output)).Wait();
+                    CheckPadded("offset_all_reduce_out_of_place", L, i => SumOver(7 + L, i), output);
+                    CheckPadded($"offset_all_reduce_input{r}", L, i => Input(seed, 7 + L, r, i), input);
+                }
+                comm.AllReduce(Inner(input), ReduceOp.Avg).Wait();
+                CheckPadded("offset_all_reduce_in_place", L, i => SumOver(7 + L, i) / n, input);
+            }
+            using (var b = Padded(8 + L, r, L, true))
+            {
+                comm.Broadcast(Inner(b), n - 1).Wait();
+                CheckPadded("offset_broadcast", L, i => Input(seed, 8 + L, n - 1, i), b);
+            }
+            using (var input = Padded(9 + L, r, L, true))
+            using (var output = Padded(0, r, (long)n * L, false))
+            {
+                comm.AllGather(Inner(input), Inner(output)).Wait();
+                CheckPadded("offset_all_gather", L, i => Input(seed, 9 + L, (int)(i / L), i % L), output);
+            }
+            using (var input = Padded(10 + L, r, (long)n * L, true))
+            using (var output = Padded(0, r, L, false))
+            {
+                comm.ReduceScatter(Inner(input), Inner(output)).Wait();
+                CheckPadded("offset_reduce_scatter", L, i => SumOver(10 + L, r * (long)L + i), output);
+            }
+        }
+
         comm.Barrier().Wait();
-        Console.WriteLine(failures == 0 ? "OK" : $"FAILED {failures}");
-        return failures == 0 ? 0 : 1;
+        return failures;
     }
 
     /// <summary>All-reduces of 8 MB in a loop; rank <paramref name="victim"/> kills itself (SIGKILL) in the middle of one.</summary>
-    private static int KillDuringAllReduce(int victim, double timeoutSeconds)
+    private static int KillDuringAllReduce(int victim, double timeoutSeconds, string backend, string device)
     {
-        using Device dev = Device.Create("cpu");
-        using ICommunicator comm = CommunicatorFactory.FromEnvironment(dev, "host", TimeSpan.FromSeconds(timeoutSeconds));
-        using var buffer = dev.Allocate<float>(2 << 20);
-        Elementwise.Fill(dev, buffer.View, 1f);
+        using Device dev = OpenDevice(device);
+        using ICommunicator comm = CommunicatorFactory.FromEnvironment(dev, backend, TimeSpan.FromSeconds(timeoutSeconds));
+        using var buffer = Filled(dev, 2 << 20, 1f);
         for (int it = 0; it < 1000; it++)
         {
             CommWork w = comm.AllReduce(buffer.View, ReduceOp.Avg);
@@ -173,12 +274,11 @@ public static class RankWorker
     }
 
     /// <summary>Rank <paramref name="victim"/> stops taking part (but stays alive): the others must time out naming it.</summary>
-    private static int StallDuringAllReduce(int victim, double timeoutSeconds)
+    private static int StallDuringAllReduce(int victim, double timeoutSeconds, string backend, string device)
     {
-        using Device dev = Device.Create("cpu");
-        using ICommunicator comm = CommunicatorFactory.FromEnvironment(dev, "host", TimeSpan.FromSeconds(timeoutSeconds));
-        using var buffer = dev.Allocate<float>(1 << 16);
-        Elementwise.Fill(dev, buffer.View, 1f);
+        using Device dev = OpenDevice(device);
+        using ICommunicator comm = CommunicatorFactory.FromEnvironment(dev, backend, TimeSpan.FromSeconds(timeoutSeconds));
+        using var buffer = Filled(dev, 1 << 16, 1f);
         comm.AllReduce(buffer.View).Wait();
         if (comm.Rank == victim)
         {
@@ -198,6 +298,27 @@ public static class RankWorker
             return 3;
         }
         Console.WriteLine("NO ERROR");
+        return 0;
+    }
+
+    /// <summary>
+    /// One NCCL rank whose init never completes (the fake NCCL with FAKE_NCCL_INIT=hang): creating the communicator
+    /// must fail at the timeout, and leave no init running inside NCCL (it was aborted).
+    /// </summary>
+    private static int NcclInitThatHangs(double timeoutSeconds)
+    {
+        using Device dev = OpenDevice("cuda");
+        var clock = Stopwatch.StartNew();
+        try
+        {
+            using ICommunicator comm = CommunicatorFactory.FromEnvironment(dev, "nccl", TimeSpan.FromSeconds(timeoutSeconds), LaunchEnvironment.Single);
+            Console.WriteLine("NO ERROR");
+        }
+        catch (CommTimeoutException e)
+        {
+            Console.WriteLine($"TIMEOUT after {clock.Elapsed.TotalSeconds:F1} s: {e.Message}");
+        }
+        PrintFakeNcclState();
         return 0;
     }
 

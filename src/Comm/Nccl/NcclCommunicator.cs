@@ -8,15 +8,19 @@ namespace Engine.Comm.Nccl;
 
 /// <summary>
 /// Collectives through NCCL on the rank's own GPU, on ILGPU buffers. The operations are issued by the
-/// communicator's thread, in call order, on a CUDA stream of its own created by ILGPU in ILGPU's
-/// context; that thread has ILGPU's context bound, which the CUDA runtime inside NCCL then uses as
-/// its current context (see docs/COMM.md for what a GPU run must confirm).
+/// communicator's thread, in call order, on a CUDA stream of its own created by ILGPU. The engine's CUDA
+/// accelerators live in the device's primary context (Engine.Kernels.Device), the one NCCL makes current with
+/// cudaSetDevice; the communicator's thread has it bound, so every NCCL call runs with it current, and the
+/// buffers and the stream NCCL is given belong to it (see docs/COMM.md for what only a GPU can confirm).
 /// </summary>
 /// <remarks>
 /// A watchdog (PyTorch's ProcessGroupNCCL does the same) checks each operation in flight: when
 /// ncclCommGetAsyncError reports an error or the operation outlives the timeout it calls
 /// ncclCommAbort, which makes the stuck kernels return, and the operation fails naming itself and
-/// the time; NCCL does not say which peer was lost, so the rendezvous store is asked.
+/// the time; NCCL does not say which peer was lost, so the rendezvous store is asked. The handle is
+/// taken (<see cref="Interlocked.Exchange(ref nint, nint)"/>) by whoever aborts or destroys it, so that
+/// happens once. Init is non-blocking (NCCL 2.14 and later): an init that does not complete within the
+/// timeout is aborted rather than left blocking a thread inside NCCL.
 /// </remarks>
 public sealed class NcclCommunicator : ICommunicator
 {
@@ -29,7 +33,9 @@ public sealed class NcclCommunicator : ICommunicator
     private readonly Timer _watchdog;
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _barrierBuffer;
     private readonly object _gate = new();
-    private nint _comm;
+    private nint _comm; // 0 once aborted or destroyed: whoever exchanges it for 0 owns the one abort or destroy
+    private int _watching;
+    private nint _currentBeforeInit, _currentAfterInit;
     private long _inFlightSinceTicks; // 0: nothing in flight
     private string? _abortReason;
     private volatile CommException? _broken;
@@ -99,22 +105,7 @@ public sealed class NcclCommunicator : ICommunicator
         var comm = new NcclCommunicator(dev, store, ownedServer, rank, worldSize, timeout, version);
         try
         {
-            var clock = Stopwatch.StartNew();
-            // ncclCommInitRank blocks until every rank has joined: bound it by the timeout.
-            Task init = comm._worker.Post(() =>
-            {
-                NcclNative.Check(NcclNative.ncclCommInitRank(out nint handle, worldSize, id, rank), "ncclCommInitRank");
-                comm._comm = handle;
-            });
-            if (!init.Wait(timeout))
-            {
-                throw new CommTimeoutException("ncclCommInitRank", null, clock.Elapsed,
-                    $"ncclCommInitRank on rank {rank} did not complete within {timeout.TotalSeconds:F1} s: not every rank joined.");
-            }
-            if (init.Exception is { } e)
-            {
-                throw e.InnerException!;
-            }
+            comm.Init(id, timeout);
             return comm;
         }
         catch
@@ -123,6 +114,100 @@ public sealed class NcclCommunicator : ICommunicator
             throw;
         }
     }
+
+    /// <summary>
+    /// Joins the communicator on the communicator's thread (NCCL takes its device from the context current there).
+    /// From NCCL 2.14 the init is non-blocking: the call returns at once with the handle, and
+    /// ncclCommGetAsyncError is polled until every rank has joined; past the timeout the communicator is aborted,
+    /// which ends NCCL's own waiting. Older NCCL blocks in ncclCommInitRank, and a timeout can only leave that
+    /// thread behind.
+    /// </summary>
+    private void Init(NcclUniqueId id, TimeSpan timeout)
+    {
+        var clock = Stopwatch.StartNew();
+        bool nonBlocking = NcclVersion >= NcclConfig.LayoutVersion;
+        string call = nonBlocking ? "ncclCommInitRankConfig" : "ncclCommInitRank";
+        NcclResult result = NcclResult.InternalError;
+        Task start = _worker.Post(() =>
+        {
+            _currentBeforeInit = CudaContextFacts.Current();
+            nint handle;
+            if (nonBlocking)
+            {
+                NcclConfig config = NcclConfig.NonBlocking();
+                result = NcclNative.ncclCommInitRankConfig(out handle, WorldSize, id, Rank, in config);
+            }
+            else
+            {
+                result = NcclNative.ncclCommInitRank(out handle, WorldSize, id, Rank);
+            }
+            Interlocked.Exchange(ref _comm, handle);
+            _currentAfterInit = CudaContextFacts.Current();
+        });
+        if (!start.Wait(timeout))
+        {
+            throw new CommTimeoutException(call, null, clock.Elapsed,
+                $"{call} on rank {Rank} did not complete within {timeout.TotalSeconds:F1} s: not every rank joined (NCCL {NcclVersion} cannot abort a blocking init; its thread is left behind).");
+        }
+        if (start.Exception is { } e)
+        {
+            throw e.InnerException!;
+        }
+        while (result == NcclResult.InProgress)
+        {
+            if (clock.Elapsed > timeout)
+            {
+                AbortOnce();
+                throw new CommTimeoutException(call, null, clock.Elapsed,
+                    $"{call} on rank {Rank} did not complete within {timeout.TotalSeconds:F1} s: not every rank joined; the communicator was aborted.");
+            }
+            Thread.Sleep(10);
+            NcclNative.Check(NcclNative.ncclCommGetAsyncError(Volatile.Read(ref _comm), out result), "ncclCommGetAsyncError");
+        }
+        if (result != NcclResult.Success)
+        {
+            // A failed init leaves a communicator that only ncclCommAbort may free.
+            AbortOnce();
+            NcclNative.Check(result, call);
+        }
+    }
+
+    /// <summary>Aborts the communicator unless it is already aborted or destroyed; true when this call did it.</summary>
+    private bool AbortOnce()
+    {
+        nint handle = Interlocked.Exchange(ref _comm, 0);
+        if (handle == 0)
+        {
+            return false;
+        }
+        NcclNative.ncclCommAbort(handle);
+        return true;
+    }
+
+    /// <summary>The live handle, for a call about to be made on the communicator's thread.</summary>
+    private nint Handle(string op)
+        => Volatile.Read(ref _comm) is var h and not 0
+            ? h
+            : throw new CommException(op, null, TimeSpan.Zero, $"{op} on rank {Rank}: the communicator was aborted.");
+
+    /// <summary>
+    /// Checks what an NCCL call returned. A non-blocking communicator may answer ncclInProgress while it is still
+    /// enqueueing; the call is done when ncclCommGetAsyncError no longer says so (the watchdog bounds the wait).
+    /// </summary>
+    private void Issued(NcclResult result, string call)
+    {
+        while (result == NcclResult.InProgress)
+        {
+            Thread.Sleep(1);
+            NcclNative.Check(NcclNative.ncclCommGetAsyncError(Handle(call), out result), "ncclCommGetAsyncError");
+        }
+        NcclNative.Check(result, call);
+    }
+
+    /// <summary>Which CUDA contexts NCCL was given: all must be the device's primary context.</summary>
+    public CudaContextFacts ContextFacts() => new(
+        CudaContextFacts.PrimaryOf(((CudaAccelerator)_dev.Accelerator).DeviceId), _currentBeforeInit, _currentAfterInit,
+        CudaContextFacts.OfStream(_streamPtr), CudaContextFacts.OfPointer(Ptr(_barrierBuffer.View)));
 
     public CommWork AllReduce(ArrayView<float> buffer, ReduceOp op = ReduceOp.Sum) => AllReduce(buffer, buffer, op);
 
@@ -133,8 +218,8 @@ public sealed class NcclCommunicator : ICommunicator
         {
             throw new ArgumentException($"all_reduce: output has {output.Length} elements, input {input.Length}.");
         }
-        return Enqueue("all_reduce", input.Length, () => NcclNative.Check(NcclNative.ncclAllReduce(Ptr(input), Ptr(output), (nuint)input.Length,
-            NcclDataType.Float32, ToNccl(op), _comm, _streamPtr), "ncclAllReduce"));
+        return Enqueue("all_reduce", input.Length, () => Issued(NcclNative.ncclAllReduce(Ptr(input), Ptr(output), (nuint)input.Length,
+            NcclDataType.Float32, ToNccl(op), Handle("ncclAllReduce"), _streamPtr), "ncclAllReduce"));
     }
 
     public CommWork AllReduce16(ArrayView<ushort> buffer, Engine.Kernels.Float16Format format)
@@ -142,22 +227,22 @@ public sealed class NcclCommunicator : ICommunicator
         if (buffer.Length % 2 != 0) throw new ArgumentException($"AllReduce16: the length must be even, got {buffer.Length} 16-bit values.");
         nint ptr = buffer.Length == 0 ? 0 : buffer.LoadEffectiveAddressAsPtr();
         NcclDataType type = format == Engine.Kernels.Float16Format.Fp16 ? NcclDataType.Float16 : NcclDataType.Bfloat16;
-        return Enqueue($"all_reduce_{format.ToString().ToLowerInvariant()}", buffer.Length, () => NcclNative.Check(NcclNative.ncclAllReduce(ptr, ptr, (nuint)buffer.Length,
-            type, NcclRedOp.Sum, _comm, _streamPtr), "ncclAllReduce"));
+        return Enqueue($"all_reduce_{format.ToString().ToLowerInvariant()}", buffer.Length, () => Issued(NcclNative.ncclAllReduce(ptr, ptr, (nuint)buffer.Length,
+            type, NcclRedOp.Sum, Handle("ncclAllReduce"), _streamPtr), "ncclAllReduce"));
     }
 
     public CommWork Broadcast(ArrayView<float> buffer, int root)
     {
         CheckRoot(root, "broadcast");
-        return Enqueue("broadcast", buffer.Length, () => NcclNative.Check(NcclNative.ncclBroadcast(Ptr(buffer), Ptr(buffer), (nuint)buffer.Length,
-            NcclDataType.Float32, root, _comm, _streamPtr), "ncclBroadcast"));
+        return Enqueue("broadcast", buffer.Length, () => Issued(NcclNative.ncclBroadcast(Ptr(buffer), Ptr(buffer), (nuint)buffer.Length,
+            NcclDataType.Float32, root, Handle("ncclBroadcast"), _streamPtr), "ncclBroadcast"));
     }
 
     public CommWork Reduce(ArrayView<float> buffer, int root, ReduceOp op = ReduceOp.Sum)
     {
         CheckRoot(root, "reduce");
-        return Enqueue("reduce", buffer.Length, () => NcclNative.Check(NcclNative.ncclReduce(Ptr(buffer), Ptr(buffer), (nuint)buffer.Length,
-            NcclDataType.Float32, ToNccl(op), root, _comm, _streamPtr), "ncclReduce"));
+        return Enqueue("reduce", buffer.Length, () => Issued(NcclNative.ncclReduce(Ptr(buffer), Ptr(buffer), (nuint)buffer.Length,
+            NcclDataType.Float32, ToNccl(op), root, Handle("ncclReduce"), _streamPtr), "ncclReduce"));
     }
 
     public CommWork AllGather(ArrayView<float> input, ArrayView<float> output)
@@ -166,8 +251,8 @@ public sealed class NcclCommunicator : ICommunicator
         {
             throw new ArgumentException($"all_gather: output has {output.Length} elements; it needs world size {WorldSize} x input {input.Length}.");
         }
-        return Enqueue("all_gather", input.Length, () => NcclNative.Check(NcclNative.ncclAllGather(Ptr(input), Ptr(output), (nuint)input.Length,
-            NcclDataType.Float32, _comm, _streamPtr), "ncclAllGather"));
+        return Enqueue("all_gather", input.Length, () => Issued(NcclNative.ncclAllGather(Ptr(input), Ptr(output), (nuint)input.Length,
+            NcclDataType.Float32, Handle("ncclAllGather"), _streamPtr), "ncclAllGather"));
     }
 
     public CommWork ReduceScatter(ArrayView<float> input, ArrayView<float> output, ReduceOp op = ReduceOp.Sum)
@@ -176,14 +261,14 @@ public sealed class NcclCommunicator : ICommunicator
         {
             throw new ArgumentException($"reduce_scatter: input has {input.Length} elements; it needs world size {WorldSize} x output {output.Length}.");
         }
-        return Enqueue("reduce_scatter", output.Length, () => NcclNative.Check(NcclNative.ncclReduceScatter(Ptr(input), Ptr(output), (nuint)output.Length,
-            NcclDataType.Float32, ToNccl(op), _comm, _streamPtr), "ncclReduceScatter"));
+        return Enqueue("reduce_scatter", output.Length, () => Issued(NcclNative.ncclReduceScatter(Ptr(input), Ptr(output), (nuint)output.Length,
+            NcclDataType.Float32, ToNccl(op), Handle("ncclReduceScatter"), _streamPtr), "ncclReduceScatter"));
     }
 
     /// <summary>A one-element all-reduce: it completes on a rank only once every rank has issued it.</summary>
     public CommWork Barrier()
-        => Enqueue("barrier", 1, () => NcclNative.Check(NcclNative.ncclAllReduce(Ptr(_barrierBuffer.View), Ptr(_barrierBuffer.View), 1,
-            NcclDataType.Float32, NcclRedOp.Sum, _comm, _streamPtr), "ncclAllReduce(barrier)"));
+        => Enqueue("barrier", 1, () => Issued(NcclNative.ncclAllReduce(Ptr(_barrierBuffer.View), Ptr(_barrierBuffer.View), 1,
+            NcclDataType.Float32, NcclRedOp.Sum, Handle("ncclAllReduce(barrier)"), _streamPtr), "ncclAllReduce(barrier)"));
 
     private static NcclRedOp ToNccl(ReduceOp op) => op == ReduceOp.Avg ? NcclRedOp.Avg : NcclRedOp.Sum;
 
@@ -239,7 +324,7 @@ public sealed class NcclCommunicator : ICommunicator
             catch (Exception e)
             {
                 Interlocked.Exchange(ref _inFlightSinceTicks, 0);
-                work.Fail(Diagnose(op, e, clock.Elapsed));
+                work.Fail(Diagnose(op, AbortedInstead(op, e, clock), clock.Elapsed));
             }
             finally
             {
@@ -249,9 +334,20 @@ public sealed class NcclCommunicator : ICommunicator
         return work;
     }
 
+    /// <summary>When the watchdog aborted the communicator, NCCL's answer to the cut-short call is a consequence: report the reason.</summary>
+    private Exception AbortedInstead(string op, Exception e, Stopwatch clock)
+    {
+        string? aborted;
+        lock (_gate)
+        {
+            aborted = _abortReason;
+        }
+        return aborted is null || e is CommTimeoutException ? e : new CommTimeoutException(op, null, clock.Elapsed, $"{op} on rank {Rank}: {aborted}", e);
+    }
+
     private void CheckAsyncError(string op)
     {
-        NcclNative.Check(NcclNative.ncclCommGetAsyncError(_comm, out NcclResult asyncError), "ncclCommGetAsyncError");
+        NcclNative.Check(NcclNative.ncclCommGetAsyncError(Handle(op), out NcclResult asyncError), "ncclCommGetAsyncError");
         if (asyncError is not NcclResult.Success and not NcclResult.InProgress)
         {
             throw new NcclException(op, asyncError, NcclNative.ErrorString(asyncError));
@@ -261,14 +357,32 @@ public sealed class NcclCommunicator : ICommunicator
     /// <summary>Aborts the communicator when the operation in flight has an async error or outlived the timeout.</summary>
     private void Watch()
     {
+        // One run at a time: a slow abort must not overlap the next tick.
+        if (Interlocked.Exchange(ref _watching, 1) == 1)
+        {
+            return;
+        }
+        try
+        {
+            WatchOnce();
+        }
+        finally
+        {
+            Volatile.Write(ref _watching, 0);
+        }
+    }
+
+    private void WatchOnce()
+    {
         long since = Interlocked.Read(ref _inFlightSinceTicks);
-        if (since == 0 || _comm == 0)
+        nint handle = Volatile.Read(ref _comm);
+        if (since == 0 || handle == 0)
         {
             return;
         }
         TimeSpan elapsed = Stopwatch.GetElapsedTime(since);
         string? reason = null;
-        if (NcclNative.ncclCommGetAsyncError(_comm, out NcclResult asyncError) == NcclResult.Success
+        if (NcclNative.ncclCommGetAsyncError(handle, out NcclResult asyncError) == NcclResult.Success
             && asyncError is not NcclResult.Success and not NcclResult.InProgress)
         {
             reason = $"NCCL reported an asynchronous error after {elapsed.TotalSeconds:F1} s: {NcclNative.ErrorString(asyncError)}; the communicator was aborted.";
@@ -289,7 +403,7 @@ public sealed class NcclCommunicator : ICommunicator
             }
             _abortReason = reason;
         }
-        NcclNative.ncclCommAbort(_comm);
+        AbortOnce();
     }
 
     /// <summary>The job-level story of a failure (the diagnosis every backend shares); the first one breaks the communicator.</summary>
@@ -307,14 +421,18 @@ public sealed class NcclCommunicator : ICommunicator
             return;
         }
         _disposed = true;
-        _watchdog.Dispose();
-        if (_comm != 0)
+        // The watchdog first, waiting for a run in progress: it may be reading or aborting the handle.
+        _watchdog.DisposeAsync().AsTask().Wait();
+        bool failed = _broken is not null || Interlocked.Read(ref _inFlightSinceTicks) != 0;
+        if (failed)
         {
-            nint handle = _comm;
-            bool broken = _broken is not null;
-            // Destroy (or abort, after a failure) on the thread that has the context bound.
-            _worker.Post(() => _ = broken ? NcclNative.ncclCommAbort(handle) : NcclNative.ncclCommDestroy(handle)).Wait(TimeSpan.FromSeconds(10));
-            _comm = 0;
+            // ncclCommAbort may be called from any thread, and makes an operation stuck on the worker return.
+            AbortOnce();
+        }
+        else if (Interlocked.Exchange(ref _comm, 0) is var handle and not 0)
+        {
+            // Destroy on the thread that has the context bound.
+            _worker.Post(() => NcclNative.ncclCommDestroy(handle)).Wait(TimeSpan.FromSeconds(10));
         }
         _worker.Dispose();
         _barrierBuffer.Dispose();

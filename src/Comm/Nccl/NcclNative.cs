@@ -64,6 +64,43 @@ public struct NcclUniqueId
 }
 
 /// <summary>
+/// The leading fields of ncclConfig_t (nccl.h), as NCCL 2.14 introduced it; NCCL reads as many fields as
+/// <see cref="Size"/> and <see cref="Version"/> say, and keeps its defaults for the rest.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct NcclConfig
+{
+    /// <summary>NCCL_CONFIG_UNDEF_INT: "use NCCL's default".</summary>
+    public const int Undefined = int.MinValue;
+
+    /// <summary>The NCCL version whose config layout this is (2.14.0), and the first with non-blocking communicators.</summary>
+    public const int LayoutVersion = 21400;
+
+    public nuint Size;
+    public uint Magic;
+    public uint Version;
+    public int Blocking;
+    public int CgaClusterSize;
+    public int MinCtas;
+    public int MaxCtas;
+    public nint NetName;
+
+    /// <summary>NCCL_CONFIG_INITIALIZER with blocking = 0: init and collectives may return ncclInProgress, and
+    /// ncclCommGetAsyncError says when they are done; an init that never completes can then be aborted.</summary>
+    public static NcclConfig NonBlocking() => new()
+    {
+        Size = (nuint)Marshal.SizeOf<NcclConfig>(),
+        Magic = 0xcafebeef,
+        Version = LayoutVersion,
+        Blocking = 0,
+        CgaClusterSize = Undefined,
+        MinCtas = Undefined,
+        MaxCtas = Undefined,
+        NetName = 0,
+    };
+}
+
+/// <summary>
 /// The NCCL entry points the engine uses (nccl.h), bound with LibraryImport. The library name
 /// "nccl" is mapped to a file by <see cref="NcclLibrary"/>'s resolver; call
 /// <see cref="NcclLibrary.Load"/> first so a missing library gives a clear error.
@@ -81,6 +118,9 @@ internal static partial class NcclNative
 
     [LibraryImport(Library)]
     public static partial NcclResult ncclCommInitRank(out nint comm, int nranks, NcclUniqueId commId, int rank);
+
+    [LibraryImport(Library)]
+    public static partial NcclResult ncclCommInitRankConfig(out nint comm, int nranks, NcclUniqueId commId, int rank, in NcclConfig config);
 
     [LibraryImport(Library)]
     public static partial NcclResult ncclCommDestroy(nint comm);

@@ -65,7 +65,7 @@ internal static class BenchAllReduceCommand
             }
 
             using Device d = Device.Create(dev);
-            if (b == "nccl" && env.WorldSize == 1 && !NcclSelfCheck.Run(d, Console.Out))
+            if (b == "nccl" && env.WorldSize == 1 && !NcclSelfCheck.Run(d, Console.Out, t))
             {
                 return 1;
             }
