@@ -11,26 +11,9 @@ namespace Engine.Runner.Tests;
 [Collection("cpu-training")]
 public class CompressionHookTests
 {
-    private static TrainOptions Options(string hook) => new()
-    {
-        Mode = TrainingMode.Ddp,
-        Device = "cpu",
-        Model = "resnet18",
-        Width = 2,
-        Dataset = "synthetic",
-        TrainLimit = 2 * 2 * 3,
-        TestLimit = 0,
-        Epochs = 1,
-        BatchSize = 2,
-        Augment = "none",
-        Shuffle = false,
-        Seed = 3,
-        Timeout = 60,
-        BucketMb = 0.004,
-        // BN frozen: batch statistics over two samples would amplify the rounding step after step.
-        BnMode = "eval",
-        CommHook = hook,
-    };
+    // BN frozen: batch statistics over two samples would amplify the rounding step after step.
+    private static TrainOptions Options(string hook)
+        => TinyTraining.Options(TrainingMode.Ddp, batch: 2, replicas: 2, steps: 3, seed: 3) with { BucketMb = 0.004, BnMode = "eval", CommHook = hook };
 
     /// <summary>
     /// fp16 keeps 11 significant bits (a rounding of u = 2^-11), bf16 8 (u = 2^-8): each gradient is rounded before and

@@ -14,24 +14,7 @@ public class ParallelModesTests
 {
     private const int PerDevice = 4, Replicas = 2, Steps = 3;
 
-    private static TrainOptions Options(string mode) => new()
-    {
-        Mode = TrainingMode.Parse(mode),
-        Device = "cpu",
-        Devices = mode == "dp" ? "cpu,cpu" : null,
-        Model = "resnet18",
-        Stem = "imagenet",
-        Width = 2,
-        Dataset = "synthetic",
-        TrainLimit = PerDevice * Replicas * Steps,
-        TestLimit = 0,
-        Epochs = 1,
-        BatchSize = PerDevice,
-        Augment = "none",
-        Shuffle = false,
-        Seed = 9,
-        Timeout = 60,
-    };
+    private static TrainOptions Options(string mode) => TinyTraining.Options(TrainingMode.Parse(mode), PerDevice, Replicas, Steps, seed: 9);
 
     /// <summary>
     /// DP scatters contiguous chunks of the global batch (replica r gets samples [step*G + r*B, ...)),

@@ -65,3 +65,28 @@ internal static class RankThreads
         }
     }
 }
+
+/// <summary>The training runs the parallel-mode tests make: a width-2 ResNet-18 on synthetic images, one epoch, no evaluation, fixed order.</summary>
+internal static class TinyTraining
+{
+    /// <param name="batch">Per device or rank.</param>
+    /// <param name="replicas">Devices (dp) or ranks; <paramref name="steps"/> optimizer steps each.</param>
+    public static TrainOptions Options(TrainingMode mode, int batch, int replicas, int steps, int seed) => new()
+    {
+        Mode = mode,
+        Device = "cpu",
+        Devices = mode == TrainingMode.Dp ? string.Join(',', Enumerable.Repeat("cpu", replicas)) : null,
+        Model = "resnet18",
+        Stem = "imagenet",
+        Width = 2,
+        Dataset = "synthetic",
+        TrainLimit = batch * replicas * steps,
+        TestLimit = 0,
+        Epochs = 1,
+        BatchSize = batch,
+        Augment = "none",
+        Shuffle = false,
+        Seed = seed,
+        Timeout = 60,
+    };
+}

@@ -15,25 +15,9 @@ public class ShardedModesTests
 {
     private const int PerRank = 2, Steps = 3;
 
-    private static TrainOptions Options(TrainingMode mode, int ranks, int steps = Steps) => new()
-    {
-        Mode = mode,
-        Device = "cpu",
-        Model = "resnet18",
-        Stem = "imagenet",
-        Width = 2,
-        Dataset = "synthetic",
-        TrainLimit = PerRank * ranks * steps,
-        TestLimit = 0,
-        Epochs = 1,
-        BatchSize = PerRank,
-        Augment = "none",
-        Shuffle = false,
-        Seed = 5,
-        Timeout = 60,
-        // Several buckets (ZeRO's shards are per bucket) with a width-2 model.
-        BucketMb = 0.004,
-    };
+    // Several buckets (ZeRO's shards are per bucket) with a width-2 model.
+    private static TrainOptions Options(TrainingMode mode, int ranks, int steps = Steps)
+        => TinyTraining.Options(mode, PerRank, ranks, steps, seed: 5) with { BucketMb = 0.004 };
 
     /// <summary>
     /// Parameters equal DDP's within float32 rounding: every mode averages the same per-rank gradients, but a ring
