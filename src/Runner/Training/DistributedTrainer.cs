@@ -63,7 +63,7 @@ public sealed class DistributedTrainer : Trainer
             if (IsLeader)
             {
                 Progress.WriteLine($"{Mode}: {_model.Store.Segments.Count} {(Mode == TrainingMode.Fsdp ? "unit" : "gradient bucket")}(s): " +
-                    string.Join(", ", _model.Store.Segments.Select(b => $"{b.PaddedLength * 4 / 1e6:F2} MB")));
+                    string.Join(", ", _model.Store.Segments.Select(b => Compare.Comparison.Bytes(b.PaddedLength * sizeof(float)))));
             }
         }
         catch
