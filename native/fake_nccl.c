@@ -4,7 +4,8 @@
  *  - init and every collective make the device's primary context current on the calling thread, as NCCL's
  *    cudaSetDevice does; a buffer or stream that belongs to another CUDA context is refused (see check_buffer and
  *    check_stream for the error codes and why);
- *  - all-reduce, broadcast, reduce, all-gather and reduce-scatter (float32; sum, prod, max, min, avg) run among
+ *  - all-reduce, broadcast, reduce, all-gather and reduce-scatter (float32; sum, prod, max, min, avg; and the fp16 and
+ *    bf16 all-reduce sum of DDP's compression hooks) run among
  *    ranks in separate processes through POSIX shared memory named in the unique id, and device memory is read
  *    and written through whichever libcuda.so.1 the process has loaded;
  *  - a collective whose peers never arrive blocks, as NCCL's kernels spin, until ncclCommAbort is called from
@@ -42,7 +43,7 @@ typedef enum {
   ncclSuccess = 0, ncclUnhandledCudaError = 1, ncclSystemError = 2, ncclInternalError = 3,
   ncclInvalidArgument = 4, ncclInvalidUsage = 5, ncclRemoteError = 6, ncclInProgress = 7,
 } ncclResult_t;
-typedef enum { ncclFloat32 = 7 } ncclDataType_t;
+typedef enum { ncclFloat16 = 6, ncclFloat32 = 7, ncclBfloat16 = 9 } ncclDataType_t;
 typedef enum { ncclSum = 0, ncclProd = 1, ncclMax = 2, ncclMin = 3, ncclAvg = 4 } ncclRedOp_t;
 #define NCCL_UNIQUE_ID_BYTES 128
 typedef struct { char internal[NCCL_UNIQUE_ID_BYTES]; } ncclUniqueId;
@@ -515,6 +516,57 @@ static void combine(ncclComm_t c, ncclRedOp_t op, size_t at, size_t n, float *ou
     for (size_t i = 0; i < n; i++) out[i] /= (float)c->nranks;
 }
 
+/* ---- 16-bit floats (all-reduce sum only: DDP's fp16 and bf16 compression hooks) ----
+ * float32 <-> fp16 / bf16 rounding to nearest, ties to even, as NCCL's half and bfloat16 sums round each addition. */
+static float bits_to_float(uint32_t u) { float f; memcpy(&f, &u, sizeof f); return f; }
+static uint32_t float_to_bits(float f) { uint32_t u; memcpy(&u, &f, sizeof u); return u; }
+
+static float from16(uint16_t h, ncclDataType_t type)
+{
+  if (type == ncclBfloat16) return bits_to_float((uint32_t)h << 16);
+  uint32_t sign = (uint32_t)(h & 0x8000) << 16, exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff;
+  if (exponent == 0) return bits_to_float(float_to_bits((float)mantissa * 5.9604644775390625e-8f) | sign);
+  if (exponent == 31) return bits_to_float(sign | 0x7f800000u | (mantissa << 13));
+  return bits_to_float(sign | ((exponent + 112u) << 23) | (mantissa << 13));
+}
+
+static uint16_t to16(float f, ncclDataType_t type)
+{
+  uint32_t u = float_to_bits(f);
+  if (type == ncclBfloat16) {
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+  }
+  uint32_t sign = u & 0x80000000u, o;
+  u ^= sign;
+  if (u >= 0x47800000u) o = u > 0x7f800000u ? 0x7e00u : 0x7c00u;
+  else if (u < 0x38800000u) o = float_to_bits(bits_to_float(u) + 0.5f) - 0x3f000000u;
+  else o = (u + 0xc8000fffu + ((u >> 13) & 1u)) >> 13;
+  return (uint16_t)(o | (sign >> 16));
+}
+
+/* A 16-bit all-reduce, chunk by chunk as run() does; the sum goes in rank order, each addition rounded to 16 bits. */
+static ncclResult_t run16(ncclComm_t c, const void *send, void *recv, size_t count, ncclDataType_t type, CUstream s)
+{
+  size_t per_chunk = SLOT_BYTES / sizeof(uint16_t);
+  const uint16_t *in = send;
+  uint16_t *out = recv, *sum = (uint16_t *)c->scratch;
+  ncclResult_t r;
+  for (size_t at = 0; at < count; at += per_chunk) {
+    size_t n = count - at < per_chunk ? count - at : per_chunk;
+    if ((r = to_host(slot(c->shm, c->rank), in + at, n * sizeof(uint16_t), s)) != ncclSuccess) return r;
+    if ((r = step_together(c)) != ncclSuccess) return r;
+    memcpy(sum, slot(c->shm, 0), n * sizeof(uint16_t));
+    for (int q = 1; q < c->nranks; q++) {
+      const uint16_t *x = (const uint16_t *)slot(c->shm, q);
+      for (size_t i = 0; i < n; i++) sum[i] = to16(from16(sum[i], type) + from16(x[i], type), type);
+    }
+    if ((r = to_device(out + at, sum, n * sizeof(uint16_t), s)) != ncclSuccess) return r;
+    if ((r = step_together(c)) != ncclSuccess) return r;
+  }
+  return ncclSuccess;
+}
+
 /* One collective, chunk by chunk: each rank copies its part of the chunk into its slot, all meet, each computes
  * its result from the slots and writes it to its device buffer, and all meet again before the slots are reused. */
 static ncclResult_t run(ncclComm_t c, enum kind kind, const void *send, void *recv, size_t count, ncclRedOp_t op, int root, CUstream s)
@@ -571,8 +623,9 @@ static ncclResult_t collective(enum kind kind, const void *send, void *recv, siz
     r = ncclInvalidUsage;
   } else if (atomic_load(&c->aborted)) {
     r = ncclInvalidUsage;
-  } else if (type != ncclFloat32 || (unsigned)op > ncclAvg) {
-    WARN("%s : data type %d / reduction %d: this library implements float32 and sum, prod, max, min, avg", call, (int)type, (int)op);
+  } else if ((type == ncclFloat16 || type == ncclBfloat16) ? (kind != ALL_REDUCE || op != ncclSum) : (type != ncclFloat32 || (unsigned)op > ncclAvg)) {
+    WARN("%s : data type %d / reduction %d: this library implements float32 (sum, prod, max, min, avg) and the fp16 / bf16 all-reduce sum",
+         call, (int)type, (int)op);
     r = ncclInvalidArgument;
   } else if ((kind == BROADCAST || kind == REDUCE) && (root < 0 || root >= c->nranks)) {
     WARN("%s : invalid root %d (nranks %d)", call, root, c->nranks);
@@ -582,7 +635,7 @@ static ncclResult_t collective(enum kind kind, const void *send, void *recv, siz
     if ((r = set_device(c)) == ncclSuccess && (r = check_stream(c, stream, call)) == ncclSuccess
         && (r = check_buffer(c, send, "sendbuff", call)) == ncclSuccess && (r = check_buffer(c, recv, "recvbuff", call)) == ncclSuccess) {
       INFO("rank %d: %s count %zu", c->rank, call, count);
-      r = run(c, kind, send, recv, count, op, root, stream);
+      r = type == ncclFloat32 ? run(c, kind, send, recv, count, op, root, stream) : run16(c, send, recv, count, type, stream);
     }
   }
   leave(c);

@@ -150,6 +150,42 @@ public static class RankWorker
             B.Dispose();
         }
 
+        // 16-bit all-reduce (DDP's compression hooks): every rank the same bits, each element within n + 1 roundings
+        // (the inputs' and each addition's) of the exact sum of the 16-bit inputs.
+        foreach (Engine.Kernels.Float16Format format in new[] { Engine.Kernels.Float16Format.Fp16, Engine.Kernels.Float16Format.Bf16 })
+        {
+            double u = format == Engine.Kernels.Float16Format.Fp16 ? Math.Pow(2, -11) : Math.Pow(2, -8);
+            foreach (int L in Lengths)
+            {
+                int even = L + (L & 1), tag = 40 + L + (int)format;
+                ushort Encoded(int rank, long i) => Engine.Kernels.Float16.Encode(Input(seed, tag, rank, i), format);
+                var host = new ushort[even];
+                for (long i = 0; i < L; i++) host[i] = Encoded(r, i);
+                using var b = dev.Upload<ushort>(host);
+                comm.AllReduce16(b.View, format).Wait();
+                ushort[] got = dev.Download<ushort>(b.View);
+                string what = $"all_reduce16_{format.ToString().ToLowerInvariant()}";
+                Console.WriteLine($"HASH {what} {L} {Convert.ToHexString(SHA256.HashData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(got.AsSpan())))}");
+                for (long i = 0; i < L; i++)
+                {
+                    double exact = 0, size = 0;
+                    for (int q = 0; q < n; q++)
+                    {
+                        double x = Engine.Kernels.Float16.Decode(Encoded(q, i), format);
+                        exact += x;
+                        size += Math.Abs(x);
+                    }
+                    double a = Engine.Kernels.Float16.Decode(got[i], format);
+                    if (double.IsNaN(a) || Math.Abs(a - exact) > (n + 1) * u * size)
+                    {
+                        Console.Error.WriteLine($"FAIL {what} length {L} rank {r}: [{i}] expected {exact:R} got {a:R} (seed {seed})");
+                        failures++;
+                        break;
+                    }
+                }
+            }
+        }
+
         foreach (int L in Lengths)
         {
             int root = L % n;
