@@ -147,9 +147,8 @@ public static class Conv2d
         int aStep = SlowStep(threads, slice), bStep = SlowStep(threads, blockN);
 
         var acc = default(Acc8x4);
-        var lo = FragmentView(tileA, ty * work);
-        var hi = FragmentView(tileA, blockN + ty * work);
-        var fragmentCols = FragmentView(tileB, tx * work);
+        var fragmentRows = FragmentView(tileA, ty, work);
+        var fragmentCols = FragmentView(tileB, tx, work);
         for (int k0 = 0; k0 < depth; k0 += slice)
         {
             // A = w [K x C·R·S], fast along the depth (contiguous in w).
@@ -191,7 +190,7 @@ public static class Conv2d
                 }
             }
             Group.Barrier();
-            acc = MultiplyTiles(acc, lo, hi, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN);
+            acc = MultiplyTiles(acc, fragmentRows, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN);
             Group.Barrier();
         }
 
@@ -220,9 +219,8 @@ public static class Conv2d
         int aStep = SlowStep(threads, slice), bStep = SlowStep(threads, blockN);
 
         var acc = default(Acc8x4);
-        var lo = FragmentView(tileA, ty * work);
-        var hi = FragmentView(tileA, blockN + ty * work);
-        var fragmentCols = FragmentView(tileB, tx * work);
+        var fragmentRows = FragmentView(tileA, ty, work);
+        var fragmentCols = FragmentView(tileB, tx, work);
         for (int k0 = 0; k0 < depth; k0 += slice)
         {
             // A = wᵀ [C x K·R·S]: A[c, (k,r,s)] = w[k,c,r,s], fast along the depth (r, s contiguous in w).
@@ -269,7 +267,7 @@ public static class Conv2d
                 }
             }
             Group.Barrier();
-            acc = MultiplyTiles(acc, lo, hi, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN);
+            acc = MultiplyTiles(acc, fragmentRows, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN);
             Group.Barrier();
         }
 
@@ -304,9 +302,8 @@ public static class Conv2d
         int aStep = SlowStep(threads, slice), bStep = SlowStep(threads, blockN);
 
         var acc = default(Acc8x4);
-        var lo = FragmentView(tileA, ty * work);
-        var hi = FragmentView(tileA, blockN + ty * work);
-        var fragmentCols = FragmentView(tileB, tx * work);
+        var fragmentRows = FragmentView(tileA, ty, work);
+        var fragmentCols = FragmentView(tileB, tx, work);
         for (int k0 = 0; k0 < depth; k0 += slice)
         {
             // A = w_phaseᵀ [C x K·Rp·Sp]: A[c, (k,i,j)] = w[k, c, Ph + stride·i, Pw + stride·j], fast along the depth.
@@ -350,7 +347,7 @@ public static class Conv2d
                 }
             }
             Group.Barrier();
-            acc = MultiplyTiles(acc, lo, hi, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN);
+            acc = MultiplyTiles(acc, fragmentRows, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN);
             Group.Barrier();
         }
 
@@ -387,9 +384,8 @@ public static class Conv2d
         // stride-apart) in x, so both gathers coalesce. Each thread decodes its p once per slice and
         // shares it between its A values (rows k) and its B values (columns (c, r, s)).
         var acc = default(Acc8x4);
-        var lo = FragmentView(tileA, ty * work);
-        var hi = FragmentView(tileA, blockN + ty * work);
-        var fragmentCols = FragmentView(tileB, tx * work);
+        var fragmentRows = FragmentView(tileA, ty, work);
+        var fragmentCols = FragmentView(tileB, tx, work);
         for (int k0 = pBegin; k0 < pEnd; k0 += slice)
         {
             for (int kk = tid % slice; kk < slice; kk += threads)
@@ -428,7 +424,7 @@ public static class Conv2d
                 }
             }
             Group.Barrier();
-            acc = MultiplyTiles(acc, lo, hi, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN + 4);
+            acc = MultiplyTiles(acc, fragmentRows, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN + 4);
             Group.Barrier();
         }
 
@@ -471,16 +467,17 @@ public static class Conv2d
     /// and thread. Thread (tx, ty) owns rows ty·Work .. +Work−1 of each half of the group's 2·Tile·Work rows and
     /// columns tx·Work .. +Work−1. With Work 4 each depth step reads its rows as two float4 and its columns as one
     /// (LDS.128; a warp's two rows of threads read two A addresses, a broadcast, and consecutive B float4s, no
-    /// bank conflict) from the fragment views <paramref name="lo"/>, <paramref name="hi"/> and
-    /// <paramref name="cols"/> (<see cref="FragmentViews"/>, taken once before a kernel's slab loop), so every
-    /// address inside is a base plus a constant: Tile, Work and Depth are specialised to constants at load time.
+    /// bank conflict) from the fragment views <paramref name="rows"/> (both halves: the second is Tile float4s
+    /// further on) and <paramref name="cols"/> (<see cref="FragmentView"/>, taken once before a kernel's slab
+    /// loop), so every address inside is one of two bases plus a constant: Tile, Work and Depth are specialised
+    /// to constants at load time.
     /// The views are plain locals and parameters, not fields of a struct, which keeps them in ILGPU's shared
     /// address space (LDS rather than generic loads). The sixteen depth steps of a slice are written out (ILGPU
     /// does not unroll, and ptxas left a 4-iteration loop with an address computation per load), so this path
     /// takes slices of exactly 16 (the CUDA and CPU tunings); other tunings (tests') read scalars.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Acc8x4 MultiplyTiles(Acc8x4 acc, ArrayView<Float4> lo, ArrayView<Float4> hi, ArrayView<Float4> cols,
+    private static Acc8x4 MultiplyTiles(Acc8x4 acc, ArrayView<Float4> rows, ArrayView<Float4> cols,
         ArrayView<float> tileA, ArrayView<float> tileB, int tx, int ty, int tile, int work, int slice, int strideA, int strideB)
     {
         if (work == 4 && slice == 16)
@@ -488,23 +485,23 @@ public static class Conv2d
             // Sixteen steps written out, no loop: every offset is a constant that ptxas folds into the LDS.128
             // instructions, and the views are never reassigned (a view carried around a loop loses ILGPU's
             // shared address space and its loads become generic).
-            int sa = strideA / 4, sb = strideB / 4;
-            acc = Fma(acc, lo[0 * sa], hi[0 * sa], cols[0 * sb]);
-            acc = Fma(acc, lo[1 * sa], hi[1 * sa], cols[1 * sb]);
-            acc = Fma(acc, lo[2 * sa], hi[2 * sa], cols[2 * sb]);
-            acc = Fma(acc, lo[3 * sa], hi[3 * sa], cols[3 * sb]);
-            acc = Fma(acc, lo[4 * sa], hi[4 * sa], cols[4 * sb]);
-            acc = Fma(acc, lo[5 * sa], hi[5 * sa], cols[5 * sb]);
-            acc = Fma(acc, lo[6 * sa], hi[6 * sa], cols[6 * sb]);
-            acc = Fma(acc, lo[7 * sa], hi[7 * sa], cols[7 * sb]);
-            acc = Fma(acc, lo[8 * sa], hi[8 * sa], cols[8 * sb]);
-            acc = Fma(acc, lo[9 * sa], hi[9 * sa], cols[9 * sb]);
-            acc = Fma(acc, lo[10 * sa], hi[10 * sa], cols[10 * sb]);
-            acc = Fma(acc, lo[11 * sa], hi[11 * sa], cols[11 * sb]);
-            acc = Fma(acc, lo[12 * sa], hi[12 * sa], cols[12 * sb]);
-            acc = Fma(acc, lo[13 * sa], hi[13 * sa], cols[13 * sb]);
-            acc = Fma(acc, lo[14 * sa], hi[14 * sa], cols[14 * sb]);
-            acc = Fma(acc, lo[15 * sa], hi[15 * sa], cols[15 * sb]);
+            int sa = strideA / 4, sb = strideB / 4, hi = tile * work / 4;
+            acc = Fma(acc, rows[0 * sa], rows[0 * sa + hi], cols[0 * sb]);
+            acc = Fma(acc, rows[1 * sa], rows[1 * sa + hi], cols[1 * sb]);
+            acc = Fma(acc, rows[2 * sa], rows[2 * sa + hi], cols[2 * sb]);
+            acc = Fma(acc, rows[3 * sa], rows[3 * sa + hi], cols[3 * sb]);
+            acc = Fma(acc, rows[4 * sa], rows[4 * sa + hi], cols[4 * sb]);
+            acc = Fma(acc, rows[5 * sa], rows[5 * sa + hi], cols[5 * sb]);
+            acc = Fma(acc, rows[6 * sa], rows[6 * sa + hi], cols[6 * sb]);
+            acc = Fma(acc, rows[7 * sa], rows[7 * sa + hi], cols[7 * sb]);
+            acc = Fma(acc, rows[8 * sa], rows[8 * sa + hi], cols[8 * sb]);
+            acc = Fma(acc, rows[9 * sa], rows[9 * sa + hi], cols[9 * sb]);
+            acc = Fma(acc, rows[10 * sa], rows[10 * sa + hi], cols[10 * sb]);
+            acc = Fma(acc, rows[11 * sa], rows[11 * sa + hi], cols[11 * sb]);
+            acc = Fma(acc, rows[12 * sa], rows[12 * sa + hi], cols[12 * sb]);
+            acc = Fma(acc, rows[13 * sa], rows[13 * sa + hi], cols[13 * sb]);
+            acc = Fma(acc, rows[14 * sa], rows[14 * sa + hi], cols[14 * sb]);
+            acc = Fma(acc, rows[15 * sa], rows[15 * sa + hi], cols[15 * sb]);
         }
         else
         {
@@ -518,12 +515,18 @@ public static class Conv2d
         return acc;
     }
 
-    /// <summary>A view of <paramref name="tile"/> as float4s starting at float <paramref name="first"/> (a multiple of 4 when Work is 4; unused otherwise).</summary>
+    /// <summary>
+    /// A thread's fragments of <paramref name="tile"/> as float4s: with Work 4 its Work floats at
+    /// <paramref name="thread"/>·4 are float4 number <paramref name="thread"/> (the index is passed in float4s, not
+    /// floats: a division by 4 here made ptxas rebuild each base from the thread index before every load);
+    /// unused with other tunings.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ArrayView<Float4> FragmentView(ArrayView<float> tile, int first)
+    private static ArrayView<Float4> FragmentView(ArrayView<float> tile, int thread, int work)
     {
         var t4 = tile.Cast<Float4>();
-        return t4.SubView(first / 4, t4.Length - first / 4);
+        int first = work == 4 ? thread : 0;
+        return t4.SubView(first, t4.Length - first);
     }
 
     /// <summary>Four consecutive floats (with Work &lt; 4 the extra ones stay inside the allocation, <see cref="CheckedTuning"/>, and feed accumulators nobody stores).</summary>
