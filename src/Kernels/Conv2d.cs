@@ -152,43 +152,38 @@ public static class Conv2d
         for (int k0 = 0; k0 < depth; k0 += slice)
         {
             // A = w [K x C·R·S], fast along the depth (contiguous in w).
-            for (int kk = tid % slice; kk < slice; kk += threads)
+            int kk = tid % slice;
+            do
             {
                 int q = k0 + kk;
+                bool qInside = q < depth;
                 for (int m = tid / slice; m < blockM; m += aStep)
                 {
                     int gm = row0 + m;
-                    float v = 0f;
-                    if (gm < rows && q < depth)
-                    {
-                        v = w[gm * depth + q];
-                    }
-                    tileA[kk * (blockM + 4) + m] = v;
+                    tileA[kk * (blockM + 4) + m] = LoadOrZero(w, gm * depth + q, qInside & gm < rows);
                 }
+                kk += threads;
             }
+            while (threads < slice && kk < slice);
             // B = im2col(x) [C·R·S x N·OH·OW], fast along the output pixels (contiguous rows of x).
-            for (int col = tid % blockN; col < blockN; col += threads)
+            int col = tid % blockN;
+            do
             {
                 int p = col0 + col;
                 bool pInside = p < cols;
                 int pn = a.DivOHW.Divide(p), pRem = p - pn * a.OHW, poh = a.DivOutW.Divide(pRem), pow = pRem - poh * a.OutW;
                 int ih0 = poh * a.Stride - a.Pad, iw0 = pow * a.Stride - a.Pad, xImage = pn * a.C * a.HW;
-                for (int kk = tid / blockN; kk < slice; kk += bStep)
+                for (int kq = tid / blockN; kq < slice; kq += bStep)
                 {
-                    int qq = k0 + kk;
-                    float v = 0f;
-                    if (pInside && qq < depth)
-                    {
-                        int c = a.DivRS.Divide(qq), rs = qq - c * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
-                        int ih = ih0 + r, iw = iw0 + s;
-                        if (ih >= 0 && ih < a.H && iw >= 0 && iw < a.W)
-                        {
-                            v = x[xImage + (c * a.H + ih) * a.W + iw];
-                        }
-                    }
-                    tileB[kk * blockN + col] = v;
+                    int qq = k0 + kq;
+                    int c = a.DivRS.Divide(qq), rs = qq - c * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
+                    int ih = ih0 + r, iw = iw0 + s;
+                    bool inside = pInside & qq < depth & (uint)ih < (uint)a.H & (uint)iw < (uint)a.W;
+                    tileB[kq * blockN + col] = LoadOrZero(x, xImage + (c * a.H + ih) * a.W + iw, inside);
                 }
+                col += threads;
             }
+            while (threads < blockN && col < blockN);
             Group.Barrier();
             acc = MultiplyTiles(acc, fragmentRows, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN);
             Group.Barrier();
@@ -224,48 +219,42 @@ public static class Conv2d
         for (int k0 = 0; k0 < depth; k0 += slice)
         {
             // A = wᵀ [C x K·R·S]: A[c, (k,r,s)] = w[k,c,r,s], fast along the depth (r, s contiguous in w).
-            for (int kk = tid % slice; kk < slice; kk += threads)
+            int kk = tid % slice;
+            do
             {
                 int j = k0 + kk;
+                bool jInside = j < depth;
                 int jk = a.DivRS.Divide(j), jrs = j - jk * a.RS;
                 for (int m = tid / slice; m < blockM; m += aStep)
                 {
                     int gc = row0 + m;
-                    float v = 0f;
-                    if (gc < rows && j < depth)
-                    {
-                        v = w[(jk * a.C + gc) * a.RS + jrs];
-                    }
-                    tileA[kk * (blockM + 4) + m] = v;
+                    tileA[kk * (blockM + 4) + m] = LoadOrZero(w, (jk * a.C + gc) * a.RS + jrs, jInside & gc < rows);
                 }
+                kk += threads;
             }
+            while (threads < slice && kk < slice);
             // B = col(dy) [K·R·S x N·H·W], fast along the input pixels.
-            for (int col = tid % blockN; col < blockN; col += threads)
+            int col = tid % blockN;
+            do
             {
                 int p = col0 + col;
                 bool pInside = p < cols;
                 int pn = a.DivHW.Divide(p), pRem = p - pn * a.HW, ph = a.DivW.Divide(pRem), pw = pRem - ph * a.W;
                 int hp = ph + a.Pad, wp = pw + a.Pad, dyImage = pn * a.K * a.OHW;
-                for (int kk = tid / blockN; kk < slice; kk += bStep)
+                for (int kq = tid / blockN; kq < slice; kq += bStep)
                 {
-                    int jj = k0 + kk;
-                    float v = 0f;
-                    if (pInside && jj < depth)
-                    {
-                        int k = a.DivRS.Divide(jj), rs = jj - k * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
-                        int th = hp - r, tw = wp - s;
-                        if (th >= 0 && tw >= 0)
-                        {
-                            int oh = a.DivStride.Divide(th), ow = a.DivStride.Divide(tw);
-                            if (oh * a.Stride == th && ow * a.Stride == tw && oh < a.OutH && ow < a.OutW)
-                            {
-                                v = dy[dyImage + (k * a.OutH + oh) * a.OutW + ow];
-                            }
-                        }
-                    }
-                    tileB[kk * blockN + col] = v;
+                    int jj = k0 + kq;
+                    int k = a.DivRS.Divide(jj), rs = jj - k * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
+                    int th = hp - r, tw = wp - s;
+                    // th or tw < 0 gives a meaningless quotient; the mask drops it.
+                    int oh = a.DivStride.Divide(th), ow = a.DivStride.Divide(tw);
+                    bool inside = pInside & jj < depth & th >= 0 & tw >= 0
+                        & oh * a.Stride == th & ow * a.Stride == tw & oh < a.OutH & ow < a.OutW;
+                    tileB[kq * blockN + col] = LoadOrZero(dy, dyImage + (k * a.OutH + oh) * a.OutW + ow, inside);
                 }
+                col += threads;
             }
+            while (threads < blockN && col < blockN);
             Group.Barrier();
             acc = MultiplyTiles(acc, fragmentRows, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN);
             Group.Barrier();
@@ -307,45 +296,40 @@ public static class Conv2d
         for (int k0 = 0; k0 < depth; k0 += slice)
         {
             // A = w_phaseᵀ [C x K·Rp·Sp]: A[c, (k,i,j)] = w[k, c, Ph + stride·i, Pw + stride·j], fast along the depth.
-            for (int kk = tid % slice; kk < slice; kk += threads)
+            int kk = tid % slice;
+            do
             {
                 int q = k0 + kk;
+                bool qInside = q < depth;
                 int qk = a.DivRSp.Divide(q), qrs = q - qk * a.RSp, qi = a.DivSp.Divide(qrs), qj = qrs - qi * a.Sp;
                 int wBase = qk * a.C * a.RS + (a.Ph + a.Stride * qi) * a.S + a.Pw + a.Stride * qj;
                 for (int m = tid / slice; m < blockM; m += aStep)
                 {
                     int gc = row0 + m;
-                    float v = 0f;
-                    if (gc < rows && q < depth)
-                    {
-                        v = w[wBase + gc * a.RS];
-                    }
-                    tileA[kk * (blockM + 4) + m] = v;
+                    tileA[kk * (blockM + 4) + m] = LoadOrZero(w, wBase + gc * a.RS, qInside & gc < rows);
                 }
+                kk += threads;
             }
+            while (threads < slice && kk < slice);
             // B = col(dy) [K·Rp·Sp x N·Hp·Wp], fast along the phase's dx pixels.
-            for (int col = tid % blockN; col < blockN; col += threads)
+            int col = tid % blockN;
+            do
             {
                 int p = col0 + col;
                 bool pInside = p < cols;
                 int pn = a.DivHWp.Divide(p), pRem = p - pn * a.HWp, pi = a.DivWp.Divide(pRem), pj = pRem - pi * a.Wp;
                 int qh = a.Qh0 + pi, qw = a.Qw0 + pj, dyImage = pn * a.K * a.OHW;
-                for (int kk = tid / blockN; kk < slice; kk += bStep)
+                for (int kq = tid / blockN; kq < slice; kq += bStep)
                 {
-                    int jj = k0 + kk;
-                    float v = 0f;
-                    if (pInside && jj < depth)
-                    {
-                        int k = a.DivRSp.Divide(jj), rs = jj - k * a.RSp, i = a.DivSp.Divide(rs), j = rs - i * a.Sp;
-                        int oh = qh - i, ow = qw - j;
-                        if (oh >= 0 && oh < a.OutH && ow >= 0 && ow < a.OutW)
-                        {
-                            v = dy[dyImage + (k * a.OutH + oh) * a.OutW + ow];
-                        }
-                    }
-                    tileB[kk * blockN + col] = v;
+                    int jj = k0 + kq;
+                    int k = a.DivRSp.Divide(jj), rs = jj - k * a.RSp, i = a.DivSp.Divide(rs), j = rs - i * a.Sp;
+                    int oh = qh - i, ow = qw - j;
+                    bool inside = pInside & jj < depth & (uint)oh < (uint)a.OutH & (uint)ow < (uint)a.OutW;
+                    tileB[kq * blockN + col] = LoadOrZero(dy, dyImage + (k * a.OutH + oh) * a.OutW + ow, inside);
                 }
+                col += threads;
             }
+            while (threads < blockN && col < blockN);
             Group.Barrier();
             acc = MultiplyTiles(acc, fragmentRows, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN);
             Group.Barrier();
@@ -388,7 +372,8 @@ public static class Conv2d
         var fragmentCols = FragmentView(tileB, tx, work);
         for (int k0 = pBegin; k0 < pEnd; k0 += slice)
         {
-            for (int kk = tid % slice; kk < slice; kk += threads)
+            int kk = tid % slice;
+            do
             {
                 int p = k0 + kk;
                 bool pInside = p < pEnd;
@@ -399,30 +384,20 @@ public static class Conv2d
                 {
                     // A = dy [K x N·OH·OW]: A[k, p] = dy[n,k,pixel].
                     int gk = row0 + m;
-                    float v = 0f;
-                    if (pInside && gk < rows)
-                    {
-                        v = dy[dyPixel + gk * a.OHW];
-                    }
-                    tileA[kk * (blockM + 4) + m] = v;
+                    tileA[kk * (blockM + 4) + m] = LoadOrZero(dy, dyPixel + gk * a.OHW, pInside & gk < rows);
                 }
                 for (int m = tid / slice; m < blockN; m += step)
                 {
                     // B = im2col(x)ᵀ [N·OH·OW x C·R·S]: B[p, (c,r,s)] = x[n, c, oh·stride−pad+r, ow·stride−pad+s].
                     int q = col0 + m;
-                    float u = 0f;
-                    if (pInside && q < cols)
-                    {
-                        int c = a.DivRS.Divide(q), rs = q - c * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
-                        int ih = ih0 + r, iw = iw0 + s;
-                        if (ih >= 0 && ih < a.H && iw >= 0 && iw < a.W)
-                        {
-                            u = x[xImage + (c * a.H + ih) * a.W + iw];
-                        }
-                    }
-                    tileB[kk * (blockN + 4) + m] = u;
+                    int c = a.DivRS.Divide(q), rs = q - c * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
+                    int ih = ih0 + r, iw = iw0 + s;
+                    bool inside = pInside & q < cols & (uint)ih < (uint)a.H & (uint)iw < (uint)a.W;
+                    tileB[kk * (blockN + 4) + m] = LoadOrZero(x, xImage + (c * a.H + ih) * a.W + iw, inside);
                 }
+                kk += threads;
             }
+            while (threads < slice && kk < slice);
             Group.Barrier();
             acc = MultiplyTiles(acc, fragmentRows, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN + 4);
             Group.Barrier();
@@ -647,6 +622,17 @@ public static class Conv2d
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int XMin(int a, int b) => a < b ? a : b;
+
+    /// <summary>
+    /// v[index] where <paramref name="inside"/>, else 0, without a branch: outside, the load reads v[0] (no
+    /// operand is empty) and its value is dropped, so <paramref name="index"/> may then be anything.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float LoadOrZero(ArrayView<float> v, int index, bool inside)
+    {
+        float value = v[inside ? index : 0];
+        return inside ? value : 0f;
+    }
 
     // ---- launchers ----
 

@@ -15,7 +15,13 @@ namespace Engine.Kernels;
 public readonly struct FastDivisor
 {
     public readonly int Value;
-    public readonly ulong Magic;
+
+    /// <summary>
+    /// m, below 2³²: d &gt; 2^(l−1) (or d = 1, m = 2³¹) puts 2^(31+l) / d below 2³² by at least 2³² / d ≥ 2, so its
+    /// ceiling is too. Stored in 32 bits so that n·m is one 32x32→64-bit multiply on a GPU.
+    /// </summary>
+    public readonly uint Magic;
+
     public readonly int Shift;
 
     public FastDivisor(int divisor)
@@ -27,12 +33,12 @@ public readonly struct FastDivisor
         int log = divisor == 1 ? 0 : BitOperations.Log2((uint)divisor - 1) + 1;
         Value = divisor;
         Shift = 31 + log;
-        Magic = ((1UL << Shift) + (ulong)divisor - 1) / (ulong)divisor;
+        Magic = checked((uint)(((1UL << Shift) + (ulong)divisor - 1) / (ulong)divisor));
     }
 
     /// <summary>n / Value for 0 &lt;= n &lt;= int.MaxValue.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public int Divide(int n) => (int)(((ulong)n * Magic) >> Shift);
+    public int Divide(int n) => (int)(((ulong)(uint)n * Magic) >> Shift);
 
     /// <summary>n mod Value for 0 &lt;= n &lt;= int.MaxValue.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
