@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using ILGPU;
 using ILGPU.Backends.EntryPoints;
 using ILGPU.Runtime;
@@ -122,6 +123,20 @@ public static class Conv2d
         public float A70, A71, A72, A73;
     }
 
+    /// <summary>
+    /// Where a GEMM column's output (or dx) pixel sits: a flat offset and the top-left row and column of its
+    /// window (or its own row and column), decoded with divisions once per kernel into a shared table that the
+    /// loaders read with one 16-byte load per slab. A column past the matrix gets rows far below zero, so
+    /// every bounds check on it fails and it stages zeros.
+    /// </summary>
+    [StructLayout(LayoutKind.Sequential, Size = 16)]
+    internal readonly struct PixelOrigin(int offset, int row, int column)
+    {
+        public readonly int Offset = offset, Row = row, Column = column, Unused;
+
+        public static PixelOrigin Outside => new(0, int.MinValue / 2, int.MinValue / 2);
+    }
+
     // ---- kernels ----
     //
     // Staging a Depth-deep slice of an operand: the operand's fast dimension (the one consecutive
@@ -146,6 +161,17 @@ public static class Conv2d
         int rows = a.K, cols = a.N * a.OHW, depth = a.CRS;
         int aStep = SlowStep(threads, slice), bStep = SlowStep(threads, blockN);
 
+        // Each column's output pixel decoded once per kernel, not once per slab (see PixelOrigin).
+        var origins = SharedMemory.Allocate<PixelOrigin>(MaxTile * MaxWork);
+        for (int c = tid; c < blockN; c += threads)
+        {
+            int p = col0 + c;
+            int pn = a.DivOHW.Divide(p), pRem = p - pn * a.OHW, poh = a.DivOutW.Divide(pRem), pow = pRem - poh * a.OutW;
+            int ih0 = poh * a.Stride - a.Pad, iw0 = pow * a.Stride - a.Pad;
+            origins[c] = p < cols ? new PixelOrigin(pn * a.C * a.HW + ih0 * a.W + iw0, ih0, iw0) : PixelOrigin.Outside;
+        }
+        Group.Barrier();
+
         var acc = default(Acc8x4);
         var fragmentRows = FragmentView(tileA, ty, work);
         var fragmentCols = FragmentView(tileB, tx, work);
@@ -169,17 +195,14 @@ public static class Conv2d
             int col = tid % blockN;
             do
             {
-                int p = col0 + col;
-                bool pInside = p < cols;
-                int pn = a.DivOHW.Divide(p), pRem = p - pn * a.OHW, poh = a.DivOutW.Divide(pRem), pow = pRem - poh * a.OutW;
-                int ih0 = poh * a.Stride - a.Pad, iw0 = pow * a.Stride - a.Pad, xImage = pn * a.C * a.HW;
+                PixelOrigin o = origins[col];
                 for (int kq = tid / blockN; kq < slice; kq += bStep)
                 {
                     int qq = k0 + kq;
                     int c = a.DivRS.Divide(qq), rs = qq - c * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
-                    int ih = ih0 + r, iw = iw0 + s;
-                    bool inside = pInside & qq < depth & (uint)ih < (uint)a.H & (uint)iw < (uint)a.W;
-                    tileB[kq * blockN + col] = LoadOrZero(x, xImage + (c * a.H + ih) * a.W + iw, inside);
+                    int ih = o.Row + r, iw = o.Column + s;
+                    bool inside = qq < depth & (uint)ih < (uint)a.H & (uint)iw < (uint)a.W;
+                    tileB[kq * blockN + col] = LoadOrZero(x, o.Offset + (c * a.H + r) * a.W + s, inside);
                 }
                 col += threads;
             }
@@ -213,6 +236,16 @@ public static class Conv2d
         int rows = a.C, cols = a.N * a.HW, depth = a.K * a.RS;
         int aStep = SlowStep(threads, slice), bStep = SlowStep(threads, blockN);
 
+        // Each column's dx pixel decoded once per kernel, not once per slab (see PixelOrigin).
+        var origins = SharedMemory.Allocate<PixelOrigin>(MaxTile * MaxWork);
+        for (int c = tid; c < blockN; c += threads)
+        {
+            int p = col0 + c;
+            int pn = a.DivHW.Divide(p), pRem = p - pn * a.HW, ph = a.DivW.Divide(pRem), pw = pRem - ph * a.W;
+            origins[c] = p < cols ? new PixelOrigin(pn * a.K * a.OHW, ph + a.Pad, pw + a.Pad) : PixelOrigin.Outside;
+        }
+        Group.Barrier();
+
         var acc = default(Acc8x4);
         var fragmentRows = FragmentView(tileA, ty, work);
         var fragmentCols = FragmentView(tileB, tx, work);
@@ -237,20 +270,17 @@ public static class Conv2d
             int col = tid % blockN;
             do
             {
-                int p = col0 + col;
-                bool pInside = p < cols;
-                int pn = a.DivHW.Divide(p), pRem = p - pn * a.HW, ph = a.DivW.Divide(pRem), pw = pRem - ph * a.W;
-                int hp = ph + a.Pad, wp = pw + a.Pad, dyImage = pn * a.K * a.OHW;
+                PixelOrigin o = origins[col];
                 for (int kq = tid / blockN; kq < slice; kq += bStep)
                 {
                     int jj = k0 + kq;
                     int k = a.DivRS.Divide(jj), rs = jj - k * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
-                    int th = hp - r, tw = wp - s;
+                    int th = o.Row - r, tw = o.Column - s;
                     // th or tw < 0 gives a meaningless quotient; the mask drops it.
                     int oh = a.DivStride.Divide(th), ow = a.DivStride.Divide(tw);
-                    bool inside = pInside & jj < depth & th >= 0 & tw >= 0
+                    bool inside = jj < depth & th >= 0 & tw >= 0
                         & oh * a.Stride == th & ow * a.Stride == tw & oh < a.OutH & ow < a.OutW;
-                    tileB[kq * blockN + col] = LoadOrZero(dy, dyImage + (k * a.OutH + oh) * a.OutW + ow, inside);
+                    tileB[kq * blockN + col] = LoadOrZero(dy, o.Offset + (k * a.OutH + oh) * a.OutW + ow, inside);
                 }
                 col += threads;
             }
@@ -290,6 +320,16 @@ public static class Conv2d
         int rows = a.C, cols = a.N * a.HWp, depth = a.K * a.RSp;
         int aStep = SlowStep(threads, slice), bStep = SlowStep(threads, blockN);
 
+        // Each column's dx pixel decoded once per kernel, not once per slab (see PixelOrigin).
+        var origins = SharedMemory.Allocate<PixelOrigin>(MaxTile * MaxWork);
+        for (int c = tid; c < blockN; c += threads)
+        {
+            int p = col0 + c;
+            int pn = a.DivHWp.Divide(p), pRem = p - pn * a.HWp, pi = a.DivWp.Divide(pRem), pj = pRem - pi * a.Wp;
+            origins[c] = p < cols ? new PixelOrigin(pn * a.K * a.OHW, a.Qh0 + pi, a.Qw0 + pj) : PixelOrigin.Outside;
+        }
+        Group.Barrier();
+
         var acc = default(Acc8x4);
         var fragmentRows = FragmentView(tileA, ty, work);
         var fragmentCols = FragmentView(tileB, tx, work);
@@ -315,17 +355,14 @@ public static class Conv2d
             int col = tid % blockN;
             do
             {
-                int p = col0 + col;
-                bool pInside = p < cols;
-                int pn = a.DivHWp.Divide(p), pRem = p - pn * a.HWp, pi = a.DivWp.Divide(pRem), pj = pRem - pi * a.Wp;
-                int qh = a.Qh0 + pi, qw = a.Qw0 + pj, dyImage = pn * a.K * a.OHW;
+                PixelOrigin o = origins[col];
                 for (int kq = tid / blockN; kq < slice; kq += bStep)
                 {
                     int jj = k0 + kq;
                     int k = a.DivRSp.Divide(jj), rs = jj - k * a.RSp, i = a.DivSp.Divide(rs), j = rs - i * a.Sp;
-                    int oh = qh - i, ow = qw - j;
-                    bool inside = pInside & jj < depth & (uint)oh < (uint)a.OutH & (uint)ow < (uint)a.OutW;
-                    tileB[kq * blockN + col] = LoadOrZero(dy, dyImage + (k * a.OutH + oh) * a.OutW + ow, inside);
+                    int oh = o.Row - i, ow = o.Column - j;
+                    bool inside = jj < depth & (uint)oh < (uint)a.OutH & (uint)ow < (uint)a.OutW;
+                    tileB[kq * blockN + col] = LoadOrZero(dy, o.Offset + (k * a.OutH + oh) * a.OutW + ow, inside);
                 }
                 col += threads;
             }
