@@ -124,10 +124,12 @@ public static class Conv2d
     }
 
     /// <summary>
-    /// Where a GEMM column's output (or dx) pixel sits: a flat offset and the top-left row and column of its
-    /// window (or its own row and column), decoded with divisions once per kernel into a shared table that the
-    /// loaders read with one 16-byte load per slab. A column past the matrix gets rows far below zero, so
-    /// every bounds check on it fails and it stages zeros.
+    /// Where a GEMM column sits in the tensor its loader gathers from: a flat offset and a row and a column
+    /// that the bounds checks add to (forward: the output pixel's window origin; backward-data: the dx pixel;
+    /// backward-weight: the tap (c, r, s), whose offset and (r, s) are added to each output pixel's window).
+    /// Decoded with divisions once per kernel into a shared table that the loaders read with one 16-byte
+    /// load. A column past the matrix gets rows far below zero, so every bounds check on it fails and it
+    /// stages zeros.
     /// </summary>
     [StructLayout(LayoutKind.Sequential, Size = 16)]
     internal readonly struct PixelOrigin(int offset, int row, int column)
@@ -403,7 +405,17 @@ public static class Conv2d
         // Both operands are staged with the reduction index fastest across threads: consecutive threads
         // take consecutive output pixels p = (n, oh, ow), which are contiguous in dy and contiguous (or
         // stride-apart) in x, so both gathers coalesce. Each thread decodes its p once per slice and
-        // shares it between its A values (rows k) and its B values (columns (c, r, s)).
+        // shares it between its A values (rows k) and its B values (columns (c, r, s)), whose taps are
+        // decoded once per kernel, not once per slab and element (see PixelOrigin).
+        var taps = SharedMemory.Allocate<PixelOrigin>(MaxTile * MaxWork);
+        for (int m = tid; m < blockN; m += threads)
+        {
+            int q = col0 + m;
+            int c = a.DivRS.Divide(q), rs = q - c * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
+            taps[m] = q < cols ? new PixelOrigin((c * a.H + r) * a.W + s, r, s) : PixelOrigin.Outside;
+        }
+        Group.Barrier();
+
         var acc = default(Acc8x4);
         var fragmentRows = FragmentView(tileA, ty, work);
         var fragmentCols = FragmentView(tileB, tx, work);
@@ -416,7 +428,7 @@ public static class Conv2d
                 bool pInside = p < pEnd;
                 int n = a.DivOHW.Divide(p), pixel = p - n * a.OHW, oh = a.DivOutW.Divide(pixel), ow = pixel - oh * a.OutW;
                 int ih0 = oh * a.Stride - a.Pad, iw0 = ow * a.Stride - a.Pad;
-                int dyPixel = n * a.K * a.OHW + pixel, xImage = n * a.C * a.HW;
+                int dyPixel = n * a.K * a.OHW + pixel, xWindow = n * a.C * a.HW + ih0 * a.W + iw0;
                 for (int m = tid / slice; m < blockM; m += step)
                 {
                     // A = dy [K x N·OH·OW]: A[k, p] = dy[n,k,pixel].
@@ -426,11 +438,10 @@ public static class Conv2d
                 for (int m = tid / slice; m < blockN; m += step)
                 {
                     // B = im2col(x)ᵀ [N·OH·OW x C·R·S]: B[p, (c,r,s)] = x[n, c, oh·stride−pad+r, ow·stride−pad+s].
-                    int q = col0 + m;
-                    int c = a.DivRS.Divide(q), rs = q - c * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
-                    int ih = ih0 + r, iw = iw0 + s;
-                    bool inside = pInside & q < cols & (uint)ih < (uint)a.H & (uint)iw < (uint)a.W;
-                    tileB[kk * (blockN + 4) + m] = LoadOrZero(x, xImage + (c * a.H + ih) * a.W + iw, inside);
+                    PixelOrigin t = taps[m];
+                    int ih = ih0 + t.Row, iw = iw0 + t.Column;
+                    bool inside = pInside & (uint)ih < (uint)a.H & (uint)iw < (uint)a.W;
+                    tileB[kk * (blockN + 4) + m] = LoadOrZero(x, xWindow + t.Offset, inside);
                 }
                 kk += threads;
             }
