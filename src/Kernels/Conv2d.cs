@@ -57,7 +57,7 @@ public static class Conv2d
     public struct Args
     {
         public int N, C, H, W, K, R, S, Stride, Pad, OutH, OutW;
-        public int HW, OHW, RS, CRS;
+        public int HW, OHW, RS, CRS, CHW, KOHW;
         public FastDivisor DivW, DivHW, DivOutW, DivOHW, DivS, DivRS, DivStride;
 
         /// <summary>Backward-weight only: reduction elements (of N·OutH·OutW) per split, a multiple of Depth.</summary>
@@ -67,7 +67,7 @@ public static class Conv2d
         {
             N = s.N; C = s.C; H = s.H; W = s.W; K = s.K; R = s.R; S = s.S; Stride = s.Stride; Pad = s.Pad;
             OutH = s.OutH; OutW = s.OutW;
-            HW = H * W; OHW = OutH * OutW; RS = R * S; CRS = C * RS;
+            HW = H * W; OHW = OutH * OutW; RS = R * S; CRS = C * RS; CHW = C * HW; KOHW = K * OHW;
             DivW = new(W); DivHW = new(HW); DivOutW = new(OutW); DivOHW = new(OHW);
             DivS = new(S); DivRS = new(RS); DivStride = new(Stride);
             Chunk = chunk;
@@ -170,7 +170,7 @@ public static class Conv2d
             int p = col0 + c;
             int pn = a.DivOHW.Divide(p), pRem = p - pn * a.OHW, poh = a.DivOutW.Divide(pRem), pow = pRem - poh * a.OutW;
             int ih0 = poh * a.Stride - a.Pad, iw0 = pow * a.Stride - a.Pad;
-            origins[c] = p < cols ? new PixelOrigin(pn * a.C * a.HW + ih0 * a.W + iw0, ih0, iw0) : PixelOrigin.Outside;
+            origins[c] = p < cols ? new PixelOrigin(pn * a.CHW + ih0 * a.W + iw0, ih0, iw0) : PixelOrigin.Outside;
         }
         Group.Barrier();
 
@@ -215,7 +215,7 @@ public static class Conv2d
         }
 
         // Output column p = (n, oh·OW+ow) lives at n·K·OHW + pixel; row k adds k·OHW.
-        int kOhw = a.K * a.OHW;
+        int kOhw = a.KOHW;
         int cb = col0 + tx * work;
         int c0 = ImageColumn(cb, 0, work, cols, a.DivOHW, kOhw);
         int c1 = ImageColumn(cb + 1, 1, work, cols, a.DivOHW, kOhw);
@@ -244,7 +244,7 @@ public static class Conv2d
         {
             int p = col0 + c;
             int pn = a.DivHW.Divide(p), pRem = p - pn * a.HW, ph = a.DivW.Divide(pRem), pw = pRem - ph * a.W;
-            origins[c] = p < cols ? new PixelOrigin(pn * a.K * a.OHW, ph + a.Pad, pw + a.Pad) : PixelOrigin.Outside;
+            origins[c] = p < cols ? new PixelOrigin(pn * a.KOHW, ph + a.Pad, pw + a.Pad) : PixelOrigin.Outside;
         }
         Group.Barrier();
 
@@ -293,7 +293,7 @@ public static class Conv2d
         }
 
         // Output column p = (n, h·W+w) lives at n·C·HW + pixel; row c adds c·HW.
-        int cHw = a.C * a.HW;
+        int cHw = a.CHW;
         int cb = col0 + tx * work;
         int c0 = ImageColumn(cb, 0, work, cols, a.DivHW, cHw);
         int c1 = ImageColumn(cb + 1, 1, work, cols, a.DivHW, cHw);
@@ -428,7 +428,7 @@ public static class Conv2d
                 bool pInside = p < pEnd;
                 int n = a.DivOHW.Divide(p), pixel = p - n * a.OHW, oh = a.DivOutW.Divide(pixel), ow = pixel - oh * a.OutW;
                 int ih0 = oh * a.Stride - a.Pad, iw0 = ow * a.Stride - a.Pad;
-                int dyPixel = n * a.K * a.OHW + pixel, xWindow = n * a.C * a.HW + ih0 * a.W + iw0;
+                int dyPixel = n * a.KOHW + pixel, xWindow = n * a.CHW + ih0 * a.W + iw0;
                 for (int m = tid / slice; m < blockM; m += step)
                 {
                     // A = dy [K x N·OH·OW]: A[k, p] = dy[n,k,pixel].
