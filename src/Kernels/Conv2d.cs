@@ -84,6 +84,9 @@ public static class Conv2d
         public int N, C, H, W, K, S, Stride, OutH, OutW;
         public int HW, OHW, RS;
         public int Ph, Pw, Rp, Sp, RSp;
+
+        /// <summary>w's offset of the phase's first tap (Ph, Pw), its step per phase row (stride·S) and per filter (C·R·S).</summary>
+        public int WTap0, WTapRow, CRS;
         public int H0, W0, Hp, Wp, HWp, Qh0, Qw0;
         public FastDivisor DivSp, DivRSp, DivWp, DivHWp;
 
@@ -92,6 +95,7 @@ public static class Conv2d
             N = s.N; C = s.C; H = s.H; W = s.W; K = s.K; S = s.S; Stride = s.Stride; OutH = s.OutH; OutW = s.OutW;
             HW = H * W; OHW = OutH * OutW; RS = s.R * S;
             Ph = ph; Pw = pw;
+            WTap0 = ph * S + pw; WTapRow = Stride * S; CRS = C * RS;
             Rp = Count(s.R, ph, Stride); Sp = Count(S, pw, Stride); RSp = Rp * Sp;
             H0 = First(ph, s.Pad, Stride); W0 = First(pw, s.Pad, Stride);
             Hp = Count(H, H0, Stride); Wp = Count(W, W0, Stride); HWp = Hp * Wp;
@@ -344,7 +348,7 @@ public static class Conv2d
                 int q = k0 + kk;
                 bool qInside = q < depth;
                 int qk = a.DivRSp.Divide(q), qrs = q - qk * a.RSp, qi = a.DivSp.Divide(qrs), qj = qrs - qi * a.Sp;
-                int wBase = qk * a.C * a.RS + (a.Ph + a.Stride * qi) * a.S + a.Pw + a.Stride * qj;
+                int wBase = qk * a.CRS + a.WTap0 + qi * a.WTapRow + qj * a.Stride;
                 for (int m = tid / slice; m < blockM; m += aStep)
                 {
                     int gc = row0 + m;
