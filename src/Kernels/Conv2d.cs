@@ -136,11 +136,23 @@ public static class Conv2d
     /// stages zeros.
     /// </summary>
     [StructLayout(LayoutKind.Sequential, Size = 16)]
-    internal readonly struct PixelOrigin(int offset, int row, int column)
+    internal struct PixelOrigin
     {
-        public readonly int Offset = offset, Row = row, Column = column, Unused;
+        public int Offset, Row, Column, Unused;
 
-        public static PixelOrigin Outside => new(0, int.MinValue / 2, int.MinValue / 2);
+        /// <summary>
+        /// The entry of a column, or of one past the matrix (<paramref name="inside"/> false: rows and columns far
+        /// below zero). Fields set one by one on a default value, as <see cref="Acc8x4"/>'s are.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static PixelOrigin Of(bool inside, int offset, int row, int column)
+        {
+            var o = default(PixelOrigin);
+            o.Offset = offset;
+            o.Row = inside ? row : int.MinValue / 2;
+            o.Column = inside ? column : int.MinValue / 2;
+            return o;
+        }
     }
 
     // ---- kernels ----
@@ -174,7 +186,7 @@ public static class Conv2d
             int p = col0 + c;
             int pn = a.DivOHW.Divide(p), pRem = p - pn * a.OHW, poh = a.DivOutW.Divide(pRem), pow = pRem - poh * a.OutW;
             int ih0 = poh * a.Stride - a.Pad, iw0 = pow * a.Stride - a.Pad;
-            origins[c] = p < cols ? new PixelOrigin(pn * a.CHW + ih0 * a.W + iw0, ih0, iw0) : PixelOrigin.Outside;
+            origins[c] = PixelOrigin.Of(p < cols, pn * a.CHW + ih0 * a.W + iw0, ih0, iw0);
         }
         Group.Barrier();
 
@@ -248,7 +260,7 @@ public static class Conv2d
         {
             int p = col0 + c;
             int pn = a.DivHW.Divide(p), pRem = p - pn * a.HW, ph = a.DivW.Divide(pRem), pw = pRem - ph * a.W;
-            origins[c] = p < cols ? new PixelOrigin(pn * a.KOHW, ph + a.Pad, pw + a.Pad) : PixelOrigin.Outside;
+            origins[c] = PixelOrigin.Of(p < cols, pn * a.KOHW, ph + a.Pad, pw + a.Pad);
         }
         Group.Barrier();
 
@@ -332,7 +344,7 @@ public static class Conv2d
         {
             int p = col0 + c;
             int pn = a.DivHWp.Divide(p), pRem = p - pn * a.HWp, pi = a.DivWp.Divide(pRem), pj = pRem - pi * a.Wp;
-            origins[c] = p < cols ? new PixelOrigin(pn * a.K * a.OHW, a.Qh0 + pi, a.Qw0 + pj) : PixelOrigin.Outside;
+            origins[c] = PixelOrigin.Of(p < cols, pn * a.K * a.OHW, a.Qh0 + pi, a.Qw0 + pj);
         }
         Group.Barrier();
 
@@ -416,7 +428,7 @@ public static class Conv2d
         {
             int q = col0 + m;
             int c = a.DivRS.Divide(q), rs = q - c * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
-            taps[m] = q < cols ? new PixelOrigin((c * a.H + r) * a.W + s, r, s) : PixelOrigin.Outside;
+            taps[m] = PixelOrigin.Of(q < cols, (c * a.H + r) * a.W + s, r, s);
         }
         Group.Barrier();
 

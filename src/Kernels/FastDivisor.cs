@@ -18,9 +18,11 @@ public readonly struct FastDivisor
 
     /// <summary>
     /// m, below 2³²: d &gt; 2^(l−1) (or d = 1, m = 2³¹) puts 2^(31+l) / d below 2³² by at least 2³² / d ≥ 2, so its
-    /// ceiling is too. Stored in 32 bits so that n·m is one 32x32→64-bit multiply on a GPU.
+    /// ceiling is too. <see cref="Divide"/> multiplies its low 32 bits, so n·m is one 32x32→64-bit multiply on a
+    /// GPU. The field stays 64-bit: with a 32-bit one ILGPU 1.5.3 failed to compile some of the kernels that take
+    /// the struct as a parameter (an internal "cannot convert Int32 to Struct" error, or local memory).
     /// </summary>
-    public readonly uint Magic;
+    public readonly ulong Magic;
 
     public readonly int Shift;
 
@@ -33,12 +35,12 @@ public readonly struct FastDivisor
         int log = divisor == 1 ? 0 : BitOperations.Log2((uint)divisor - 1) + 1;
         Value = divisor;
         Shift = 31 + log;
-        Magic = checked((uint)(((1UL << Shift) + (ulong)divisor - 1) / (ulong)divisor));
+        Magic = ((1UL << Shift) + (ulong)divisor - 1) / (ulong)divisor;
     }
 
     /// <summary>n / Value for 0 &lt;= n &lt;= int.MaxValue.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public int Divide(int n) => (int)(((ulong)(uint)n * Magic) >> Shift);
+    public int Divide(int n) => (int)(((ulong)(uint)n * (uint)Magic) >> Shift);
 
     /// <summary>n mod Value for 0 &lt;= n &lt;= int.MaxValue.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
