@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using ILGPU;
 using ILGPU.Backends.EntryPoints;
 using ILGPU.Runtime;
@@ -56,7 +57,7 @@ public static class Conv2d
     public struct Args
     {
         public int N, C, H, W, K, R, S, Stride, Pad, OutH, OutW;
-        public int HW, OHW, RS, CRS;
+        public int HW, OHW, RS, CRS, CHW, KOHW;
         public FastDivisor DivW, DivHW, DivOutW, DivOHW, DivS, DivRS, DivStride;
 
         /// <summary>Backward-weight only: reduction elements (of N·OutH·OutW) per split, a multiple of Depth.</summary>
@@ -66,7 +67,7 @@ public static class Conv2d
         {
             N = s.N; C = s.C; H = s.H; W = s.W; K = s.K; R = s.R; S = s.S; Stride = s.Stride; Pad = s.Pad;
             OutH = s.OutH; OutW = s.OutW;
-            HW = H * W; OHW = OutH * OutW; RS = R * S; CRS = C * RS;
+            HW = H * W; OHW = OutH * OutW; RS = R * S; CRS = C * RS; CHW = C * HW; KOHW = K * OHW;
             DivW = new(W); DivHW = new(HW); DivOutW = new(OutW); DivOHW = new(OHW);
             DivS = new(S); DivRS = new(RS); DivStride = new(Stride);
             Chunk = chunk;
@@ -83,6 +84,9 @@ public static class Conv2d
         public int N, C, H, W, K, S, Stride, OutH, OutW;
         public int HW, OHW, RS;
         public int Ph, Pw, Rp, Sp, RSp;
+
+        /// <summary>w's offset of the phase's first tap (Ph, Pw), its step per phase row (stride·S) and per filter (C·R·S).</summary>
+        public int WTap0, WTapRow, CRS;
         public int H0, W0, Hp, Wp, HWp, Qh0, Qw0;
         public FastDivisor DivSp, DivRSp, DivWp, DivHWp;
 
@@ -91,6 +95,7 @@ public static class Conv2d
             N = s.N; C = s.C; H = s.H; W = s.W; K = s.K; S = s.S; Stride = s.Stride; OutH = s.OutH; OutW = s.OutW;
             HW = H * W; OHW = OutH * OutW; RS = s.R * S;
             Ph = ph; Pw = pw;
+            WTap0 = ph * S + pw; WTapRow = Stride * S; CRS = C * RS;
             Rp = Count(s.R, ph, Stride); Sp = Count(S, pw, Stride); RSp = Rp * Sp;
             H0 = First(ph, s.Pad, Stride); W0 = First(pw, s.Pad, Stride);
             Hp = Count(H, H0, Stride); Wp = Count(W, W0, Stride); HWp = Hp * Wp;
@@ -122,6 +127,34 @@ public static class Conv2d
         public float A70, A71, A72, A73;
     }
 
+    /// <summary>
+    /// Where a GEMM column sits in the tensor its loader gathers from: a flat offset and a row and a column
+    /// that the bounds checks add to (forward: the output pixel's window origin; backward-data: the dx pixel;
+    /// backward-weight: the tap (c, r, s), whose offset and (r, s) are added to each output pixel's window).
+    /// Decoded with divisions once per kernel into a shared table that the loaders read with one 16-byte
+    /// load. A column past the matrix gets rows far below zero, so every bounds check on it fails and it
+    /// stages zeros.
+    /// </summary>
+    [StructLayout(LayoutKind.Sequential, Size = 16)]
+    internal struct PixelOrigin
+    {
+        public int Offset, Row, Column, Unused;
+
+        /// <summary>
+        /// The entry of a column, or of one past the matrix (<paramref name="inside"/> false: rows and columns far
+        /// below zero). Fields set one by one on a default value, as <see cref="Acc8x4"/>'s are.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static PixelOrigin Of(bool inside, int offset, int row, int column)
+        {
+            var o = default(PixelOrigin);
+            o.Offset = offset;
+            o.Row = inside ? row : int.MinValue / 2;
+            o.Column = inside ? column : int.MinValue / 2;
+            return o;
+        }
+    }
+
     // ---- kernels ----
     //
     // Staging a Depth-deep slice of an operand: the operand's fast dimension (the one consecutive
@@ -146,57 +179,59 @@ public static class Conv2d
         int rows = a.K, cols = a.N * a.OHW, depth = a.CRS;
         int aStep = SlowStep(threads, slice), bStep = SlowStep(threads, blockN);
 
+        // Each column's output pixel decoded once per kernel, not once per slab (see PixelOrigin).
+        var origins = SharedMemory.Allocate<PixelOrigin>(MaxTile * MaxWork);
+        for (int c = tid; c < blockN; c += threads)
+        {
+            int p = col0 + c;
+            int pn = a.DivOHW.Divide(p), pRem = p - pn * a.OHW, poh = a.DivOutW.Divide(pRem), pow = pRem - poh * a.OutW;
+            int ih0 = poh * a.Stride - a.Pad, iw0 = pow * a.Stride - a.Pad;
+            origins[c] = PixelOrigin.Of(p < cols, pn * a.CHW + ih0 * a.W + iw0, ih0, iw0);
+        }
+        Group.Barrier();
+
         var acc = default(Acc8x4);
-        var lo = FragmentView(tileA, ty * work);
-        var hi = FragmentView(tileA, blockN + ty * work);
-        var fragmentCols = FragmentView(tileB, tx * work);
+        var fragmentRows = FragmentView(tileA, ty, work);
+        var fragmentCols = FragmentView(tileB, tx, work);
         for (int k0 = 0; k0 < depth; k0 += slice)
         {
             // A = w [K x C·R·S], fast along the depth (contiguous in w).
-            for (int kk = tid % slice; kk < slice; kk += threads)
+            int kk = tid % slice;
+            do
             {
                 int q = k0 + kk;
+                bool qInside = q < depth;
                 for (int m = tid / slice; m < blockM; m += aStep)
                 {
                     int gm = row0 + m;
-                    float v = 0f;
-                    if (gm < rows && q < depth)
-                    {
-                        v = w[gm * depth + q];
-                    }
-                    tileA[kk * (blockM + 4) + m] = v;
+                    tileA[kk * (blockM + 4) + m] = LoadOrZero(w, gm * depth + q, qInside & gm < rows);
                 }
+                kk += threads;
             }
+            while (threads < slice && kk < slice);
             // B = im2col(x) [C·R·S x N·OH·OW], fast along the output pixels (contiguous rows of x).
-            for (int col = tid % blockN; col < blockN; col += threads)
+            int col = tid % blockN;
+            do
             {
-                int p = col0 + col;
-                bool pInside = p < cols;
-                int pn = a.DivOHW.Divide(p), pRem = p - pn * a.OHW, poh = a.DivOutW.Divide(pRem), pow = pRem - poh * a.OutW;
-                int ih0 = poh * a.Stride - a.Pad, iw0 = pow * a.Stride - a.Pad, xImage = pn * a.C * a.HW;
-                for (int kk = tid / blockN; kk < slice; kk += bStep)
+                PixelOrigin o = origins[col];
+                for (int kq = tid / blockN; kq < slice; kq += bStep)
                 {
-                    int qq = k0 + kk;
-                    float v = 0f;
-                    if (pInside && qq < depth)
-                    {
-                        int c = a.DivRS.Divide(qq), rs = qq - c * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
-                        int ih = ih0 + r, iw = iw0 + s;
-                        if (ih >= 0 && ih < a.H && iw >= 0 && iw < a.W)
-                        {
-                            v = x[xImage + (c * a.H + ih) * a.W + iw];
-                        }
-                    }
-                    tileB[kk * blockN + col] = v;
+                    int qq = k0 + kq;
+                    int c = a.DivRS.Divide(qq), rs = qq - c * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
+                    int ih = o.Row + r, iw = o.Column + s;
+                    bool inside = qq < depth & (uint)ih < (uint)a.H & (uint)iw < (uint)a.W;
+                    tileB[kq * blockN + col] = LoadOrZero(x, o.Offset + (c * a.H + r) * a.W + s, inside);
                 }
+                col += threads;
             }
+            while (threads < blockN && col < blockN);
             Group.Barrier();
-            acc = MultiplyTiles(acc, lo, hi, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN);
+            acc = MultiplyTiles(acc, fragmentRows, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN);
             Group.Barrier();
         }
 
         // Output column p = (n, oh·OW+ow) lives at n·K·OHW + pixel; row k adds k·OHW.
-        int kOhw = a.K * a.OHW;
+        int kOhw = a.KOHW;
         int cb = col0 + tx * work;
         int c0 = ImageColumn(cb, 0, work, cols, a.DivOHW, kOhw);
         int c1 = ImageColumn(cb + 1, 1, work, cols, a.DivOHW, kOhw);
@@ -219,62 +254,62 @@ public static class Conv2d
         int rows = a.C, cols = a.N * a.HW, depth = a.K * a.RS;
         int aStep = SlowStep(threads, slice), bStep = SlowStep(threads, blockN);
 
+        // Each column's dx pixel decoded once per kernel, not once per slab (see PixelOrigin).
+        var origins = SharedMemory.Allocate<PixelOrigin>(MaxTile * MaxWork);
+        for (int c = tid; c < blockN; c += threads)
+        {
+            int p = col0 + c;
+            int pn = a.DivHW.Divide(p), pRem = p - pn * a.HW, ph = a.DivW.Divide(pRem), pw = pRem - ph * a.W;
+            origins[c] = PixelOrigin.Of(p < cols, pn * a.KOHW, ph + a.Pad, pw + a.Pad);
+        }
+        Group.Barrier();
+
         var acc = default(Acc8x4);
-        var lo = FragmentView(tileA, ty * work);
-        var hi = FragmentView(tileA, blockN + ty * work);
-        var fragmentCols = FragmentView(tileB, tx * work);
+        var fragmentRows = FragmentView(tileA, ty, work);
+        var fragmentCols = FragmentView(tileB, tx, work);
         for (int k0 = 0; k0 < depth; k0 += slice)
         {
             // A = wᵀ [C x K·R·S]: A[c, (k,r,s)] = w[k,c,r,s], fast along the depth (r, s contiguous in w).
-            for (int kk = tid % slice; kk < slice; kk += threads)
+            int kk = tid % slice;
+            do
             {
                 int j = k0 + kk;
+                bool jInside = j < depth;
                 int jk = a.DivRS.Divide(j), jrs = j - jk * a.RS;
                 for (int m = tid / slice; m < blockM; m += aStep)
                 {
                     int gc = row0 + m;
-                    float v = 0f;
-                    if (gc < rows && j < depth)
-                    {
-                        v = w[(jk * a.C + gc) * a.RS + jrs];
-                    }
-                    tileA[kk * (blockM + 4) + m] = v;
+                    tileA[kk * (blockM + 4) + m] = LoadOrZero(w, (jk * a.C + gc) * a.RS + jrs, jInside & gc < rows);
                 }
+                kk += threads;
             }
+            while (threads < slice && kk < slice);
             // B = col(dy) [K·R·S x N·H·W], fast along the input pixels.
-            for (int col = tid % blockN; col < blockN; col += threads)
+            int col = tid % blockN;
+            do
             {
-                int p = col0 + col;
-                bool pInside = p < cols;
-                int pn = a.DivHW.Divide(p), pRem = p - pn * a.HW, ph = a.DivW.Divide(pRem), pw = pRem - ph * a.W;
-                int hp = ph + a.Pad, wp = pw + a.Pad, dyImage = pn * a.K * a.OHW;
-                for (int kk = tid / blockN; kk < slice; kk += bStep)
+                PixelOrigin o = origins[col];
+                for (int kq = tid / blockN; kq < slice; kq += bStep)
                 {
-                    int jj = k0 + kk;
-                    float v = 0f;
-                    if (pInside && jj < depth)
-                    {
-                        int k = a.DivRS.Divide(jj), rs = jj - k * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
-                        int th = hp - r, tw = wp - s;
-                        if (th >= 0 && tw >= 0)
-                        {
-                            int oh = a.DivStride.Divide(th), ow = a.DivStride.Divide(tw);
-                            if (oh * a.Stride == th && ow * a.Stride == tw && oh < a.OutH && ow < a.OutW)
-                            {
-                                v = dy[dyImage + (k * a.OutH + oh) * a.OutW + ow];
-                            }
-                        }
-                    }
-                    tileB[kk * blockN + col] = v;
+                    int jj = k0 + kq;
+                    int k = a.DivRS.Divide(jj), rs = jj - k * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
+                    int th = o.Row - r, tw = o.Column - s;
+                    // th or tw < 0 gives a meaningless quotient; the mask drops it.
+                    int oh = a.DivStride.Divide(th), ow = a.DivStride.Divide(tw);
+                    bool inside = jj < depth & th >= 0 & tw >= 0
+                        & oh * a.Stride == th & ow * a.Stride == tw & oh < a.OutH & ow < a.OutW;
+                    tileB[kq * blockN + col] = LoadOrZero(dy, o.Offset + (k * a.OutH + oh) * a.OutW + ow, inside);
                 }
+                col += threads;
             }
+            while (threads < blockN && col < blockN);
             Group.Barrier();
-            acc = MultiplyTiles(acc, lo, hi, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN);
+            acc = MultiplyTiles(acc, fragmentRows, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN);
             Group.Barrier();
         }
 
         // Output column p = (n, h·W+w) lives at n·C·HW + pixel; row c adds c·HW.
-        int cHw = a.C * a.HW;
+        int cHw = a.CHW;
         int cb = col0 + tx * work;
         int c0 = ImageColumn(cb, 0, work, cols, a.DivHW, cHw);
         int c1 = ImageColumn(cb + 1, 1, work, cols, a.DivHW, cHw);
@@ -303,54 +338,55 @@ public static class Conv2d
         int rows = a.C, cols = a.N * a.HWp, depth = a.K * a.RSp;
         int aStep = SlowStep(threads, slice), bStep = SlowStep(threads, blockN);
 
+        // Each column's dx pixel decoded once per kernel, not once per slab (see PixelOrigin).
+        var origins = SharedMemory.Allocate<PixelOrigin>(MaxTile * MaxWork);
+        for (int c = tid; c < blockN; c += threads)
+        {
+            int p = col0 + c;
+            int pn = a.DivHWp.Divide(p), pRem = p - pn * a.HWp, pi = a.DivWp.Divide(pRem), pj = pRem - pi * a.Wp;
+            origins[c] = PixelOrigin.Of(p < cols, pn * a.K * a.OHW, a.Qh0 + pi, a.Qw0 + pj);
+        }
+        Group.Barrier();
+
         var acc = default(Acc8x4);
-        var lo = FragmentView(tileA, ty * work);
-        var hi = FragmentView(tileA, blockN + ty * work);
-        var fragmentCols = FragmentView(tileB, tx * work);
+        var fragmentRows = FragmentView(tileA, ty, work);
+        var fragmentCols = FragmentView(tileB, tx, work);
         for (int k0 = 0; k0 < depth; k0 += slice)
         {
             // A = w_phaseᵀ [C x K·Rp·Sp]: A[c, (k,i,j)] = w[k, c, Ph + stride·i, Pw + stride·j], fast along the depth.
-            for (int kk = tid % slice; kk < slice; kk += threads)
+            int kk = tid % slice;
+            do
             {
                 int q = k0 + kk;
+                bool qInside = q < depth;
                 int qk = a.DivRSp.Divide(q), qrs = q - qk * a.RSp, qi = a.DivSp.Divide(qrs), qj = qrs - qi * a.Sp;
-                int wBase = qk * a.C * a.RS + (a.Ph + a.Stride * qi) * a.S + a.Pw + a.Stride * qj;
+                int wBase = qk * a.CRS + a.WTap0 + qi * a.WTapRow + qj * a.Stride;
                 for (int m = tid / slice; m < blockM; m += aStep)
                 {
                     int gc = row0 + m;
-                    float v = 0f;
-                    if (gc < rows && q < depth)
-                    {
-                        v = w[wBase + gc * a.RS];
-                    }
-                    tileA[kk * (blockM + 4) + m] = v;
+                    tileA[kk * (blockM + 4) + m] = LoadOrZero(w, wBase + gc * a.RS, qInside & gc < rows);
                 }
+                kk += threads;
             }
+            while (threads < slice && kk < slice);
             // B = col(dy) [K·Rp·Sp x N·Hp·Wp], fast along the phase's dx pixels.
-            for (int col = tid % blockN; col < blockN; col += threads)
+            int col = tid % blockN;
+            do
             {
-                int p = col0 + col;
-                bool pInside = p < cols;
-                int pn = a.DivHWp.Divide(p), pRem = p - pn * a.HWp, pi = a.DivWp.Divide(pRem), pj = pRem - pi * a.Wp;
-                int qh = a.Qh0 + pi, qw = a.Qw0 + pj, dyImage = pn * a.K * a.OHW;
-                for (int kk = tid / blockN; kk < slice; kk += bStep)
+                PixelOrigin o = origins[col];
+                for (int kq = tid / blockN; kq < slice; kq += bStep)
                 {
-                    int jj = k0 + kk;
-                    float v = 0f;
-                    if (pInside && jj < depth)
-                    {
-                        int k = a.DivRSp.Divide(jj), rs = jj - k * a.RSp, i = a.DivSp.Divide(rs), j = rs - i * a.Sp;
-                        int oh = qh - i, ow = qw - j;
-                        if (oh >= 0 && oh < a.OutH && ow >= 0 && ow < a.OutW)
-                        {
-                            v = dy[dyImage + (k * a.OutH + oh) * a.OutW + ow];
-                        }
-                    }
-                    tileB[kk * blockN + col] = v;
+                    int jj = k0 + kq;
+                    int k = a.DivRSp.Divide(jj), rs = jj - k * a.RSp, i = a.DivSp.Divide(rs), j = rs - i * a.Sp;
+                    int oh = o.Row - i, ow = o.Column - j;
+                    bool inside = jj < depth & (uint)oh < (uint)a.OutH & (uint)ow < (uint)a.OutW;
+                    tileB[kq * blockN + col] = LoadOrZero(dy, o.Offset + (k * a.OutH + oh) * a.OutW + ow, inside);
                 }
+                col += threads;
             }
+            while (threads < blockN && col < blockN);
             Group.Barrier();
-            acc = MultiplyTiles(acc, lo, hi, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN);
+            acc = MultiplyTiles(acc, fragmentRows, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN);
             Group.Barrier();
         }
 
@@ -385,50 +421,49 @@ public static class Conv2d
         // Both operands are staged with the reduction index fastest across threads: consecutive threads
         // take consecutive output pixels p = (n, oh, ow), which are contiguous in dy and contiguous (or
         // stride-apart) in x, so both gathers coalesce. Each thread decodes its p once per slice and
-        // shares it between its A values (rows k) and its B values (columns (c, r, s)).
+        // shares it between its A values (rows k) and its B values (columns (c, r, s)), whose taps are
+        // decoded once per kernel, not once per slab and element (see PixelOrigin).
+        var taps = SharedMemory.Allocate<PixelOrigin>(MaxTile * MaxWork);
+        for (int m = tid; m < blockN; m += threads)
+        {
+            int q = col0 + m;
+            int c = a.DivRS.Divide(q), rs = q - c * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
+            taps[m] = PixelOrigin.Of(q < cols, (c * a.H + r) * a.W + s, r, s);
+        }
+        Group.Barrier();
+
         var acc = default(Acc8x4);
-        var lo = FragmentView(tileA, ty * work);
-        var hi = FragmentView(tileA, blockN + ty * work);
-        var fragmentCols = FragmentView(tileB, tx * work);
+        var fragmentRows = FragmentView(tileA, ty, work);
+        var fragmentCols = FragmentView(tileB, tx, work);
         for (int k0 = pBegin; k0 < pEnd; k0 += slice)
         {
-            for (int kk = tid % slice; kk < slice; kk += threads)
+            int kk = tid % slice;
+            do
             {
                 int p = k0 + kk;
                 bool pInside = p < pEnd;
                 int n = a.DivOHW.Divide(p), pixel = p - n * a.OHW, oh = a.DivOutW.Divide(pixel), ow = pixel - oh * a.OutW;
                 int ih0 = oh * a.Stride - a.Pad, iw0 = ow * a.Stride - a.Pad;
-                int dyPixel = n * a.K * a.OHW + pixel, xImage = n * a.C * a.HW;
+                int dyPixel = n * a.KOHW + pixel, xWindow = n * a.CHW + ih0 * a.W + iw0;
                 for (int m = tid / slice; m < blockM; m += step)
                 {
                     // A = dy [K x N·OH·OW]: A[k, p] = dy[n,k,pixel].
                     int gk = row0 + m;
-                    float v = 0f;
-                    if (pInside && gk < rows)
-                    {
-                        v = dy[dyPixel + gk * a.OHW];
-                    }
-                    tileA[kk * (blockM + 4) + m] = v;
+                    tileA[kk * (blockM + 4) + m] = LoadOrZero(dy, dyPixel + gk * a.OHW, pInside & gk < rows);
                 }
                 for (int m = tid / slice; m < blockN; m += step)
                 {
                     // B = im2col(x)ᵀ [N·OH·OW x C·R·S]: B[p, (c,r,s)] = x[n, c, oh·stride−pad+r, ow·stride−pad+s].
-                    int q = col0 + m;
-                    float u = 0f;
-                    if (pInside && q < cols)
-                    {
-                        int c = a.DivRS.Divide(q), rs = q - c * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
-                        int ih = ih0 + r, iw = iw0 + s;
-                        if (ih >= 0 && ih < a.H && iw >= 0 && iw < a.W)
-                        {
-                            u = x[xImage + (c * a.H + ih) * a.W + iw];
-                        }
-                    }
-                    tileB[kk * (blockN + 4) + m] = u;
+                    PixelOrigin t = taps[m];
+                    int ih = ih0 + t.Row, iw = iw0 + t.Column;
+                    bool inside = pInside & (uint)ih < (uint)a.H & (uint)iw < (uint)a.W;
+                    tileB[kk * (blockN + 4) + m] = LoadOrZero(x, xWindow + t.Offset, inside);
                 }
+                kk += threads;
             }
+            while (threads < slice && kk < slice);
             Group.Barrier();
-            acc = MultiplyTiles(acc, lo, hi, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN + 4);
+            acc = MultiplyTiles(acc, fragmentRows, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN + 4);
             Group.Barrier();
         }
 
@@ -471,16 +506,17 @@ public static class Conv2d
     /// and thread. Thread (tx, ty) owns rows ty·Work .. +Work−1 of each half of the group's 2·Tile·Work rows and
     /// columns tx·Work .. +Work−1. With Work 4 each depth step reads its rows as two float4 and its columns as one
     /// (LDS.128; a warp's two rows of threads read two A addresses, a broadcast, and consecutive B float4s, no
-    /// bank conflict) from the fragment views <paramref name="lo"/>, <paramref name="hi"/> and
-    /// <paramref name="cols"/> (<see cref="FragmentViews"/>, taken once before a kernel's slab loop), so every
-    /// address inside is a base plus a constant: Tile, Work and Depth are specialised to constants at load time.
+    /// bank conflict) from the fragment views <paramref name="rows"/> (both halves: the second is Tile float4s
+    /// further on) and <paramref name="cols"/> (<see cref="FragmentView"/>, taken once before a kernel's slab
+    /// loop), so every address inside is one of two bases plus a constant: Tile, Work and Depth are specialised
+    /// to constants at load time.
     /// The views are plain locals and parameters, not fields of a struct, which keeps them in ILGPU's shared
     /// address space (LDS rather than generic loads). The sixteen depth steps of a slice are written out (ILGPU
     /// does not unroll, and ptxas left a 4-iteration loop with an address computation per load), so this path
     /// takes slices of exactly 16 (the CUDA and CPU tunings); other tunings (tests') read scalars.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Acc8x4 MultiplyTiles(Acc8x4 acc, ArrayView<Float4> lo, ArrayView<Float4> hi, ArrayView<Float4> cols,
+    private static Acc8x4 MultiplyTiles(Acc8x4 acc, ArrayView<Float4> rows, ArrayView<Float4> cols,
         ArrayView<float> tileA, ArrayView<float> tileB, int tx, int ty, int tile, int work, int slice, int strideA, int strideB)
     {
         if (work == 4 && slice == 16)
@@ -488,23 +524,23 @@ public static class Conv2d
             // Sixteen steps written out, no loop: every offset is a constant that ptxas folds into the LDS.128
             // instructions, and the views are never reassigned (a view carried around a loop loses ILGPU's
             // shared address space and its loads become generic).
-            int sa = strideA / 4, sb = strideB / 4;
-            acc = Fma(acc, lo[0 * sa], hi[0 * sa], cols[0 * sb]);
-            acc = Fma(acc, lo[1 * sa], hi[1 * sa], cols[1 * sb]);
-            acc = Fma(acc, lo[2 * sa], hi[2 * sa], cols[2 * sb]);
-            acc = Fma(acc, lo[3 * sa], hi[3 * sa], cols[3 * sb]);
-            acc = Fma(acc, lo[4 * sa], hi[4 * sa], cols[4 * sb]);
-            acc = Fma(acc, lo[5 * sa], hi[5 * sa], cols[5 * sb]);
-            acc = Fma(acc, lo[6 * sa], hi[6 * sa], cols[6 * sb]);
-            acc = Fma(acc, lo[7 * sa], hi[7 * sa], cols[7 * sb]);
-            acc = Fma(acc, lo[8 * sa], hi[8 * sa], cols[8 * sb]);
-            acc = Fma(acc, lo[9 * sa], hi[9 * sa], cols[9 * sb]);
-            acc = Fma(acc, lo[10 * sa], hi[10 * sa], cols[10 * sb]);
-            acc = Fma(acc, lo[11 * sa], hi[11 * sa], cols[11 * sb]);
-            acc = Fma(acc, lo[12 * sa], hi[12 * sa], cols[12 * sb]);
-            acc = Fma(acc, lo[13 * sa], hi[13 * sa], cols[13 * sb]);
-            acc = Fma(acc, lo[14 * sa], hi[14 * sa], cols[14 * sb]);
-            acc = Fma(acc, lo[15 * sa], hi[15 * sa], cols[15 * sb]);
+            int sa = strideA / 4, sb = strideB / 4, hi = tile * work / 4;
+            acc = Fma(acc, rows[0 * sa], rows[0 * sa + hi], cols[0 * sb]);
+            acc = Fma(acc, rows[1 * sa], rows[1 * sa + hi], cols[1 * sb]);
+            acc = Fma(acc, rows[2 * sa], rows[2 * sa + hi], cols[2 * sb]);
+            acc = Fma(acc, rows[3 * sa], rows[3 * sa + hi], cols[3 * sb]);
+            acc = Fma(acc, rows[4 * sa], rows[4 * sa + hi], cols[4 * sb]);
+            acc = Fma(acc, rows[5 * sa], rows[5 * sa + hi], cols[5 * sb]);
+            acc = Fma(acc, rows[6 * sa], rows[6 * sa + hi], cols[6 * sb]);
+            acc = Fma(acc, rows[7 * sa], rows[7 * sa + hi], cols[7 * sb]);
+            acc = Fma(acc, rows[8 * sa], rows[8 * sa + hi], cols[8 * sb]);
+            acc = Fma(acc, rows[9 * sa], rows[9 * sa + hi], cols[9 * sb]);
+            acc = Fma(acc, rows[10 * sa], rows[10 * sa + hi], cols[10 * sb]);
+            acc = Fma(acc, rows[11 * sa], rows[11 * sa + hi], cols[11 * sb]);
+            acc = Fma(acc, rows[12 * sa], rows[12 * sa + hi], cols[12 * sb]);
+            acc = Fma(acc, rows[13 * sa], rows[13 * sa + hi], cols[13 * sb]);
+            acc = Fma(acc, rows[14 * sa], rows[14 * sa + hi], cols[14 * sb]);
+            acc = Fma(acc, rows[15 * sa], rows[15 * sa + hi], cols[15 * sb]);
         }
         else
         {
@@ -518,12 +554,18 @@ public static class Conv2d
         return acc;
     }
 
-    /// <summary>A view of <paramref name="tile"/> as float4s starting at float <paramref name="first"/> (a multiple of 4 when Work is 4; unused otherwise).</summary>
+    /// <summary>
+    /// A thread's fragments of <paramref name="tile"/> as float4s: with Work 4 its Work floats at
+    /// <paramref name="thread"/>·4 are float4 number <paramref name="thread"/> (the index is passed in float4s, not
+    /// floats: a division by 4 here made ptxas rebuild each base from the thread index before every load);
+    /// unused with other tunings.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ArrayView<Float4> FragmentView(ArrayView<float> tile, int first)
+    private static ArrayView<Float4> FragmentView(ArrayView<float> tile, int thread, int work)
     {
         var t4 = tile.Cast<Float4>();
-        return t4.SubView(first / 4, t4.Length - first / 4);
+        int first = work == 4 ? thread : 0;
+        return t4.SubView(first, t4.Length - first);
     }
 
     /// <summary>Four consecutive floats (with Work &lt; 4 the extra ones stay inside the allocation, <see cref="CheckedTuning"/>, and feed accumulators nobody stores).</summary>
@@ -644,6 +686,17 @@ public static class Conv2d
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int XMin(int a, int b) => a < b ? a : b;
+
+    /// <summary>
+    /// v[index] where <paramref name="inside"/>, else 0, without a branch: outside, the load reads v[0] (no
+    /// operand is empty) and its value is dropped, so <paramref name="index"/> may then be anything.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float LoadOrZero(ArrayView<float> v, int index, bool inside)
+    {
+        float value = v[inside ? index : 0];
+        return inside ? value : 0f;
+    }
 
     // ---- launchers ----
 

@@ -15,7 +15,15 @@ namespace Engine.Kernels;
 public readonly struct FastDivisor
 {
     public readonly int Value;
+
+    /// <summary>
+    /// m, below 2³²: d &gt; 2^(l−1) (or d = 1, m = 2³¹) puts 2^(31+l) / d below 2³² by at least 2³² / d ≥ 2, so its
+    /// ceiling is too. <see cref="Divide"/> multiplies its low 32 bits, so n·m is one 32x32→64-bit multiply on a
+    /// GPU. The field stays 64-bit: with a 32-bit one ILGPU 1.5.3 failed to compile some of the kernels that take
+    /// the struct as a parameter (an internal "cannot convert Int32 to Struct" error, or local memory).
+    /// </summary>
     public readonly ulong Magic;
+
     public readonly int Shift;
 
     public FastDivisor(int divisor)
@@ -32,7 +40,7 @@ public readonly struct FastDivisor
 
     /// <summary>n / Value for 0 &lt;= n &lt;= int.MaxValue.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public int Divide(int n) => (int)(((ulong)n * Magic) >> Shift);
+    public int Divide(int n) => (int)(((ulong)(uint)n * (uint)Magic) >> Shift);
 
     /// <summary>n mod Value for 0 &lt;= n &lt;= int.MaxValue.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
