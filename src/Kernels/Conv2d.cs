@@ -151,6 +151,9 @@ public static class Conv2d
             o.Offset = offset;
             o.Row = inside ? row : int.MinValue / 2;
             o.Column = inside ? column : int.MinValue / 2;
+            // Not left at its default: a constant lane in the 16-byte shared store ({a, b, c, 0}) is valid PTX, but
+            // GPGPU-Sim's PTX parser rejects an immediate inside a vector operand.
+            o.Unused = offset;
             return o;
         }
     }
