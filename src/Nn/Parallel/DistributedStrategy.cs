@@ -98,7 +98,13 @@ public abstract class DistributedStrategy : IDisposable
     public abstract long BytesPerStep { get; }
 
     /// <summary>(N-1)/N of <paramref name="elements"/> floats: what one rank sends in a ring reduce-scatter or all-gather of them.</summary>
-    protected long RingShareBytes(long elements) => Ranks <= 1 ? 0 : (Ranks - 1) * elements * sizeof(float) / Ranks;
+    protected long RingShareBytes(long elements) => RingShare(Ranks, elements * sizeof(float));
+
+    /// <summary>(N-1)/N of <paramref name="bytes"/>: what one of <paramref name="ranks"/> sends in a ring reduce-scatter or all-gather (the scaling model counts with it too).</summary>
+    public static long RingShare(int ranks, long bytes) => ranks <= 1 ? 0 : (ranks - 1) * bytes / ranks;
+
+    /// <summary>What one rank sends in the bucketed all-reduce of the whole gradient, at the compression hook's bytes per element.</summary>
+    protected long AllReduceBytes => 2 * RingShareBytes(Store.FlatLength) * CompressionHook.BytesPerElement(Settings.Compression) / sizeof(float);
 
     public virtual void Dispose()
     {
@@ -154,7 +160,7 @@ public sealed class DistributedDataParallel(ICommunicator comm, Device device, D
     }
 
     /// <summary>The ring all-reduce's share, at the compression hook's bytes per element.</summary>
-    public override long BytesPerStep => 2 * RingShareBytes(Store.FlatLength) * CompressionHook.BytesPerElement(Settings.Compression) / sizeof(float);
+    public override long BytesPerStep => AllReduceBytes;
 
     public override void Backward(Tensor dlogits, PhaseClock clock, bool sync)
     {

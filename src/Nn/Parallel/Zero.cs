@@ -63,7 +63,7 @@ public sealed class Zero(int stage, ICommunicator comm, Device device, Distribut
 
     private string GradPhase => Stage == 1 ? "grad_sync" : "reduce_scatter";
 
-    private long GradBytes => Stage == 1 ? 2 * RingShareBytes(Store.FlatLength) * CompressionHook.BytesPerElement(Settings.Compression) / sizeof(float) : RingShareBytes(Store.FlatLength);
+    private long GradBytes => Stage == 1 ? AllReduceBytes : RingShareBytes(Store.FlatLength);
 
     public override long BytesPerStep => GradBytes + RingShareBytes(Store.FlatLength);
 

@@ -255,7 +255,7 @@ public static class ScalingModel
         var inv = CultureInfo.InvariantCulture;
         int n = s.Devices;
         double shared = s.SharedDevice ? n : 1;
-        long half = n <= 1 ? 0 : (long)((n - 1.0) / n * model.ParameterBytes);
+        long half = DistributedStrategy.RingShare(n, model.ParameterBytes);
         double optimizer = single["optimizer"] * shared / n;
         double gatherAll = buckets.Sum(b => HalfRingSeconds(n, b, link));
         Dictionary<string, PhaseStat> From(params (string Phase, PhaseStat Stat)[] changes)
