@@ -12,10 +12,11 @@ namespace Engine.Kernels;
 /// <item>Forward: y[K x N·OutH·OutW] = w[K x C·R·S] · im2col(x)[C·R·S x N·OutH·OutW].</item>
 /// <item>Backward-data (gather form): dx[C x N·H·W] = wᵀ[C x K·R·S] · col(dy)[K·R·S x N·H·W], where
 /// col(dy) holds dy at the output pixel whose window puts tap (r, s) on input pixel (h, w), or 0.
-/// For stride > 1 it is split by stride phase: the dx pixels with (h + pad, w + pad) ≡ (ph, pw) mod
-/// stride are reached only by the taps r ≡ ph, s ≡ pw, so each phase is its own dense GEMM over those
-/// taps (one launch per phase) and the multiply-adds equal the forward's. Every dx element is written
-/// exactly once, so no atomics and no prior clearing.</item>
+/// The engine splits it by stride phase: the dx pixels with (h + pad, w + pad) ≡ (ph, pw) mod stride are
+/// reached only by the taps r ≡ ph, s ≡ pw, so each phase is its own dense GEMM over those taps (one
+/// launch per phase; stride 1 has one) and the multiply-adds equal the forward's. Its reduction runs taps
+/// outer and channels inner, so a slab of it has one tap. Every dx element is written exactly once, so no
+/// atomics and no prior clearing.</item>
 /// <item>Backward-weight: dw[K x C·R·S] = dy[K x N·OutH·OutW] · im2col(x)ᵀ, the long N·OutH·OutW
 /// reduction split into chunks whose partial products a second kernel sums in a fixed order
 /// (reproducible, no float atomics).</item>
@@ -29,8 +30,9 @@ namespace Engine.Kernels;
 /// slices; the CPU emulator runs one-thread groups (its barriers cost OS-thread handshakes) that each
 /// compute an 8x4 block.
 /// <para>Backward-data v1 (<see cref="BackwardDataGather(Device, ArrayView{float}, ArrayView{float}, ArrayView{float}, in Conv2dShape)"/>, one GEMM
-/// over all taps) stays for the kernel bench: for stride 2 it visits every tap for every dx pixel although
-/// only the taps of matching parity contribute (the others gather zeros), about 4x the useful work.</para>
+/// over all taps, channels outer) stays for the kernel bench and for stride 1 when K is not a multiple of
+/// Depth: for stride 2 it visits every tap for every dx pixel although only the taps of matching parity
+/// contribute (the others gather zeros), about 4x the useful work.</para>
 /// </summary>
 public static class Conv2d
 {
@@ -322,11 +324,16 @@ public static class Conv2d
     }
 
     /// <summary>
-    /// Backward-data of one stride phase (the v2 form): the dx pixels (h, w) with (h + pad) mod stride =
-    /// (Ph, Pw) meet only the taps r = Ph + stride·i, s = Pw + stride·j, each at output pixel
-    /// ((h + pad) / stride − i, (w + pad) / stride − j), so dx_phase[C x N·Hp·Wp] =
-    /// w_phaseᵀ[C x K·Rp·Sp] · col(dy)[K·Rp·Sp x N·Hp·Wp] is a dense GEMM with no parity-rejected taps.
-    /// A phase without taps (Rp or Sp 0, e.g. the odd phases of a 1x1/2) has depth 0 and writes zeros.
+    /// Backward-data of one stride phase (the engine's form for every stride): the dx pixels (h, w) with
+    /// (h + pad) mod stride = (Ph, Pw) meet only the taps r = Ph + stride·i, s = Pw + stride·j, each at output
+    /// pixel ((h + pad) / stride − i, (w + pad) / stride − j), so dx_phase[C x N·Hp·Wp] =
+    /// w_phaseᵀ[C x Rp·Sp·K] · col(dy)[Rp·Sp·K x N·Hp·Wp] is a dense GEMM with no parity-rejected taps. Stride 1
+    /// is one phase holding every tap (the gather form of <see cref="BackwardDataKernel"/>).
+    /// The reduction runs taps outer, channels inner (CUTLASS's implicit-GEMM order): for each tap (i, j) the
+    /// K channels go by in Depth-deep slabs, so a slab has one tap, decoded once per tap rather than per staged
+    /// element, and each element's address is its column's (or row's) base plus kq times a stride. A tap's last
+    /// slab is padded with zeros when K is not a multiple of Depth (never in ResNet at width 16 and up).
+    /// A phase without taps (Rp or Sp 0, e.g. the odd phases of a 1x1/2) writes zeros.
     /// </summary>
     [KernelName("conv2d_bwd_data_phase")]
     [GroupSize(nameof(GroupThreads))]
@@ -338,8 +345,8 @@ public static class Conv2d
         int tile = tileSize, work = workSize, slice = depthSize, blockN = tile * work, blockM = 2 * blockN, threads = tile * tile;
         int tx = Group.IdxX, ty = Group.IdxY, tid = ty * tile + tx;
         int row0 = Grid.IdxY * blockM, col0 = Grid.IdxX * blockN;
-        int rows = a.C, cols = a.N * a.HWp, depth = a.K * a.RSp;
-        int aStep = SlowStep(threads, slice), bStep = SlowStep(threads, blockN);
+        int rows = a.C, cols = a.N * a.HWp;
+        int aStep = SlowStep(threads, blockM), bStep = SlowStep(threads, blockN);
 
         // Each column's dx pixel decoded once per kernel, not once per slab (see PixelOrigin).
         var origins = SharedMemory.Allocate<PixelOrigin>(MaxTile * MaxWork);
@@ -354,43 +361,52 @@ public static class Conv2d
         var acc = default(Acc8x4);
         var fragmentRows = FragmentView(tileA, ty, work);
         var fragmentCols = FragmentView(tileB, tx, work);
-        for (int k0 = 0; k0 < depth; k0 += slice)
+        int ti = 0, tj = 0;
+        for (int tap = 0; tap < a.RSp; tap++)
         {
-            // A = w_phaseᵀ [C x K·Rp·Sp]: A[c, (k,i,j)] = w[k, c, Ph + stride·i, Pw + stride·j], fast along the depth.
-            int kk = tid % slice;
-            do
+            // The tap's offset in a filter plane: w[k, c, Ph + stride·ti, Pw + stride·tj] = w[k·CRS + c·RS + wTap].
+            int wTap = a.WTap0 + ti * a.WTapRow + tj * a.Stride;
+            for (int kb = 0; kb < a.K; kb += slice)
             {
-                int q = k0 + kk;
-                bool qInside = q < depth;
-                int qk = a.DivRSp.Divide(q), qrs = q - qk * a.RSp, qi = a.DivSp.Divide(qrs), qj = qrs - qi * a.Sp;
-                int wBase = qk * a.CRS + a.WTap0 + qi * a.WTapRow + qj * a.Stride;
-                for (int m = tid / slice; m < blockM; m += aStep)
+                // A = w_phaseᵀ [C x taps·K]: A[c, kb + kq] = w[(kb + kq)·CRS + c·RS + wTap], fast along the rows c.
+                int m = tid % blockM;
+                do
                 {
                     int gc = row0 + m;
-                    tileA[kk * (blockM + 4) + m] = LoadOrZero(w, wBase + gc * a.RS, qInside & gc < rows);
+                    bool rowInside = gc < rows;
+                    int wRow = kb * a.CRS + gc * a.RS + wTap;
+                    for (int kq = tid / blockM; kq < slice; kq += aStep)
+                    {
+                        tileA[kq * (blockM + 4) + m] = LoadOrZero(w, wRow + kq * a.CRS, rowInside & kb + kq < a.K);
+                    }
+                    m += threads;
                 }
-                kk += threads;
-            }
-            while (threads < slice && kk < slice);
-            // B = col(dy) [K·Rp·Sp x N·Hp·Wp], fast along the phase's dx pixels.
-            int col = tid % blockN;
-            do
-            {
-                PixelOrigin o = origins[col];
-                for (int kq = tid / blockN; kq < slice; kq += bStep)
+                while (threads < blockM && m < blockM);
+                // B = col(dy) [taps·K x N·Hp·Wp]: B[kb + kq, col] = dy[n, kb + kq, oh, ow], fast along the phase's dx pixels.
+                int col = tid % blockN;
+                do
                 {
-                    int jj = k0 + kq;
-                    int k = a.DivRSp.Divide(jj), rs = jj - k * a.RSp, i = a.DivSp.Divide(rs), j = rs - i * a.Sp;
-                    int oh = o.Row - i, ow = o.Column - j;
-                    bool inside = jj < depth & (uint)oh < (uint)a.OutH & (uint)ow < (uint)a.OutW;
-                    tileB[kq * blockN + col] = LoadOrZero(dy, o.Offset + (k * a.OutH + oh) * a.OutW + ow, inside);
+                    PixelOrigin o = origins[col];
+                    int oh = o.Row - ti, ow = o.Column - tj;
+                    bool pixelInside = (uint)oh < (uint)a.OutH & (uint)ow < (uint)a.OutW;
+                    int dyColumn = o.Offset + kb * a.OHW + oh * a.OutW + ow;
+                    for (int kq = tid / blockN; kq < slice; kq += bStep)
+                    {
+                        tileB[kq * blockN + col] = LoadOrZero(dy, dyColumn + kq * a.OHW, pixelInside & kb + kq < a.K);
+                    }
+                    col += threads;
                 }
-                col += threads;
+                while (threads < blockN && col < blockN);
+                Group.Barrier();
+                acc = MultiplyTiles(acc, fragmentRows, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN);
+                Group.Barrier();
             }
-            while (threads < blockN && col < blockN);
-            Group.Barrier();
-            acc = MultiplyTiles(acc, fragmentRows, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN);
-            Group.Barrier();
+            tj++;
+            if (tj == a.Sp)
+            {
+                tj = 0;
+                ti++;
+            }
         }
 
         // Column p = (n, i·Wp + j) is dx pixel (H0 + stride·i, W0 + stride·j) of image n; row c adds c·HW.
@@ -734,8 +750,8 @@ public static class Conv2d
         => BackwardDataPhased(dev, dy, w, dx, s, tuning);
 
     /// <summary>
-    /// Backward-data v1, the gather GEMM over all R·S taps for every dx pixel (for stride 2 about 3/4 of
-    /// them gather zeros). Kept for the kernel bench; stride 1 runs it in every version.
+    /// Backward-data v1, the gather GEMM over all R·S taps for every dx pixel, channels outer (for stride 2
+    /// about 3/4 of them gather zeros). Kept for the kernel bench.
     /// </summary>
     /// <exception cref="ArgumentException">The shape is invalid or a buffer's length does not match it.</exception>
     public static void BackwardDataGather(Device dev, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, in Conv2dShape s)
@@ -750,9 +766,10 @@ public static class Conv2d
     }
 
     /// <summary>
-    /// Backward-data v2: for stride > 1, one launch per stride phase (stride² of them) of
+    /// Backward-data v2: one launch per stride phase (stride² of them; stride 1 has one, holding every tap) of
     /// <see cref="BackwardDataPhaseKernel"/>, each a dense GEMM over only the taps that reach its pixels, so
-    /// the multiply-adds equal the forward's; stride 1 has a single phase with every tap and runs v1.
+    /// the multiply-adds equal the forward's, reduced taps outer and channels inner. At stride 1 with K not a
+    /// multiple of the tuning's Depth it runs v1, which then stages fewer slabs.
     /// </summary>
     /// <exception cref="ArgumentException">The shape is invalid or a buffer's length does not match it.</exception>
     public static void BackwardDataPhased(Device dev, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, in Conv2dShape s)
@@ -763,8 +780,11 @@ public static class Conv2d
     {
         using var profile = dev.Profile("conv2d_bwd_data", OpCost.Conv2d(s));
         KernelTuning t = CheckedBackwardData(dev, dy, w, dx, s, tuning);
-        if (s.Stride == 1)
+        if (s.Stride == 1 && s.K % t.Depth != 0)
         {
+            // Taps outer pads each tap's K channels up to whole slabs; at stride 1 the gather form (channels
+            // outer) reduces the same taps without that padding, so it visits fewer slabs whenever K is not a
+            // multiple of Depth (narrow models; never ResNet at width 16 and up).
             LaunchGather(dev, dy, w, dx, s, t);
             return;
         }

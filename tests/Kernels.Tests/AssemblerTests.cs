@@ -62,6 +62,35 @@ public class AssemblerTests
         }
     }
 
+    /// <summary>
+    /// The kernel issue's bar for the kernels each conv pass runs by default (forward, backward-data by stride phase,
+    /// backward-weight): on sm_90 the main loop is at least 80% FFMA by the assembler's static count, every
+    /// shared-memory load in it moves 16 bytes, and at least half the SM's warps can be resident.
+    /// </summary>
+    [CudaToolsTheory]
+    [InlineData("conv2d_fwd")]
+    [InlineData("conv2d_bwd_data_phase")]
+    [InlineData("conv2d_bwd_weight")]
+    public void Default_conv_main_loop_is_80_percent_ffma_fed_by_16_byte_shared_loads_on_sm_90(string kernel)
+    {
+        var row = Row(kernel, "sm_90");
+        var loop = row.MainLoop;
+        Assert.NotNull(loop);
+        Assert.True(loop.MathShare >= 0.80, $"{kernel}: {loop.Ffma} FFMA in a {loop.Instructions}-instruction main loop ({loop.MathShare:P1})");
+        Assert.True(loop.SharedLoads.Total > 0 && loop.SharedLoads.Total == loop.SharedLoads.B16, $"{kernel}: main-loop shared loads {loop.SharedLoads}");
+        Assert.True(row.Occupancy.Fraction >= 0.5, $"{kernel}: occupancy {row.Occupancy.Fraction:P0} ({row.Registers} registers)");
+    }
+
+    /// <summary>The TF32 forward keeps its accumulators in registers: no local memory in its loop, and at least half the SM's warps resident on sm_90.</summary>
+    [CudaToolsFact]
+    public void Tf32_convolution_keeps_accumulators_out_of_memory_at_half_occupancy()
+    {
+        var row = Row("conv2d_fwd_tf32", "sm_90");
+        Assert.NotNull(row.MainLoop);
+        Assert.Equal(0, row.MainLoop.LocalAccesses);
+        Assert.True(row.Occupancy.Fraction >= 0.5, $"conv2d_fwd_tf32: occupancy {row.Occupancy.Fraction:P0} ({row.Registers} registers)");
+    }
+
     [CudaToolsFact]
     public void Tf32_convolution_runs_on_tensor_cores() =>
         Assert.All(KernelAudit.Architectures.Keys, a => Assert.True(Row("conv2d_fwd_tf32", a).MainLoop?.Hmma > 0, $"no HMMA in conv2d_fwd_tf32's main loop on {a}"));

@@ -60,20 +60,30 @@ public class Conv2dBackwardDataPhasedTests
         }
     });
 
-    /// <summary>Stride 1 has one phase holding every tap: v2 is v1 there, bit for bit.</summary>
-    [Fact]
-    public void Stride_one_equals_v1_exactly() => WideGroupDevice.Both(dev =>
+    /// <summary>
+    /// The reduction runs taps outer and channels inner in Depth-deep slabs, so a tap's K channels fill several slabs
+    /// and the last one is padded when K is not a multiple of Depth: K 32 (two full slabs of 16), 37 (16, 16, 5) and
+    /// 20 under Depth 4 and 8, at strides 1 and 2, on the device's own tuning and the CUDA-shaped 4/4/16. (At stride 1
+    /// the launcher takes v1 when K is not a multiple of Depth, so the padded last slab is exercised at stride 2.)
+    /// </summary>
+    [Theory]
+    [InlineData(0, 0, 0)]
+    [InlineData(4, 4, 16)]
+    [InlineData(4, 4, 4)]
+    [InlineData(2, 4, 8)]
+    public void Matches_reference_with_several_slabs_per_tap(int tile, int work, int depth)
     {
-        var shape = Shape(2, 5, 7, 6, 6, 3, 3, 1, 1);
-        var rng = Numerics.NewRandom(out _);
-        using var dDy = dev.Upload<float>(Numerics.Uniform(rng, (int)shape.OutputLength));
-        using var dW = dev.Upload<float>(Numerics.Uniform(rng, (int)shape.WeightLength));
-        using var v1 = Numerics.Poisoned(dev, shape.InputLength);
-        using var v2 = Numerics.Poisoned(dev, shape.InputLength);
-        Conv2d.BackwardDataGather(dev, dDy.View, dW.View, v1.View, shape);
-        Conv2d.BackwardDataPhased(dev, dDy.View, dW.View, v2.View, shape);
-        Assert.Equal(dev.Download<float>(v1.View), dev.Download<float>(v2.View));
-    });
+        void Run(Device dev)
+        {
+            var tuning = tile == 0 ? dev.Tuning : new KernelTuning(tile, work, depth);
+            foreach (var shape in new[] { Shape(1, 5, 6, 5, 32, 3, 3, 1, 1), Shape(2, 3, 5, 6, 37, 3, 3, 2, 1), Shape(1, 9, 4, 5, 20, 1, 1, 1, 0) })
+            {
+                Check(dev, shape, tuning, $"tuning {tuning}, {shape}");
+            }
+        }
+        if (tile == 0) WideGroupDevice.Both(Run);
+        else WideGroupDevice.Use(Run);
+    }
 
     [Fact]
     public void Is_reproducible() => WideGroupDevice.Both(dev =>

@@ -33,7 +33,7 @@ public sealed class KernelVariants
     public List<Variant<ConvLauncher>> ConvBackwardData { get; } =
     [
         new("gather GEMM, shared-memory tiles", 1, Conv2d.BackwardDataGather),
-        new("stride-phase GEMMs, one launch per phase", 2, Conv2d.BackwardDataPhased),
+        new("stride-phase GEMMs, one launch per phase, taps outer", 2, Conv2d.BackwardDataPhased),
     ];
     public List<Variant<ConvLauncher>> ConvBackwardWeight { get; } = [new("split-K GEMM + ordered sum", 1, Conv2d.BackwardWeight)];
     // Batch norm's element-wise passes (normalise, dx) have float4 versions inside the same launchers,
