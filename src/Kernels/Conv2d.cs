@@ -40,6 +40,13 @@ public static class Conv2d
     private const int MaxTile = 16;
     private const int MaxWork = 4;
 
+    /// <summary>The slab loop of a conv GEMM launch: one shared buffer per operand (the engine's) or two (<see cref="RunSlabs"/>).</summary>
+    internal enum Buffering
+    {
+        Single,
+        Double,
+    }
+
     /// <summary>
     /// Shared floats of the A operand: Depth rows of 2·Tile·Work + 4 (the pad keeps the depth-fastest,
     /// i.e. transposed, stores of consecutive threads on different banks and every row 16-byte aligned for
@@ -162,6 +169,11 @@ public static class Conv2d
 
     // ---- kernels ----
     //
+    // Each GEMM kernel is a short entry that allocates the shared tiles and calls its pass's body: with one
+    // pair of tiles (the engine's default) or, in the "_db" entries, two (double-buffered). A body decodes
+    // its column table, builds its pass's slab loader (an ISlabLoader) and hands it to RunSlabs, the one slab
+    // loop of every conv GEMM, then stores the accumulator.
+    //
     // Staging a Depth-deep slice of an operand: the operand's fast dimension (the one consecutive
     // threads walk, so that global loads coalesce) has F entries, its other dimension S. Thread tid
     // takes fast indices tid % F, tid % F + Threads, ... and, for each, slow indices tid / F,
@@ -178,11 +190,30 @@ public static class Conv2d
     {
         var tileA = SharedMemory.Allocate<Float4>(AFloats / 4).Cast<float>();
         var tileB = SharedMemory.Allocate<Float4>(BFloats / 4).Cast<float>();
-        int tile = tileSize, work = workSize, slice = depthSize, blockN = tile * work, blockM = 2 * blockN, threads = tile * tile;
+        Forward(x, w, y, a, tileSize, workSize, depthSize, tileA, tileB, tileA, tileB, twoBuffers: false);
+    }
+
+    /// <summary>The forward with two shared buffers: the next slab is staged while this one is multiplied (one barrier per slab).</summary>
+    [KernelName("conv2d_fwd_db")]
+    [GroupSize(nameof(GroupThreads), MinGroupsPerMultiprocessor = DoubleBufferedGroupsPerSm)]
+    internal static void ForwardDoubleBufferedKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, Args a,
+        SpecializedValue<int> tileSize, SpecializedValue<int> workSize, SpecializedValue<int> depthSize)
+    {
+        var tileA0 = SharedMemory.Allocate<Float4>(AFloats / 4).Cast<float>();
+        var tileB0 = SharedMemory.Allocate<Float4>(BFloats / 4).Cast<float>();
+        var tileA1 = SharedMemory.Allocate<Float4>(AFloats / 4).Cast<float>();
+        var tileB1 = SharedMemory.Allocate<Float4>(BFloats / 4).Cast<float>();
+        Forward(x, w, y, a, tileSize, workSize, depthSize, tileA0, tileB0, tileA1, tileB1, twoBuffers: true);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Forward(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, Args a, int tile, int work, int slice,
+        ArrayView<float> tileA0, ArrayView<float> tileB0, ArrayView<float> tileA1, ArrayView<float> tileB1, bool twoBuffers)
+    {
+        int blockN = tile * work, blockM = 2 * blockN, threads = tile * tile;
         int tx = Group.IdxX, ty = Group.IdxY, tid = ty * tile + tx;
         int row0 = Grid.IdxY * blockM, col0 = Grid.IdxX * blockN;
-        int rows = a.K, cols = a.N * a.OHW, depth = a.CRS;
-        int aStep = SlowStep(threads, slice), bStep = SlowStep(threads, blockN);
+        int rows = a.K, cols = a.N * a.OHW;
 
         // Each column's output pixel decoded once per kernel, not once per slab (see PixelOrigin).
         var origins = SharedMemory.Allocate<PixelOrigin>(MaxTile * MaxWork);
@@ -195,11 +226,37 @@ public static class Conv2d
         }
         Group.Barrier();
 
-        var acc = default(Acc8x4);
-        var fragmentRows = FragmentView(tileA, ty, work);
-        var fragmentCols = FragmentView(tileB, tx, work);
-        for (int k0 = 0; k0 < depth; k0 += slice)
+        var slabs = new ForwardSlabs(x, w, a, new Staging(tid, threads, blockM, blockN, slice, row0, rows));
+        var acc = RunSlabs(slabs, 1, (a.CRS + slice - 1) / slice, twoBuffers, tileA0, tileB0, tileA1, tileB1, origins,
+            tx, ty, tile, work, slice, blockN);
+
+        // Output column p = (n, oh·OW+ow) lives at n·K·OHW + pixel; row k adds k·OHW.
+        int kOhw = a.KOHW;
+        int cb = col0 + tx * work;
+        int c0 = ImageColumn(cb, 0, work, cols, a.DivOHW, kOhw);
+        int c1 = ImageColumn(cb + 1, 1, work, cols, a.DivOHW, kOhw);
+        int c2 = ImageColumn(cb + 2, 2, work, cols, a.DivOHW, kOhw);
+        int c3 = ImageColumn(cb + 3, 3, work, cols, a.DivOHW, kOhw);
+        StoreBlock(y, acc, row0 + ty * work, row0 + blockN + ty * work, work, rows, a.OHW, c0, c1, c2, c3);
+    }
+
+    /// <summary>The forward's operands from depth k0 = (c, r, s) on: A = w, B = im2col(x) read through the pixel table.</summary>
+    private struct ForwardSlabs(ArrayView<float> x, ArrayView<float> w, Args a, Staging g) : ISlabLoader<ForwardSlabs>
+    {
+        private readonly ArrayView<float> _x = x, _w = w;
+        private readonly Args _a = a;
+        private readonly Staging _g = g;
+        private int _k0;
+
+        public readonly ForwardSlabs Next() => this with { _k0 = _k0 + _g.Slice };
+
+        public readonly ForwardSlabs NextRun() => this;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly void Stage(ArrayView<float> tileA, ArrayView<float> tileB, ArrayView<PixelOrigin> origins)
         {
+            int slice = _g.Slice, blockM = _g.BlockM, blockN = _g.BlockN, threads = _g.Threads, tid = _g.Tid, k0 = _k0, depth = _a.CRS;
+            int aStep = SlowStep(threads, slice), bStep = SlowStep(threads, blockN);
             // A = w [K x C·R·S], fast along the depth (contiguous in w).
             int kk = tid % slice;
             do
@@ -208,8 +265,8 @@ public static class Conv2d
                 bool qInside = q < depth;
                 for (int m = tid / slice; m < blockM; m += aStep)
                 {
-                    int gm = row0 + m;
-                    tileA[kk * (blockM + 4) + m] = LoadOrZero(w, gm * depth + q, qInside & gm < rows);
+                    int gm = _g.Row0 + m;
+                    tileA[kk * (blockM + 4) + m] = LoadOrZero(_w, gm * depth + q, qInside & gm < _g.Rows);
                 }
                 kk += threads;
             }
@@ -222,27 +279,15 @@ public static class Conv2d
                 for (int kq = tid / blockN; kq < slice; kq += bStep)
                 {
                     int qq = k0 + kq;
-                    int c = a.DivRS.Divide(qq), rs = qq - c * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
+                    int c = _a.DivRS.Divide(qq), rs = qq - c * _a.RS, r = _a.DivS.Divide(rs), s = rs - r * _a.S;
                     int ih = o.Row + r, iw = o.Column + s;
-                    bool inside = qq < depth & (uint)ih < (uint)a.H & (uint)iw < (uint)a.W;
-                    tileB[kq * blockN + col] = LoadOrZero(x, o.Offset + (c * a.H + r) * a.W + s, inside);
+                    bool inside = qq < depth & (uint)ih < (uint)_a.H & (uint)iw < (uint)_a.W;
+                    tileB[kq * blockN + col] = LoadOrZero(_x, o.Offset + (c * _a.H + r) * _a.W + s, inside);
                 }
                 col += threads;
             }
             while (threads < blockN && col < blockN);
-            Group.Barrier();
-            acc = MultiplyTiles(acc, fragmentRows, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN);
-            Group.Barrier();
         }
-
-        // Output column p = (n, oh·OW+ow) lives at n·K·OHW + pixel; row k adds k·OHW.
-        int kOhw = a.KOHW;
-        int cb = col0 + tx * work;
-        int c0 = ImageColumn(cb, 0, work, cols, a.DivOHW, kOhw);
-        int c1 = ImageColumn(cb + 1, 1, work, cols, a.DivOHW, kOhw);
-        int c2 = ImageColumn(cb + 2, 2, work, cols, a.DivOHW, kOhw);
-        int c3 = ImageColumn(cb + 3, 3, work, cols, a.DivOHW, kOhw);
-        StoreBlock(y, acc, row0 + ty * work, row0 + blockN + ty * work, work, rows, a.OHW, c0, c1, c2, c3);
     }
 
     /// <summary>dx[n,c,h,w] = Σ_{k,r,s} dy[n,k,oh,ow] · w[k,c,r,s] over the (oh, ow) with oh·stride−pad+r = h, ow·stride−pad+s = w.</summary>
@@ -256,8 +301,7 @@ public static class Conv2d
         int tile = tileSize, work = workSize, slice = depthSize, blockN = tile * work, blockM = 2 * blockN, threads = tile * tile;
         int tx = Group.IdxX, ty = Group.IdxY, tid = ty * tile + tx;
         int row0 = Grid.IdxY * blockM, col0 = Grid.IdxX * blockN;
-        int rows = a.C, cols = a.N * a.HW, depth = a.K * a.RS;
-        int aStep = SlowStep(threads, slice), bStep = SlowStep(threads, blockN);
+        int rows = a.C, cols = a.N * a.HW;
 
         // Each column's dx pixel decoded once per kernel, not once per slab (see PixelOrigin).
         var origins = SharedMemory.Allocate<PixelOrigin>(MaxTile * MaxWork);
@@ -269,22 +313,48 @@ public static class Conv2d
         }
         Group.Barrier();
 
-        var acc = default(Acc8x4);
-        var fragmentRows = FragmentView(tileA, ty, work);
-        var fragmentCols = FragmentView(tileB, tx, work);
-        for (int k0 = 0; k0 < depth; k0 += slice)
+        var slabs = new GatherSlabs(dy, w, a, new Staging(tid, threads, blockM, blockN, slice, row0, rows));
+        var acc = RunSlabs(slabs, 1, (a.K * a.RS + slice - 1) / slice, false, tileA, tileB, tileA, tileB, origins,
+            tx, ty, tile, work, slice, blockN);
+
+        // Output column p = (n, h·W+w) lives at n·C·HW + pixel; row c adds c·HW.
+        int cHw = a.CHW;
+        int cb = col0 + tx * work;
+        int c0 = ImageColumn(cb, 0, work, cols, a.DivHW, cHw);
+        int c1 = ImageColumn(cb + 1, 1, work, cols, a.DivHW, cHw);
+        int c2 = ImageColumn(cb + 2, 2, work, cols, a.DivHW, cHw);
+        int c3 = ImageColumn(cb + 3, 3, work, cols, a.DivHW, cHw);
+        StoreBlock(dx, acc, row0 + ty * work, row0 + blockN + ty * work, work, rows, a.HW, c0, c1, c2, c3);
+    }
+
+    /// <summary>Backward-data v1's operands from depth k0 = (k, r, s) on: A = wᵀ, B = col(dy) over every tap.</summary>
+    private struct GatherSlabs(ArrayView<float> dy, ArrayView<float> w, Args a, Staging g) : ISlabLoader<GatherSlabs>
+    {
+        private readonly ArrayView<float> _dy = dy, _w = w;
+        private readonly Args _a = a;
+        private readonly Staging _g = g;
+        private int _k0;
+
+        public readonly GatherSlabs Next() => this with { _k0 = _k0 + _g.Slice };
+
+        public readonly GatherSlabs NextRun() => this;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly void Stage(ArrayView<float> tileA, ArrayView<float> tileB, ArrayView<PixelOrigin> origins)
         {
+            int slice = _g.Slice, blockM = _g.BlockM, blockN = _g.BlockN, threads = _g.Threads, tid = _g.Tid, k0 = _k0, depth = _a.K * _a.RS;
+            int aStep = SlowStep(threads, slice), bStep = SlowStep(threads, blockN);
             // A = wᵀ [C x K·R·S]: A[c, (k,r,s)] = w[k,c,r,s], fast along the depth (r, s contiguous in w).
             int kk = tid % slice;
             do
             {
                 int j = k0 + kk;
                 bool jInside = j < depth;
-                int jk = a.DivRS.Divide(j), jrs = j - jk * a.RS;
+                int jk = _a.DivRS.Divide(j), jrs = j - jk * _a.RS;
                 for (int m = tid / slice; m < blockM; m += aStep)
                 {
-                    int gc = row0 + m;
-                    tileA[kk * (blockM + 4) + m] = LoadOrZero(w, (jk * a.C + gc) * a.RS + jrs, jInside & gc < rows);
+                    int gc = _g.Row0 + m;
+                    tileA[kk * (blockM + 4) + m] = LoadOrZero(_w, (jk * _a.C + gc) * _a.RS + jrs, jInside & gc < _g.Rows);
                 }
                 kk += threads;
             }
@@ -297,30 +367,18 @@ public static class Conv2d
                 for (int kq = tid / blockN; kq < slice; kq += bStep)
                 {
                     int jj = k0 + kq;
-                    int k = a.DivRS.Divide(jj), rs = jj - k * a.RS, r = a.DivS.Divide(rs), s = rs - r * a.S;
+                    int k = _a.DivRS.Divide(jj), rs = jj - k * _a.RS, r = _a.DivS.Divide(rs), s = rs - r * _a.S;
                     int th = o.Row - r, tw = o.Column - s;
                     // th or tw < 0 gives a meaningless quotient; the mask drops it.
-                    int oh = a.DivStride.Divide(th), ow = a.DivStride.Divide(tw);
+                    int oh = _a.DivStride.Divide(th), ow = _a.DivStride.Divide(tw);
                     bool inside = jj < depth & th >= 0 & tw >= 0
-                        & oh * a.Stride == th & ow * a.Stride == tw & oh < a.OutH & ow < a.OutW;
-                    tileB[kq * blockN + col] = LoadOrZero(dy, o.Offset + (k * a.OutH + oh) * a.OutW + ow, inside);
+                        & oh * _a.Stride == th & ow * _a.Stride == tw & oh < _a.OutH & ow < _a.OutW;
+                    tileB[kq * blockN + col] = LoadOrZero(_dy, o.Offset + (k * _a.OutH + oh) * _a.OutW + ow, inside);
                 }
                 col += threads;
             }
             while (threads < blockN && col < blockN);
-            Group.Barrier();
-            acc = MultiplyTiles(acc, fragmentRows, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN);
-            Group.Barrier();
         }
-
-        // Output column p = (n, h·W+w) lives at n·C·HW + pixel; row c adds c·HW.
-        int cHw = a.CHW;
-        int cb = col0 + tx * work;
-        int c0 = ImageColumn(cb, 0, work, cols, a.DivHW, cHw);
-        int c1 = ImageColumn(cb + 1, 1, work, cols, a.DivHW, cHw);
-        int c2 = ImageColumn(cb + 2, 2, work, cols, a.DivHW, cHw);
-        int c3 = ImageColumn(cb + 3, 3, work, cols, a.DivHW, cHw);
-        StoreBlock(dx, acc, row0 + ty * work, row0 + blockN + ty * work, work, rows, a.HW, c0, c1, c2, c3);
     }
 
     /// <summary>
@@ -342,11 +400,30 @@ public static class Conv2d
     {
         var tileA = SharedMemory.Allocate<Float4>(AFloats / 4).Cast<float>();
         var tileB = SharedMemory.Allocate<Float4>(BFloats / 4).Cast<float>();
-        int tile = tileSize, work = workSize, slice = depthSize, blockN = tile * work, blockM = 2 * blockN, threads = tile * tile;
+        BackwardDataPhase(dy, w, dx, a, tileSize, workSize, depthSize, tileA, tileB, tileA, tileB, twoBuffers: false);
+    }
+
+    /// <summary>Backward-data by stride phase with two shared buffers (one barrier per slab).</summary>
+    [KernelName("conv2d_bwd_data_phase_db")]
+    [GroupSize(nameof(GroupThreads), MinGroupsPerMultiprocessor = DoubleBufferedGroupsPerSm)]
+    internal static void BackwardDataPhaseDoubleBufferedKernel(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, PhaseArgs a,
+        SpecializedValue<int> tileSize, SpecializedValue<int> workSize, SpecializedValue<int> depthSize)
+    {
+        var tileA0 = SharedMemory.Allocate<Float4>(AFloats / 4).Cast<float>();
+        var tileB0 = SharedMemory.Allocate<Float4>(BFloats / 4).Cast<float>();
+        var tileA1 = SharedMemory.Allocate<Float4>(AFloats / 4).Cast<float>();
+        var tileB1 = SharedMemory.Allocate<Float4>(BFloats / 4).Cast<float>();
+        BackwardDataPhase(dy, w, dx, a, tileSize, workSize, depthSize, tileA0, tileB0, tileA1, tileB1, twoBuffers: true);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void BackwardDataPhase(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, PhaseArgs a, int tile, int work, int slice,
+        ArrayView<float> tileA0, ArrayView<float> tileB0, ArrayView<float> tileA1, ArrayView<float> tileB1, bool twoBuffers)
+    {
+        int blockN = tile * work, blockM = 2 * blockN, threads = tile * tile;
         int tx = Group.IdxX, ty = Group.IdxY, tid = ty * tile + tx;
         int row0 = Grid.IdxY * blockM, col0 = Grid.IdxX * blockN;
         int rows = a.C, cols = a.N * a.HWp;
-        int aStep = SlowStep(threads, blockM), bStep = SlowStep(threads, blockN);
 
         // Each column's dx pixel decoded once per kernel, not once per slab (see PixelOrigin).
         var origins = SharedMemory.Allocate<PixelOrigin>(MaxTile * MaxWork);
@@ -358,56 +435,9 @@ public static class Conv2d
         }
         Group.Barrier();
 
-        var acc = default(Acc8x4);
-        var fragmentRows = FragmentView(tileA, ty, work);
-        var fragmentCols = FragmentView(tileB, tx, work);
-        int ti = 0, tj = 0;
-        for (int tap = 0; tap < a.RSp; tap++)
-        {
-            // The tap's offset in a filter plane: w[k, c, Ph + stride·ti, Pw + stride·tj] = w[k·CRS + c·RS + wTap].
-            int wTap = a.WTap0 + ti * a.WTapRow + tj * a.Stride;
-            for (int kb = 0; kb < a.K; kb += slice)
-            {
-                // A = w_phaseᵀ [C x taps·K]: A[c, kb + kq] = w[(kb + kq)·CRS + c·RS + wTap], fast along the rows c.
-                int m = tid % blockM;
-                do
-                {
-                    int gc = row0 + m;
-                    bool rowInside = gc < rows;
-                    int wRow = kb * a.CRS + gc * a.RS + wTap;
-                    for (int kq = tid / blockM; kq < slice; kq += aStep)
-                    {
-                        tileA[kq * (blockM + 4) + m] = LoadOrZero(w, wRow + kq * a.CRS, rowInside & kb + kq < a.K);
-                    }
-                    m += threads;
-                }
-                while (threads < blockM && m < blockM);
-                // B = col(dy) [taps·K x N·Hp·Wp]: B[kb + kq, col] = dy[n, kb + kq, oh, ow], fast along the phase's dx pixels.
-                int col = tid % blockN;
-                do
-                {
-                    PixelOrigin o = origins[col];
-                    int oh = o.Row - ti, ow = o.Column - tj;
-                    bool pixelInside = (uint)oh < (uint)a.OutH & (uint)ow < (uint)a.OutW;
-                    int dyColumn = o.Offset + kb * a.OHW + oh * a.OutW + ow;
-                    for (int kq = tid / blockN; kq < slice; kq += bStep)
-                    {
-                        tileB[kq * blockN + col] = LoadOrZero(dy, dyColumn + kq * a.OHW, pixelInside & kb + kq < a.K);
-                    }
-                    col += threads;
-                }
-                while (threads < blockN && col < blockN);
-                Group.Barrier();
-                acc = MultiplyTiles(acc, fragmentRows, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN);
-                Group.Barrier();
-            }
-            tj++;
-            if (tj == a.Sp)
-            {
-                tj = 0;
-                ti++;
-            }
-        }
+        var slabs = new PhaseSlabs(dy, w, a, new Staging(tid, threads, blockM, blockN, slice, row0, rows));
+        var acc = RunSlabs(slabs, a.RSp, (a.K + slice - 1) / slice, twoBuffers, tileA0, tileB0, tileA1, tileB1, origins,
+            tx, ty, tile, work, slice, blockN);
 
         // Column p = (n, i·Wp + j) is dx pixel (H0 + stride·i, W0 + stride·j) of image n; row c adds c·HW.
         int cb = col0 + tx * work;
@@ -416,6 +446,72 @@ public static class Conv2d
         int c2 = PhaseColumn(cb + 2, 2, work, cols, a);
         int c3 = PhaseColumn(cb + 3, 3, work, cols, a);
         StoreBlock(dx, acc, row0 + ty * work, row0 + blockN + ty * work, work, rows, a.HW, c0, c1, c2, c3);
+    }
+
+    /// <summary>
+    /// A stride phase's operands, taps outer and channels inner: positioned on tap (i, j) and channels kb .. kb + Depth − 1.
+    /// A = w_phaseᵀ: A[c, kb + kq] = w[(kb + kq)·CRS + c·RS + wTap]; B = col(dy): B[kb + kq, col] = dy[n, kb + kq, oh, ow].
+    /// </summary>
+    private struct PhaseSlabs(ArrayView<float> dy, ArrayView<float> w, PhaseArgs a, Staging g) : ISlabLoader<PhaseSlabs>
+    {
+        private readonly ArrayView<float> _dy = dy, _w = w;
+        private readonly PhaseArgs _a = a;
+        private readonly Staging _g = g;
+        private int _kb, _i, _j;
+
+        /// <summary>The next Depth channels of this tap.</summary>
+        public readonly PhaseSlabs Next() => this with { _kb = _kb + _g.Slice };
+
+        /// <summary>The first Depth channels of the next tap (row-major over the phase's Rp x Sp taps).</summary>
+        public readonly PhaseSlabs NextRun()
+        {
+            var next = this;
+            next._kb = 0;
+            next._j++;
+            if (next._j == _a.Sp)
+            {
+                next._j = 0;
+                next._i++;
+            }
+            return next;
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly void Stage(ArrayView<float> tileA, ArrayView<float> tileB, ArrayView<PixelOrigin> origins)
+        {
+            int slice = _g.Slice, blockM = _g.BlockM, blockN = _g.BlockN, threads = _g.Threads, tid = _g.Tid, kb = _kb;
+            int aStep = SlowStep(threads, blockM), bStep = SlowStep(threads, blockN);
+            // The tap's offset in a filter plane: w[k, c, Ph + stride·i, Pw + stride·j] = w[k·CRS + c·RS + wTap]. A is fast along the rows c.
+            int wTap = _a.WTap0 + _i * _a.WTapRow + _j * _a.Stride;
+            int m = tid % blockM;
+            do
+            {
+                int gc = _g.Row0 + m;
+                bool rowInside = gc < _g.Rows;
+                int wRow = kb * _a.CRS + gc * _a.RS + wTap;
+                for (int kq = tid / blockM; kq < slice; kq += aStep)
+                {
+                    tileA[kq * (blockM + 4) + m] = LoadOrZero(_w, wRow + kq * _a.CRS, rowInside & kb + kq < _a.K);
+                }
+                m += threads;
+            }
+            while (threads < blockM && m < blockM);
+            // B is fast along the phase's dx pixels.
+            int col = tid % blockN;
+            do
+            {
+                PixelOrigin o = origins[col];
+                int oh = o.Row - _i, ow = o.Column - _j;
+                bool pixelInside = (uint)oh < (uint)_a.OutH & (uint)ow < (uint)_a.OutW;
+                int dyColumn = o.Offset + kb * _a.OHW + oh * _a.OutW + ow;
+                for (int kq = tid / blockN; kq < slice; kq += bStep)
+                {
+                    tileB[kq * blockN + col] = LoadOrZero(_dy, dyColumn + kq * _a.OHW, pixelInside & kb + kq < _a.K);
+                }
+                col += threads;
+            }
+            while (threads < blockN && col < blockN);
+        }
     }
 
     /// <summary>
@@ -429,19 +525,34 @@ public static class Conv2d
     {
         var tileA = SharedMemory.Allocate<Float4>(AFloats / 4).Cast<float>();
         var tileB = SharedMemory.Allocate<Float4>(BFloats / 4).Cast<float>();
-        int tile = tileSize, work = workSize, slice = depthSize, blockN = tile * work, blockM = 2 * blockN, threads = tile * tile;
+        BackwardWeight(x, dy, partial, a, tileSize, workSize, depthSize, tileA, tileB, tileA, tileB, twoBuffers: false);
+    }
+
+    /// <summary>Backward-weight with two shared buffers (one barrier per slab).</summary>
+    [KernelName("conv2d_bwd_weight_db")]
+    [GroupSize(nameof(GroupThreads), MinGroupsPerMultiprocessor = DoubleBufferedGroupsPerSm)]
+    internal static void BackwardWeightDoubleBufferedKernel(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> partial, Args a,
+        SpecializedValue<int> tileSize, SpecializedValue<int> workSize, SpecializedValue<int> depthSize)
+    {
+        var tileA0 = SharedMemory.Allocate<Float4>(AFloats / 4).Cast<float>();
+        var tileB0 = SharedMemory.Allocate<Float4>(BFloats / 4).Cast<float>();
+        var tileA1 = SharedMemory.Allocate<Float4>(AFloats / 4).Cast<float>();
+        var tileB1 = SharedMemory.Allocate<Float4>(BFloats / 4).Cast<float>();
+        BackwardWeight(x, dy, partial, a, tileSize, workSize, depthSize, tileA0, tileB0, tileA1, tileB1, twoBuffers: true);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void BackwardWeight(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> partial, Args a, int tile, int work, int slice,
+        ArrayView<float> tileA0, ArrayView<float> tileB0, ArrayView<float> tileA1, ArrayView<float> tileB1, bool twoBuffers)
+    {
+        int blockN = tile * work, blockM = 2 * blockN, threads = tile * tile;
         int tx = Group.IdxX, ty = Group.IdxY, tid = ty * tile + tx;
         int row0 = Grid.IdxY * blockM, col0 = Grid.IdxX * blockN;
         int rows = a.K, cols = a.CRS;
         int pBegin = Grid.IdxZ * a.Chunk;
         int pEnd = XMin(pBegin + a.Chunk, a.N * a.OHW);
-        int step = SlowStep(threads, slice);
 
-        // Both operands are staged with the reduction index fastest across threads: consecutive threads
-        // take consecutive output pixels p = (n, oh, ow), which are contiguous in dy and contiguous (or
-        // stride-apart) in x, so both gathers coalesce. Each thread decodes its p once per slice and
-        // shares it between its A values (rows k) and its B values (columns (c, r, s)), whose taps are
-        // decoded once per kernel, not once per slab and element (see PixelOrigin).
+        // Each column's tap (c, r, s) decoded once per kernel, not once per slab and element (see PixelOrigin).
         var taps = SharedMemory.Allocate<PixelOrigin>(MaxTile * MaxWork);
         for (int m = tid; m < blockN; m += threads)
         {
@@ -451,40 +562,9 @@ public static class Conv2d
         }
         Group.Barrier();
 
-        var acc = default(Acc8x4);
-        var fragmentRows = FragmentView(tileA, ty, work);
-        var fragmentCols = FragmentView(tileB, tx, work);
-        for (int k0 = pBegin; k0 < pEnd; k0 += slice)
-        {
-            int kk = tid % slice;
-            do
-            {
-                int p = k0 + kk;
-                bool pInside = p < pEnd;
-                int n = a.DivOHW.Divide(p), pixel = p - n * a.OHW, oh = a.DivOutW.Divide(pixel), ow = pixel - oh * a.OutW;
-                int ih0 = oh * a.Stride - a.Pad, iw0 = ow * a.Stride - a.Pad;
-                int dyPixel = n * a.KOHW + pixel, xWindow = n * a.CHW + ih0 * a.W + iw0;
-                for (int m = tid / slice; m < blockM; m += step)
-                {
-                    // A = dy [K x N·OH·OW]: A[k, p] = dy[n,k,pixel].
-                    int gk = row0 + m;
-                    tileA[kk * (blockM + 4) + m] = LoadOrZero(dy, dyPixel + gk * a.OHW, pInside & gk < rows);
-                }
-                for (int m = tid / slice; m < blockN; m += step)
-                {
-                    // B = im2col(x)ᵀ [N·OH·OW x C·R·S]: B[p, (c,r,s)] = x[n, c, oh·stride−pad+r, ow·stride−pad+s].
-                    PixelOrigin t = taps[m];
-                    int ih = ih0 + t.Row, iw = iw0 + t.Column;
-                    bool inside = pInside & (uint)ih < (uint)a.H & (uint)iw < (uint)a.W;
-                    tileB[kk * (blockN + 4) + m] = LoadOrZero(x, xWindow + t.Offset, inside);
-                }
-                kk += threads;
-            }
-            while (threads < slice && kk < slice);
-            Group.Barrier();
-            acc = MultiplyTiles(acc, fragmentRows, fragmentCols, tileA, tileB, tx, ty, tile, work, slice, blockM + 4, blockN + 4);
-            Group.Barrier();
-        }
+        var slabs = new WeightSlabs(x, dy, a, new Staging(tid, threads, blockM, blockN, slice, row0, rows), pBegin, pEnd);
+        var acc = RunSlabs(slabs, 1, (pEnd - pBegin + slice - 1) / slice, twoBuffers, tileA0, tileB0, tileA1, tileB1, taps,
+            tx, ty, tile, work, slice, blockN + 4);
 
         // Split z's slice starts at z·K·CRS; row k adds k·CRS; column q adds q.
         int splitBase = Grid.IdxZ * rows * cols;
@@ -494,6 +574,58 @@ public static class Conv2d
         int c2 = WeightColumn(cb + 2, 2, work, cols, splitBase);
         int c3 = WeightColumn(cb + 3, 3, work, cols, splitBase);
         StoreBlock(partial, acc, row0 + ty * work, row0 + blockN + ty * work, work, rows, cols, c0, c1, c2, c3);
+    }
+
+    /// <summary>
+    /// Backward-weight's operands from reduction index k0 = (n, oh, ow) on, below pEnd. Both are staged with the
+    /// reduction index fastest across threads: consecutive threads take consecutive output pixels p, which are
+    /// contiguous in dy and contiguous (or stride-apart) in x, so both gathers coalesce. Each thread decodes its
+    /// p once per slab and shares it between its A values (rows k) and its B values (columns (c, r, s), from the
+    /// tap table).
+    /// </summary>
+    private struct WeightSlabs(ArrayView<float> x, ArrayView<float> dy, Args a, Staging g, int pBegin, int pEnd) : ISlabLoader<WeightSlabs>
+    {
+        private readonly ArrayView<float> _x = x, _dy = dy;
+        private readonly Args _a = a;
+        private readonly Staging _g = g;
+        private readonly int _pEnd = pEnd;
+        private int _k0 = pBegin;
+
+        public readonly WeightSlabs Next() => this with { _k0 = _k0 + _g.Slice };
+
+        public readonly WeightSlabs NextRun() => this;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly void Stage(ArrayView<float> tileA, ArrayView<float> tileB, ArrayView<PixelOrigin> taps)
+        {
+            int slice = _g.Slice, blockM = _g.BlockM, blockN = _g.BlockN, threads = _g.Threads, tid = _g.Tid, k0 = _k0;
+            int step = SlowStep(threads, slice);
+            int kk = tid % slice;
+            do
+            {
+                int p = k0 + kk;
+                bool pInside = p < _pEnd;
+                int n = _a.DivOHW.Divide(p), pixel = p - n * _a.OHW, oh = _a.DivOutW.Divide(pixel), ow = pixel - oh * _a.OutW;
+                int ih0 = oh * _a.Stride - _a.Pad, iw0 = ow * _a.Stride - _a.Pad;
+                int dyPixel = n * _a.KOHW + pixel, xWindow = n * _a.CHW + ih0 * _a.W + iw0;
+                for (int m = tid / slice; m < blockM; m += step)
+                {
+                    // A = dy [K x N·OH·OW]: A[k, p] = dy[n,k,pixel].
+                    int gk = _g.Row0 + m;
+                    tileA[kk * (blockM + 4) + m] = LoadOrZero(_dy, dyPixel + gk * _a.OHW, pInside & gk < _g.Rows);
+                }
+                for (int m = tid / slice; m < blockN; m += step)
+                {
+                    // B = im2col(x)ᵀ [N·OH·OW x C·R·S]: B[p, (c,r,s)] = x[n, c, oh·stride−pad+r, ow·stride−pad+s].
+                    PixelOrigin t = taps[m];
+                    int ih = ih0 + t.Row, iw = iw0 + t.Column;
+                    bool inside = pInside & (uint)ih < (uint)_a.H & (uint)iw < (uint)_a.W;
+                    tileB[kk * (blockN + 4) + m] = LoadOrZero(_x, xWindow + t.Offset, inside);
+                }
+                kk += threads;
+            }
+            while (threads < slice && kk < slice);
+        }
     }
 
     /// <summary>dw[i] = Σ_z partial[z·length + i], always in increasing z, so results are reproducible (grid-stride over i).</summary>
@@ -512,6 +644,131 @@ public static class Conv2d
     }
 
     // ---- GEMM core shared by the kernels ----
+
+    /// <summary>
+    /// Groups per multiprocessor the double-buffered kernels are compiled for (their launch bounds): with 256-thread
+    /// groups, 4 caps ptxas at 64 registers, the 50% occupancy the single-buffered kernels reach on sm_90 unbounded.
+    /// </summary>
+    private const int DoubleBufferedGroupsPerSm = 4;
+
+    /// <summary>What every slab loader needs of its group: its thread, the group's threads, block shape, slab depth, first row and the matrix's rows.</summary>
+    private readonly struct Staging(int tid, int threads, int blockM, int blockN, int slice, int row0, int rows)
+    {
+        public readonly int Tid = tid, Threads = threads, BlockM = blockM, BlockN = blockN, Slice = slice, Row0 = row0, Rows = rows;
+    }
+
+    /// <summary>
+    /// One conv pass's operand loader, positioned on one slab (Depth steps of the reduction): <see cref="Stage"/> writes
+    /// the slab's A tile (Depth rows of BlockM + 4 floats) and B tile into the buffers it is given. The reduction is a
+    /// sequence of runs of equal length (backward-data by phase: one run per tap; the other passes: one run);
+    /// <see cref="Next"/> is the loader on the following slab of the same run, <see cref="NextRun"/> on the first slab
+    /// of the next run, so that work done once per run (a tap's decode) stays outside the inner slab loop. Global views
+    /// and geometry are fields; shared views (tiles, the decode table) are parameters, because a view kept in a struct
+    /// field loses ILGPU's shared address space (generic loads).
+    /// </summary>
+    private interface ISlabLoader<TSelf> where TSelf : struct, ISlabLoader<TSelf>
+    {
+        void Stage(ArrayView<float> tileA, ArrayView<float> tileB, ArrayView<PixelOrigin> table);
+
+        TSelf Next();
+
+        TSelf NextRun();
+    }
+
+    /// <summary>
+    /// The one slab loop of every conv GEMM: <paramref name="runs"/> runs of <paramref name="perRun"/> slabs from
+    /// <paramref name="slabs"/>, multiplied into a fresh accumulator by <see cref="MultiplyTiles"/>. With one buffer
+    /// (tileA1, tileB1 are tileA0, tileB0): stage, barrier, multiply, barrier, in a slab loop inside a run loop. With
+    /// two: the next slab is staged into the other buffer before this slab is multiplied, one barrier per slab, over
+    /// the runs' slabs in one sequence; the loop is written out for a pair of slabs so that each buffer's fragment
+    /// views stay loop-invariant (a view reassigned in a loop loses the shared address space). The B tile's rows are
+    /// <paramref name="strideB"/> floats apart (Tile·Work, + 4 when its loader stores it transposed).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Acc8x4 RunSlabs<T>(T slabs, int runs, int perRun, bool twoBuffers,
+        ArrayView<float> tileA0, ArrayView<float> tileB0, ArrayView<float> tileA1, ArrayView<float> tileB1, ArrayView<PixelOrigin> table,
+        int tx, int ty, int tile, int work, int slice, int strideB)
+        where T : struct, ISlabLoader<T>
+    {
+        int strideA = 2 * tile * work + 4;
+        var acc = default(Acc8x4);
+        var rows0 = FragmentView(tileA0, ty, work);
+        var cols0 = FragmentView(tileB0, tx, work);
+        if (!twoBuffers && runs == 1)
+        {
+            // One run (every pass but backward-data by phase): the plain slab loop, with no run loop around it.
+            for (int i = 0; i < perRun; i++)
+            {
+                slabs.Stage(tileA0, tileB0, table);
+                Group.Barrier();
+                acc = MultiplyTiles(acc, rows0, cols0, tileA0, tileB0, tx, ty, tile, work, slice, strideA, strideB);
+                Group.Barrier();
+                slabs = slabs.Next();
+            }
+            return acc;
+        }
+        if (!twoBuffers)
+        {
+            for (int run = 0; run < runs; run++)
+            {
+                var slab = slabs;
+                for (int i = 0; i < perRun; i++)
+                {
+                    slab.Stage(tileA0, tileB0, table);
+                    Group.Barrier();
+                    acc = MultiplyTiles(acc, rows0, cols0, tileA0, tileB0, tx, ty, tile, work, slice, strideA, strideB);
+                    Group.Barrier();
+                    slab = slab.Next();
+                }
+                slabs = slabs.NextRun();
+            }
+            return acc;
+        }
+
+        var rows1 = FragmentView(tileA1, ty, work);
+        var cols1 = FragmentView(tileB1, tx, work);
+        int count = runs * perRun, inRun = 0;
+        if (count > 0)
+        {
+            slabs.Stage(tileA0, tileB0, table);
+        }
+        Group.Barrier();
+        for (int i = 0; i < count; i += 2)
+        {
+            // Buffer 1 was last read two slabs ago, before a barrier; buffer 0 holds slab i.
+            slabs = Following(slabs, ref inRun, perRun);
+            if (i + 1 < count)
+            {
+                slabs.Stage(tileA1, tileB1, table);
+            }
+            acc = MultiplyTiles(acc, rows0, cols0, tileA0, tileB0, tx, ty, tile, work, slice, strideA, strideB);
+            Group.Barrier();
+            if (i + 1 < count)
+            {
+                slabs = Following(slabs, ref inRun, perRun);
+                if (i + 2 < count)
+                {
+                    slabs.Stage(tileA0, tileB0, table);
+                }
+                acc = MultiplyTiles(acc, rows1, cols1, tileA1, tileB1, tx, ty, tile, work, slice, strideA, strideB);
+                Group.Barrier();
+            }
+        }
+        return acc;
+    }
+
+    /// <summary>The slab after <paramref name="slab"/>, the <paramref name="inRun"/>-th of its run: the next in the run, or the next run's first.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static T Following<T>(T slab, ref int inRun, int perRun) where T : struct, ISlabLoader<T>
+    {
+        inRun++;
+        if (inRun < perRun)
+        {
+            return slab.Next();
+        }
+        inRun = 0;
+        return slab.NextRun();
+    }
 
     /// <summary>
     /// Loads per thread along an operand's slow dimension: Threads / F when the group is at least as wide
@@ -724,8 +981,18 @@ public static class Conv2d
     public static void Forward(Device dev, ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, in Conv2dShape s)
         => Forward(dev, x, w, y, s, dev.Tuning);
 
-    /// <summary>Forward with an explicit tuning (tests run the CUDA-style thread mappings on the CPU with it).</summary>
-    internal static void Forward(Device dev, ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, in Conv2dShape s, KernelTuning tuning)
+    /// <summary>
+    /// The forward with two shared buffers per operand (<see cref="ForwardDoubleBufferedKernel"/>): the next slab is
+    /// staged while this one is multiplied, one barrier per slab. A variant for the kernel bench; the engine runs
+    /// <see cref="Forward(Device, ArrayView{float}, ArrayView{float}, ArrayView{float}, in Conv2dShape)"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">The shape is invalid or a buffer's length does not match it.</exception>
+    public static void ForwardDoubleBuffered(Device dev, ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, in Conv2dShape s)
+        => Forward(dev, x, w, y, s, dev.Tuning, Buffering.Double);
+
+    /// <summary>Forward with an explicit tuning (tests run the CUDA-style thread mappings on the CPU with it) and slab loop.</summary>
+    internal static void Forward(Device dev, ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, in Conv2dShape s, KernelTuning tuning,
+        Buffering buffering = Buffering.Single)
     {
         using var profile = dev.Profile("conv2d_fwd", OpCost.Conv2d(s));
         const string op = "Conv2d.Forward";
@@ -734,10 +1001,15 @@ public static class Conv2d
         ExpectLength(op, "w", w, s.WeightLength, s);
         ExpectLength(op, "y", y, s.OutputLength, s);
         KernelTuning t = CheckedTuning(dev, tuning);
-        var kernel = dev.Kernel("conv2d_fwd", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, Args,
-            SpecializedValue<int>, SpecializedValue<int>, SpecializedValue<int>>(ForwardKernel));
-        kernel(dev.Stream, Config(t, rows: s.K, cols: s.N * s.OutH * s.OutW, splits: 1), x, w, y, new Args(s, 0),
-            SpecializedValue.New(t.Tile), SpecializedValue.New(t.Work), SpecializedValue.New(t.Depth));
+        var config = Config(t, rows: s.K, cols: s.N * s.OutH * s.OutW, splits: 1);
+        if (buffering == Buffering.Double)
+        {
+            LaunchGemm<Args>(dev, "conv2d_fwd_db", ForwardDoubleBufferedKernel, t, config, x, w, y, new Args(s, 0));
+        }
+        else
+        {
+            LaunchGemm<Args>(dev, "conv2d_fwd", ForwardKernel, t, config, x, w, y, new Args(s, 0));
+        }
     }
 
     /// <summary>dx = ∂L/∂x given dy = ∂L/∂y: dy [N,K,OutH,OutW], w [K,C,R,S], dx [N,C,H,W] (every element overwritten).</summary>
@@ -775,8 +1047,14 @@ public static class Conv2d
     public static void BackwardDataPhased(Device dev, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, in Conv2dShape s)
         => BackwardDataPhased(dev, dy, w, dx, s, dev.Tuning);
 
-    /// <summary>Backward-data v2 with an explicit tuning.</summary>
-    internal static void BackwardDataPhased(Device dev, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, in Conv2dShape s, KernelTuning tuning)
+    /// <summary>Backward-data v2 with two shared buffers per operand (<see cref="BackwardDataPhaseDoubleBufferedKernel"/>); a variant for the kernel bench.</summary>
+    /// <exception cref="ArgumentException">The shape is invalid or a buffer's length does not match it.</exception>
+    public static void BackwardDataPhasedDoubleBuffered(Device dev, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, in Conv2dShape s)
+        => BackwardDataPhased(dev, dy, w, dx, s, dev.Tuning, Buffering.Double);
+
+    /// <summary>Backward-data v2 with an explicit tuning and slab loop.</summary>
+    internal static void BackwardDataPhased(Device dev, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, in Conv2dShape s, KernelTuning tuning,
+        Buffering buffering = Buffering.Single)
     {
         using var profile = dev.Profile("conv2d_bwd_data", OpCost.Conv2d(s));
         KernelTuning t = CheckedBackwardData(dev, dy, w, dx, s, tuning);
@@ -788,8 +1066,6 @@ public static class Conv2d
             LaunchGather(dev, dy, w, dx, s, t);
             return;
         }
-        var kernel = dev.Kernel("conv2d_bwd_data_phase", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, PhaseArgs,
-            SpecializedValue<int>, SpecializedValue<int>, SpecializedValue<int>>(BackwardDataPhaseKernel));
         for (int ph = 0; ph < s.Stride; ph++)
         {
             for (int pw = 0; pw < s.Stride; pw++)
@@ -799,8 +1075,15 @@ public static class Conv2d
                 {
                     continue; // the image has no pixel of this phase
                 }
-                kernel(dev.Stream, Config(t, rows: s.C, cols: s.N * a.HWp, splits: 1), dy, w, dx, a,
-                    SpecializedValue.New(t.Tile), SpecializedValue.New(t.Work), SpecializedValue.New(t.Depth));
+                var config = Config(t, rows: s.C, cols: s.N * a.HWp, splits: 1);
+                if (buffering == Buffering.Double)
+                {
+                    LaunchGemm<PhaseArgs>(dev, "conv2d_bwd_data_phase_db", BackwardDataPhaseDoubleBufferedKernel, t, config, dy, w, dx, a);
+                }
+                else
+                {
+                    LaunchGemm<PhaseArgs>(dev, "conv2d_bwd_data_phase", BackwardDataPhaseKernel, t, config, dy, w, dx, a);
+                }
             }
         }
     }
@@ -816,11 +1099,22 @@ public static class Conv2d
     }
 
     private static void LaunchGather(Device dev, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, in Conv2dShape s, KernelTuning t)
+        => LaunchGemm<Args>(dev, "conv2d_bwd_data", BackwardDataKernel, t, Config(t, rows: s.C, cols: s.N * s.H * s.W, splits: 1), dy, w, dx, new Args(s, 0));
+
+    /// <summary>
+    /// Launches one of the conv GEMM kernels under tuning <paramref name="t"/>: loaded once per device (and per group
+    /// size when its <see cref="GroupSizeAttribute"/> gives launch bounds, which are compiled in), its Tile, Work and
+    /// Depth passed as ILGPU specialised values.
+    /// </summary>
+    private static void LaunchGemm<TArgs>(Device dev, string name,
+        Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, TArgs, SpecializedValue<int>, SpecializedValue<int>, SpecializedValue<int>> kernel,
+        KernelTuning t, KernelConfig config, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, TArgs args)
+        where TArgs : struct
     {
-        var kernel = dev.Kernel("conv2d_bwd_data", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, Args,
-            SpecializedValue<int>, SpecializedValue<int>, SpecializedValue<int>>(BackwardDataKernel));
-        kernel(dev.Stream, Config(t, rows: s.C, cols: s.N * s.H * s.W, splits: 1), dy, w, dx, new Args(s, 0),
-            SpecializedValue.New(t.Tile), SpecializedValue.New(t.Work), SpecializedValue.New(t.Depth));
+        var bounds = GroupSizeAttribute.Bounds(kernel.Method, GroupThreads(t));
+        string key = bounds.MinNumGroupsPerMultiprocessor is null ? name : $"{name}/{GroupThreads(t)}";
+        var launch = dev.Kernel(key, acc => acc.LoadKernel(kernel, bounds));
+        launch(dev.Stream, config, a, b, c, args, SpecializedValue.New(t.Tile), SpecializedValue.New(t.Work), SpecializedValue.New(t.Depth));
     }
 
     /// <summary>dw = ∂L/∂w given x and dy: x [N,C,H,W], dy [N,K,OutH,OutW], dw [K,C,R,S] (overwritten).</summary>
@@ -836,8 +1130,14 @@ public static class Conv2d
     internal static void BackwardWeight(Device dev, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dw, in Conv2dShape s, int splits)
         => BackwardWeight(dev, x, dy, dw, s, splits, dev.Tuning);
 
-    /// <summary>Backward-weight with an explicit split count and tuning.</summary>
-    internal static void BackwardWeight(Device dev, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dw, in Conv2dShape s, int splits, KernelTuning tuning)
+    /// <summary>Backward-weight with two shared buffers per operand (<see cref="BackwardWeightDoubleBufferedKernel"/>); a variant for the kernel bench.</summary>
+    /// <exception cref="ArgumentException">The shape is invalid or a buffer's length does not match it.</exception>
+    public static void BackwardWeightDoubleBuffered(Device dev, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dw, in Conv2dShape s)
+        => BackwardWeight(dev, x, dy, dw, s, splits: 0, dev.Tuning, Buffering.Double);
+
+    /// <summary>Backward-weight with an explicit split count, tuning and slab loop.</summary>
+    internal static void BackwardWeight(Device dev, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dw, in Conv2dShape s, int splits, KernelTuning tuning,
+        Buffering buffering = Buffering.Single)
     {
         using var profile = dev.Profile("conv2d_bwd_weight", OpCost.Conv2d(s));
         const string op = "Conv2d.BackwardWeight";
@@ -858,15 +1158,22 @@ public static class Conv2d
         int chunk = stepsPerSplit * t.Depth;
         int length = (int)s.WeightLength;
 
-        var kernel = dev.Kernel("conv2d_bwd_weight", acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, Args,
-            SpecializedValue<int>, SpecializedValue<int>, SpecializedValue<int>>(BackwardWeightKernel));
         KernelConfig config = Config(t, rows: s.K, cols: length / s.K, splits);
-        var tile = SpecializedValue.New(t.Tile);
-        var work = SpecializedValue.New(t.Work);
-        var depth = SpecializedValue.New(t.Depth);
+        var args = new Args(s, chunk);
+        void Launch(ArrayView<float> into)
+        {
+            if (buffering == Buffering.Double)
+            {
+                LaunchGemm<Args>(dev, "conv2d_bwd_weight_db", BackwardWeightDoubleBufferedKernel, t, config, x, dy, into, args);
+            }
+            else
+            {
+                LaunchGemm<Args>(dev, "conv2d_bwd_weight", BackwardWeightKernel, t, config, x, dy, into, args);
+            }
+        }
         if (splits == 1)
         {
-            kernel(dev.Stream, config, x, dy, dw, new Args(s, chunk), tile, work, depth);
+            Launch(dw);
             return;
         }
         if ((long)splits * length > int.MaxValue)
@@ -874,7 +1181,7 @@ public static class Conv2d
             throw new ArgumentException($"{op}: {splits} partial sums of {length} weights exceed 32-bit indexing ({s}).");
         }
         ArrayView<float> partial = Workspace.For(dev).Get(dev, (long)splits * length);
-        kernel(dev.Stream, config, x, dy, partial, new Args(s, chunk), tile, work, depth);
+        Launch(partial);
         var reduce = dev.Kernel("conv2d_bwd_weight_reduce", acc => acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, int, int, int>(ReduceSplitsKernel));
         int threads = dev.GridStrideThreads(length);
         reduce(dev.Stream, threads, partial, dw, length, splits, threads);

@@ -28,6 +28,10 @@ public sealed record KernelEntry(MethodInfo Method, string Name, bool Implicitly
     /// </summary>
     public int? GroupSize(KernelTuning tuning) => GroupSizeMethod is null ? null : (int)GroupSizeMethod.Invoke(null, [tuning])!;
 
+    /// <summary>The launch bounds the launcher compiles the kernel with under <paramref name="tuning"/> (<see cref="GroupSizeAttribute.Bounds"/>).</summary>
+    public KernelSpecialization Bounds(KernelTuning tuning) =>
+        GroupSize(tuning) is int group ? GroupSizeAttribute.Bounds(Method, group) : KernelSpecialization.Empty;
+
     /// <summary>
     /// The values the launcher passes for the SpecializedValue parameters under <paramref name="tuning"/>.
     /// The convention is by name: tileSize, workSize and depthSize are the tuning's Tile, Work and Depth.

@@ -35,15 +35,16 @@ public sealed class PtxCompiler : IDisposable
         CompiledKernel compiled;
         lock (_context)
         {
+            var bounds = kernel.Bounds(tuning);
             compiled = entry.HasSpecializedParameters
-                ? CompileSpecialized(backend, entry, kernel.Specialization(tuning))
-                : backend.Compile(entry, KernelSpecialization.Empty);
+                ? CompileSpecialized(backend, entry, kernel.Specialization(tuning), bounds)
+                : backend.Compile(entry, bounds);
         }
         return ((PTXCompiledKernel)compiled).PTXAssembly;
     }
 
     /// <summary>A launcher method that calls the kernel with <paramref name="values"/> in place of its SpecializedValue parameters.</summary>
-    private static CompiledKernel CompileSpecialized(PTXBackend backend, EntryPointDescription entry, object[] values)
+    private static CompiledKernel CompileSpecialized(PTXBackend backend, EntryPointDescription entry, object[] values, KernelSpecialization bounds)
     {
         Method kernelMethod = backend.PreCompileKernelMethod(entry);
         using IRContext target = kernelMethod.ExtractToContext(out Method kernel);
@@ -76,7 +77,7 @@ public sealed class PtxCompiler : IDisposable
             builder.Complete();
         }
         target.Optimize();
-        return backend.Compile(wrapper, entry, KernelSpecialization.Empty);
+        return backend.Compile(wrapper, entry, bounds);
     }
 
     public void Dispose() => _context.Dispose();
