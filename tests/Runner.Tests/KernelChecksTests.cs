@@ -15,7 +15,8 @@ public class KernelChecksTests
         Assert.All(results, r => Assert.True(r.Passed, $"{r.Kernel} {r.Shape}: error {r.MaxError}"));
         foreach (string op in new[] { "conv2d_fwd", "conv2d_bwd_data", "conv2d_bwd_weight", "batchnorm_fwd_train", "batchnorm_bwd", "batchnorm_relu_fwd_train",
                      "batchnorm_relu_bwd", "batchnorm_add_relu_fwd_train", "batchnorm_add_relu_bwd", "relu_fwd", "relu_bwd", "add_fwd", "maxpool_fwd", "maxpool_bwd",
-                     "avgpool_fwd", "avgpool_bwd", "linear_fwd", "linear_bwd", "softmax_xent_fwd", "softmax_xent_bwd", "sgd_step", "augment" })
+                     "avgpool_fwd", "avgpool_bwd", "linear_fwd", "linear_bwd", "softmax_xent_fwd", "softmax_xent_bwd", "sgd_step", "augment",
+                     "conv2d_fwd_db", "conv2d_bwd_data_phase_db", "conv2d_bwd_weight_db" })
         {
             Assert.Contains(results, r => r.Kernel == op);
         }

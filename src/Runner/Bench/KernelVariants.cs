@@ -27,6 +27,7 @@ public sealed class KernelVariants
     public List<Variant<ConvLauncher>> ConvForward { get; } =
     [
         new("implicit GEMM, shared-memory tiles", 1, Conv2d.Forward),
+        new("implicit GEMM, two shared buffers, one barrier per slab", 2, Conv2d.ForwardDoubleBuffered),
         new("TF32 mma.sync, accumulators in shared memory", 3, Conv2dTf32.ForwardSharedAccumulators, Precision.Tf32, Conv2dTf32.CannotRunOn),
         new("TF32 mma.sync, accumulators in registers", 4, Conv2dTf32.Forward, Precision.Tf32, Conv2dTf32.CannotRunOn),
     ];
@@ -34,8 +35,13 @@ public sealed class KernelVariants
     [
         new("gather GEMM, shared-memory tiles", 1, Conv2d.BackwardDataGather),
         new("stride-phase GEMMs, one launch per phase, taps outer", 2, Conv2d.BackwardDataPhased),
+        new("stride-phase GEMMs, two shared buffers, one barrier per slab", 3, Conv2d.BackwardDataPhasedDoubleBuffered),
     ];
-    public List<Variant<ConvLauncher>> ConvBackwardWeight { get; } = [new("split-K GEMM + ordered sum", 1, Conv2d.BackwardWeight)];
+    public List<Variant<ConvLauncher>> ConvBackwardWeight { get; } =
+    [
+        new("split-K GEMM + ordered sum", 1, Conv2d.BackwardWeight),
+        new("split-K GEMM, two shared buffers, one barrier per slab", 2, Conv2d.BackwardWeightDoubleBuffered),
+    ];
     // Batch norm's element-wise passes (normalise, dx) have float4 versions inside the same launchers,
     // taken when hw % 4 == 0; the scalar variants run the launchers under Float4Dispatch.Suspend().
     public List<Variant<BatchNormForwardLauncher>> BatchNormForward { get; } =

@@ -33,6 +33,13 @@ public sealed class KernelChecks(Device dev, Random rng)
         var c = new KernelChecks(dev, new Random(seed));
         IReadOnlyList<CaseCheck> checks = CaseCatalog.Checks(large);
         foreach (CaseCheck check in checks) c.Run(check);
+        // The double-buffered conv slab loops (bench variants, not the engine's path), on every device.
+        foreach (Conv2dShape s in CaseCheck.Sizes(ConvCase.Shapes, ConvCase.LargeShapes, large))
+        {
+            c.Run("conv2d_fwd_db", s, r => new ConvCase(dev, r, s, ConvPass.Forward), Conv2d.ForwardDoubleBuffered);
+            c.Run("conv2d_bwd_data_phase_db", s, r => new ConvCase(dev, r, s, ConvPass.BackwardData), Conv2d.BackwardDataPhasedDoubleBuffered);
+            c.Run("conv2d_bwd_weight_db", s, r => new ConvCase(dev, r, s, ConvPass.BackwardWeight), Conv2d.BackwardWeightDoubleBuffered);
+        }
         if (dev.IsCuda)
         {
             // The TF32 tensor-core forwards (not the engine's default path): the conv case compares them with
