@@ -94,8 +94,8 @@ public static class Conv2d
         public int HW, OHW, RS;
         public int Ph, Pw, Rp, Sp, RSp;
 
-        /// <summary>w's offset of the phase's first tap (Ph, Pw), its step per phase row (stride·S) and per filter (C·R·S).</summary>
-        public int WTap0, WTapRow, CRS;
+        /// <summary>The tap index r·S + s of the phase's first tap (Ph, Pw) and its step per phase row (stride·S).</summary>
+        public int WTap0, WTapRow;
         public int H0, W0, Hp, Wp, HWp, Qh0, Qw0;
         public FastDivisor DivSp, DivRSp, DivWp, DivHWp;
 
@@ -104,7 +104,7 @@ public static class Conv2d
             N = s.N; C = s.C; H = s.H; W = s.W; K = s.K; S = s.S; Stride = s.Stride; OutH = s.OutH; OutW = s.OutW;
             HW = H * W; OHW = OutH * OutW; RS = s.R * S;
             Ph = ph; Pw = pw;
-            WTap0 = ph * S + pw; WTapRow = Stride * S; CRS = C * RS;
+            WTap0 = ph * S + pw; WTapRow = Stride * S;
             Rp = Count(s.R, ph, Stride); Sp = Count(S, pw, Stride); RSp = Rp * Sp;
             H0 = First(ph, s.Pad, Stride); W0 = First(pw, s.Pad, Stride);
             Hp = Count(H, H0, Stride); Wp = Count(W, W0, Stride); HWp = Hp * Wp;
@@ -227,7 +227,7 @@ public static class Conv2d
         Group.Barrier();
 
         var slabs = new ForwardSlabs(x, w, a, new Staging(tid, threads, blockM, blockN, slice, row0, rows));
-        var acc = RunSlabs(slabs, 1, (a.CRS + slice - 1) / slice, twoBuffers, tileA0, tileB0, tileA1, tileB1, origins,
+        var acc = RunSlabs(slabs, 1, (a.CRS + slice - 1) / slice, severalRuns: false, twoBuffers, tileA0, tileB0, tileA1, tileB1, origins,
             tx, ty, tile, work, slice, blockN);
 
         // Output column p = (n, oh·OW+ow) lives at n·K·OHW + pixel; row k adds k·OHW.
@@ -314,7 +314,7 @@ public static class Conv2d
         Group.Barrier();
 
         var slabs = new GatherSlabs(dy, w, a, new Staging(tid, threads, blockM, blockN, slice, row0, rows));
-        var acc = RunSlabs(slabs, 1, (a.K * a.RS + slice - 1) / slice, false, tileA, tileB, tileA, tileB, origins,
+        var acc = RunSlabs(slabs, 1, (a.K * a.RS + slice - 1) / slice, severalRuns: false, twoBuffers: false, tileA, tileB, tileA, tileB, origins,
             tx, ty, tile, work, slice, blockN);
 
         // Output column p = (n, h·W+w) lives at n·C·HW + pixel; row c adds c·HW.
@@ -395,29 +395,29 @@ public static class Conv2d
     /// </summary>
     [KernelName("conv2d_bwd_data_phase")]
     [GroupSize(nameof(GroupThreads))]
-    internal static void BackwardDataPhaseKernel(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, PhaseArgs a,
+    internal static void BackwardDataPhaseKernel(ArrayView<float> dy, ArrayView<float> wt, ArrayView<float> dx, PhaseArgs a,
         SpecializedValue<int> tileSize, SpecializedValue<int> workSize, SpecializedValue<int> depthSize)
     {
         var tileA = SharedMemory.Allocate<Float4>(AFloats / 4).Cast<float>();
         var tileB = SharedMemory.Allocate<Float4>(BFloats / 4).Cast<float>();
-        BackwardDataPhase(dy, w, dx, a, tileSize, workSize, depthSize, tileA, tileB, tileA, tileB, twoBuffers: false);
+        BackwardDataPhase(dy, wt, dx, a, tileSize, workSize, depthSize, tileA, tileB, tileA, tileB, twoBuffers: false);
     }
 
     /// <summary>Backward-data by stride phase with two shared buffers (one barrier per slab).</summary>
     [KernelName("conv2d_bwd_data_phase_db")]
     [GroupSize(nameof(GroupThreads), MinGroupsPerMultiprocessor = DoubleBufferedGroupsPerSm)]
-    internal static void BackwardDataPhaseDoubleBufferedKernel(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, PhaseArgs a,
+    internal static void BackwardDataPhaseDoubleBufferedKernel(ArrayView<float> dy, ArrayView<float> wt, ArrayView<float> dx, PhaseArgs a,
         SpecializedValue<int> tileSize, SpecializedValue<int> workSize, SpecializedValue<int> depthSize)
     {
         var tileA0 = SharedMemory.Allocate<Float4>(AFloats / 4).Cast<float>();
         var tileB0 = SharedMemory.Allocate<Float4>(BFloats / 4).Cast<float>();
         var tileA1 = SharedMemory.Allocate<Float4>(AFloats / 4).Cast<float>();
         var tileB1 = SharedMemory.Allocate<Float4>(BFloats / 4).Cast<float>();
-        BackwardDataPhase(dy, w, dx, a, tileSize, workSize, depthSize, tileA0, tileB0, tileA1, tileB1, twoBuffers: true);
+        BackwardDataPhase(dy, wt, dx, a, tileSize, workSize, depthSize, tileA0, tileB0, tileA1, tileB1, twoBuffers: true);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void BackwardDataPhase(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, PhaseArgs a, int tile, int work, int slice,
+    private static void BackwardDataPhase(ArrayView<float> dy, ArrayView<float> wt, ArrayView<float> dx, PhaseArgs a, int tile, int work, int slice,
         ArrayView<float> tileA0, ArrayView<float> tileB0, ArrayView<float> tileA1, ArrayView<float> tileB1, bool twoBuffers)
     {
         int blockN = tile * work, blockM = 2 * blockN, threads = tile * tile;
@@ -435,8 +435,8 @@ public static class Conv2d
         }
         Group.Barrier();
 
-        var slabs = new PhaseSlabs(dy, w, a, new Staging(tid, threads, blockM, blockN, slice, row0, rows));
-        var acc = RunSlabs(slabs, a.RSp, (a.K + slice - 1) / slice, twoBuffers, tileA0, tileB0, tileA1, tileB1, origins,
+        var slabs = new PhaseSlabs(dy, wt, a, new Staging(tid, threads, blockM, blockN, slice, row0, rows));
+        var acc = RunSlabs(slabs, a.RSp, (a.K + slice - 1) / slice, severalRuns: true, twoBuffers, tileA0, tileB0, tileA1, tileB1, origins,
             tx, ty, tile, work, slice, blockN);
 
         // Column p = (n, i·Wp + j) is dx pixel (H0 + stride·i, W0 + stride·j) of image n; row c adds c·HW.
@@ -450,11 +450,12 @@ public static class Conv2d
 
     /// <summary>
     /// A stride phase's operands, taps outer and channels inner: positioned on tap (i, j) and channels kb .. kb + Depth − 1.
-    /// A = w_phaseᵀ: A[c, kb + kq] = w[(kb + kq)·CRS + c·RS + wTap]; B = col(dy): B[kb + kq, col] = dy[n, kb + kq, oh, ow].
+    /// A = w_phaseᵀ, read from the tap-major copy wt (<see cref="WeightTapsFirstKernel"/>): A[c, kb + kq] = wt[(tap·K + kb + kq)·C + c],
+    /// so a warp's A loads are consecutive floats; B = col(dy): B[kb + kq, col] = dy[n, kb + kq, oh, ow].
     /// </summary>
-    private struct PhaseSlabs(ArrayView<float> dy, ArrayView<float> w, PhaseArgs a, Staging g) : ISlabLoader<PhaseSlabs>
+    private struct PhaseSlabs(ArrayView<float> dy, ArrayView<float> wt, PhaseArgs a, Staging g) : ISlabLoader<PhaseSlabs>
     {
-        private readonly ArrayView<float> _dy = dy, _w = w;
+        private readonly ArrayView<float> _dy = dy, _wt = wt;
         private readonly PhaseArgs _a = a;
         private readonly Staging _g = g;
         private int _kb, _i, _j;
@@ -481,17 +482,17 @@ public static class Conv2d
         {
             int slice = _g.Slice, blockM = _g.BlockM, blockN = _g.BlockN, threads = _g.Threads, tid = _g.Tid, kb = _kb;
             int aStep = SlowStep(threads, blockM), bStep = SlowStep(threads, blockN);
-            // The tap's offset in a filter plane: w[k, c, Ph + stride·i, Pw + stride·j] = w[k·CRS + c·RS + wTap]. A is fast along the rows c.
-            int wTap = _a.WTap0 + _i * _a.WTapRow + _j * _a.Stride;
+            // The tap (Ph + stride·i, Pw + stride·j) as r·S + s; A is fast along the rows c, contiguous in wt.
+            int tap = _a.WTap0 + _i * _a.WTapRow + _j * _a.Stride;
             int m = tid % blockM;
             do
             {
                 int gc = _g.Row0 + m;
                 bool rowInside = gc < _g.Rows;
-                int wRow = kb * _a.CRS + gc * _a.RS + wTap;
+                int wRow = (tap * _a.K + kb) * _a.C + gc;
                 for (int kq = tid / blockM; kq < slice; kq += aStep)
                 {
-                    tileA[kq * (blockM + 4) + m] = LoadOrZero(_w, wRow + kq * _a.CRS, rowInside & kb + kq < _a.K);
+                    tileA[kq * (blockM + 4) + m] = LoadOrZero(_wt, wRow + kq * _a.C, rowInside & kb + kq < _a.K);
                 }
                 m += threads;
             }
@@ -563,7 +564,7 @@ public static class Conv2d
         Group.Barrier();
 
         var slabs = new WeightSlabs(x, dy, a, new Staging(tid, threads, blockM, blockN, slice, row0, rows), pBegin, pEnd);
-        var acc = RunSlabs(slabs, 1, (pEnd - pBegin + slice - 1) / slice, twoBuffers, tileA0, tileB0, tileA1, tileB1, taps,
+        var acc = RunSlabs(slabs, 1, (pEnd - pBegin + slice - 1) / slice, severalRuns: false, twoBuffers, tileA0, tileB0, tileA1, tileB1, taps,
             tx, ty, tile, work, slice, blockN + 4);
 
         // Split z's slice starts at z·K·CRS; row k adds k·CRS; column q adds q.
@@ -643,6 +644,22 @@ public static class Conv2d
         }
     }
 
+    /// <summary>
+    /// wt[(rs·K + k)·C + c] = w[(k·C + c)·RS + rs]: the filters tap-major with the input channel fastest, which
+    /// backward-data by phase reads as its A operand so that a warp's loads are consecutive floats (w itself has
+    /// them R·S floats apart). Grid-stride over wt, so the writes coalesce; w is small and read once.
+    /// </summary>
+    [KernelName("conv2d_weight_taps_first")]
+    internal static void WeightTapsFirstKernel(Index1D index, ArrayView<float> w, ArrayView<float> wt, FastDivisor divC, FastDivisor divK,
+        int rs, int length, int stride)
+    {
+        for (int i = index; i < length; i += stride)
+        {
+            int rest = divC.Divide(i), c = i - rest * divC.Value, tap = divK.Divide(rest), k = rest - tap * divK.Value;
+            wt[i] = w[(k * divC.Value + c) * rs + tap];
+        }
+    }
+
     // ---- GEMM core shared by the kernels ----
 
     /// <summary>
@@ -678,14 +695,15 @@ public static class Conv2d
     /// <summary>
     /// The one slab loop of every conv GEMM: <paramref name="runs"/> runs of <paramref name="perRun"/> slabs from
     /// <paramref name="slabs"/>, multiplied into a fresh accumulator by <see cref="MultiplyTiles"/>. With one buffer
-    /// (tileA1, tileB1 are tileA0, tileB0): stage, barrier, multiply, barrier, in a slab loop inside a run loop. With
+    /// (tileA1, tileB1 are tileA0, tileB0): stage, barrier, multiply, barrier, in a slab loop inside a run loop (without
+    /// the run loop when <paramref name="severalRuns"/> is false, a constant at every call site, and runs is 1). With
     /// two: the next slab is staged into the other buffer before this slab is multiplied, one barrier per slab, over
     /// the runs' slabs in one sequence; the loop is written out for a pair of slabs so that each buffer's fragment
     /// views stay loop-invariant (a view reassigned in a loop loses the shared address space). The B tile's rows are
     /// <paramref name="strideB"/> floats apart (Tile·Work, + 4 when its loader stores it transposed).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Acc8x4 RunSlabs<T>(T slabs, int runs, int perRun, bool twoBuffers,
+    private static Acc8x4 RunSlabs<T>(T slabs, int runs, int perRun, bool severalRuns, bool twoBuffers,
         ArrayView<float> tileA0, ArrayView<float> tileB0, ArrayView<float> tileA1, ArrayView<float> tileB1, ArrayView<PixelOrigin> table,
         int tx, int ty, int tile, int work, int slice, int strideB)
         where T : struct, ISlabLoader<T>
@@ -694,32 +712,16 @@ public static class Conv2d
         var acc = default(Acc8x4);
         var rows0 = FragmentView(tileA0, ty, work);
         var cols0 = FragmentView(tileB0, tx, work);
-        if (!twoBuffers && runs == 1)
-        {
-            // One run (every pass but backward-data by phase): the plain slab loop, with no run loop around it.
-            for (int i = 0; i < perRun; i++)
-            {
-                slabs.Stage(tileA0, tileB0, table);
-                Group.Barrier();
-                acc = MultiplyTiles(acc, rows0, cols0, tileA0, tileB0, tx, ty, tile, work, slice, strideA, strideB);
-                Group.Barrier();
-                slabs = slabs.Next();
-            }
-            return acc;
-        }
         if (!twoBuffers)
         {
+            if (!severalRuns)
+            {
+                // One run (every pass but backward-data by phase): the plain slab loop, with no run loop around it.
+                return SingleBufferedRun(acc, slabs, perRun, rows0, cols0, tileA0, tileB0, table, tx, ty, tile, work, slice, strideA, strideB);
+            }
             for (int run = 0; run < runs; run++)
             {
-                var slab = slabs;
-                for (int i = 0; i < perRun; i++)
-                {
-                    slab.Stage(tileA0, tileB0, table);
-                    Group.Barrier();
-                    acc = MultiplyTiles(acc, rows0, cols0, tileA0, tileB0, tx, ty, tile, work, slice, strideA, strideB);
-                    Group.Barrier();
-                    slab = slab.Next();
-                }
+                acc = SingleBufferedRun(acc, slabs, perRun, rows0, cols0, tileA0, tileB0, table, tx, ty, tile, work, slice, strideA, strideB);
                 slabs = slabs.NextRun();
             }
             return acc;
@@ -753,6 +755,23 @@ public static class Conv2d
                 acc = MultiplyTiles(acc, rows1, cols1, tileA1, tileB1, tx, ty, tile, work, slice, strideA, strideB);
                 Group.Barrier();
             }
+        }
+        return acc;
+    }
+
+    /// <summary>One run's <paramref name="perRun"/> slabs through one buffer: stage, barrier, multiply, barrier.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Acc8x4 SingleBufferedRun<T>(Acc8x4 acc, T slab, int perRun, ArrayView<Float4> rows, ArrayView<Float4> cols,
+        ArrayView<float> tileA, ArrayView<float> tileB, ArrayView<PixelOrigin> table, int tx, int ty, int tile, int work, int slice, int strideA, int strideB)
+        where T : struct, ISlabLoader<T>
+    {
+        for (int i = 0; i < perRun; i++)
+        {
+            slab.Stage(tileA, tileB, table);
+            Group.Barrier();
+            acc = MultiplyTiles(acc, rows, cols, tileA, tileB, tx, ty, tile, work, slice, strideA, strideB);
+            Group.Barrier();
+            slab = slab.Next();
         }
         return acc;
     }
@@ -1066,6 +1085,7 @@ public static class Conv2d
             LaunchGather(dev, dy, w, dx, s, t);
             return;
         }
+        ArrayView<float> wt = WeightTapsFirst(dev, w, s);
         for (int ph = 0; ph < s.Stride; ph++)
         {
             for (int pw = 0; pw < s.Stride; pw++)
@@ -1078,11 +1098,11 @@ public static class Conv2d
                 var config = Config(t, rows: s.C, cols: s.N * a.HWp, splits: 1);
                 if (buffering == Buffering.Double)
                 {
-                    LaunchGemm<PhaseArgs>(dev, "conv2d_bwd_data_phase_db", BackwardDataPhaseDoubleBufferedKernel, t, config, dy, w, dx, a);
+                    LaunchGemm<PhaseArgs>(dev, "conv2d_bwd_data_phase_db", BackwardDataPhaseDoubleBufferedKernel, t, config, dy, wt, dx, a);
                 }
                 else
                 {
-                    LaunchGemm<PhaseArgs>(dev, "conv2d_bwd_data_phase", BackwardDataPhaseKernel, t, config, dy, w, dx, a);
+                    LaunchGemm<PhaseArgs>(dev, "conv2d_bwd_data_phase", BackwardDataPhaseKernel, t, config, dy, wt, dx, a);
                 }
             }
         }
@@ -1096,6 +1116,21 @@ public static class Conv2d
         ExpectLength(op, "w", w, s.WeightLength, s);
         ExpectLength(op, "dx", dx, s.InputLength, s);
         return CheckedTuning(dev, tuning);
+    }
+
+    /// <summary>
+    /// w in the tap-major layout of <see cref="WeightTapsFirstKernel"/>, in the device's workspace: valid until the next
+    /// op that takes the workspace, i.e. for this backward-data call.
+    /// </summary>
+    internal static ArrayView<float> WeightTapsFirst(Device dev, ArrayView<float> w, in Conv2dShape s)
+    {
+        int length = checked((int)s.WeightLength);
+        ArrayView<float> wt = Workspace.For(dev).Get(dev, length);
+        var kernel = dev.Kernel("conv2d_weight_taps_first", acc => acc.LoadAutoGroupedKernel<
+            Index1D, ArrayView<float>, ArrayView<float>, FastDivisor, FastDivisor, int, int, int>(WeightTapsFirstKernel));
+        int threads = dev.GridStrideThreads(length);
+        kernel(dev.Stream, threads, w, wt, new FastDivisor(s.C), new FastDivisor(s.K), s.R * s.S, length, threads);
+        return wt;
     }
 
     private static void LaunchGather(Device dev, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, in Conv2dShape s, KernelTuning t)
@@ -1283,6 +1318,21 @@ public static class Conv2d
                 }
             }
             return dx;
+        }
+
+        /// <summary>wt[(rs·K + k)·C + c] = w[(k·C + c)·RS + rs], rs = r·S + s.</summary>
+        public static double[] WeightTapsFirst(double[] w, Conv2dShape s)
+        {
+            s.Validate();
+            var wt = new double[s.WeightLength];
+            for (int k = 0; k < s.K; k++)
+            for (int c = 0; c < s.C; c++)
+            for (int r = 0; r < s.R; r++)
+            for (int t = 0; t < s.S; t++)
+            {
+                wt[((r * s.S + t) * s.K + k) * s.C + c] = w[((k * s.C + c) * s.R + r) * s.S + t];
+            }
+            return wt;
         }
 
         public static double[] BackwardWeight(double[] x, double[] dy, Conv2dShape s)

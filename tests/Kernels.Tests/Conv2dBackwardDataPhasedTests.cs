@@ -1,6 +1,8 @@
 using Engine.Kernels;
 using Engine.Kernels.Cases;
 using Engine.Tests;
+using ILGPU;
+using ILGPU.Runtime;
 
 namespace Engine.Kernels.Tests;
 
@@ -84,6 +86,23 @@ public class Conv2dBackwardDataPhasedTests
         if (tile == 0) WideGroupDevice.Both(Run);
         else WideGroupDevice.Use(Run);
     }
+
+    /// <summary>The tap-major weight copy the phases read: every element moved exactly (outputs poisoned first), shapes off any tile.</summary>
+    [Fact]
+    public void Weight_taps_first_matches_reference() => WideGroupDevice.Both(dev =>
+    {
+        var rng = Numerics.NewRandom(out int seed);
+        foreach (var shape in new[] { Shape(1, 3, 5, 5, 7, 3, 3, 1, 1), Shape(1, 5, 6, 6, 2, 1, 1, 2, 0), Shape(1, 2, 9, 9, 3, 7, 7, 2, 3) })
+        {
+            float[] w = Numerics.Uniform(rng, (int)shape.WeightLength);
+            using var dW = dev.Upload<float>(w);
+            // The copy goes to the device's workspace, which earlier ops left holding other values: poison it first.
+            Workspace.For(dev).Get(dev, shape.WeightLength).CopyFromCPU(dev.Stream, Enumerable.Repeat(float.NaN, (int)shape.WeightLength).ToArray());
+            ILGPU.ArrayView<float> wt = Conv2d.WeightTapsFirst(dev, dW.View, shape);
+            double[] expected = Conv2d.Reference.WeightTapsFirst(Numerics.ToDouble(w), shape);
+            Assert.Equal(expected.Select(v => (float)v).ToArray(), dev.Download<float>(wt));
+        }
+    });
 
     [Fact]
     public void Is_reproducible() => WideGroupDevice.Both(dev =>
