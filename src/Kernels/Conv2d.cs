@@ -14,9 +14,9 @@ namespace Engine.Kernels;
 /// col(dy) holds dy at the output pixel whose window puts tap (r, s) on input pixel (h, w), or 0.
 /// The engine splits it by stride phase: the dx pixels with (h + pad, w + pad) ≡ (ph, pw) mod stride are
 /// reached only by the taps r ≡ ph, s ≡ pw, so each phase is its own dense GEMM over those taps (one
-/// launch per phase; stride 1 has one) and the multiply-adds equal the forward's. Its reduction runs taps
-/// outer and channels inner, so a slab of it has one tap. Every dx element is written exactly once, so no
-/// atomics and no prior clearing.</item>
+/// launch per phase; stride 1 has one) and the multiply-adds equal the forward's. Each slab of its reduction
+/// is one tap and Depth channels. Every dx element is written exactly once, so no atomics and no prior
+/// clearing.</item>
 /// <item>Backward-weight: dw[K x C·R·S] = dy[K x N·OutH·OutW] · im2col(x)ᵀ, the long N·OutH·OutW
 /// reduction split into chunks whose partial products a second kernel sums in a fixed order
 /// (reproducible, no float atomics).</item>
@@ -387,10 +387,12 @@ public static class Conv2d
     /// pixel ((h + pad) / stride − i, (w + pad) / stride − j), so dx_phase[C x N·Hp·Wp] =
     /// w_phaseᵀ[C x Rp·Sp·K] · col(dy)[Rp·Sp·K x N·Hp·Wp] is a dense GEMM with no parity-rejected taps. Stride 1
     /// is one phase holding every tap (the gather form of <see cref="BackwardDataKernel"/>).
-    /// The reduction runs taps outer, channels inner (CUTLASS's implicit-GEMM order): for each tap (i, j) the
-    /// K channels go by in Depth-deep slabs, so a slab has one tap, decoded once per tap rather than per staged
-    /// element, and each element's address is its column's (or row's) base plus kq times a stride. A tap's last
-    /// slab is padded with zeros when K is not a multiple of Depth (never in ResNet at width 16 and up).
+    /// Each slab of the reduction is one tap (i, j) and Depth channels (CUTLASS's implicit-GEMM order within a slab),
+    /// so the tap is decoded once per slab in uniform registers rather than per staged element, and each element's
+    /// address is its column's (or row's) base plus kq times a stride. The slabs go over every tap for one block of
+    /// Depth channels, then the next block, so consecutive slabs reread the same dy channels at neighbouring pixels
+    /// (cache hits) rather than every channel once per tap. The last block is padded with zeros when K is not a
+    /// multiple of Depth (never in ResNet at width 16 and up).
     /// A phase without taps (Rp or Sp 0, e.g. the odd phases of a 1x1/2) writes zeros.
     /// </summary>
     [KernelName("conv2d_bwd_data_phase")]
@@ -436,7 +438,7 @@ public static class Conv2d
         Group.Barrier();
 
         var slabs = new PhaseSlabs(dy, wt, a, new Staging(tid, threads, blockM, blockN, slice, row0, rows));
-        var acc = RunSlabs(slabs, a.RSp, (a.K + slice - 1) / slice, severalRuns: true, twoBuffers, tileA0, tileB0, tileA1, tileB1, origins,
+        var acc = RunSlabs(slabs, (a.K + slice - 1) / slice, a.RSp, severalRuns: true, twoBuffers, tileA0, tileB0, tileA1, tileB1, origins,
             tx, ty, tile, work, slice, blockN);
 
         // Column p = (n, i·Wp + j) is dx pixel (H0 + stride·i, W0 + stride·j) of image n; row c adds c·HW.
@@ -449,7 +451,7 @@ public static class Conv2d
     }
 
     /// <summary>
-    /// A stride phase's operands, taps outer and channels inner: positioned on tap (i, j) and channels kb .. kb + Depth − 1.
+    /// A stride phase's operands, one run per block of Depth channels and one slab per tap: positioned on tap (i, j) and channels kb .. kb + Depth − 1.
     /// A = w_phaseᵀ, read from the tap-major copy wt (<see cref="WeightTapsFirstKernel"/>): A[c, kb + kq] = wt[(tap·K + kb + kq)·C + c],
     /// so a warp's A loads are consecutive floats; B = col(dy): B[kb + kq, col] = dy[n, kb + kq, oh, ow].
     /// </summary>
@@ -460,14 +462,10 @@ public static class Conv2d
         private readonly Staging _g = g;
         private int _kb, _i, _j;
 
-        /// <summary>The next Depth channels of this tap.</summary>
-        public readonly PhaseSlabs Next() => this with { _kb = _kb + _g.Slice };
-
-        /// <summary>The first Depth channels of the next tap (row-major over the phase's Rp x Sp taps).</summary>
-        public readonly PhaseSlabs NextRun()
+        /// <summary>The same Depth channels at the next tap (row-major over the phase's Rp x Sp taps).</summary>
+        public readonly PhaseSlabs Next()
         {
             var next = this;
-            next._kb = 0;
             next._j++;
             if (next._j == _a.Sp)
             {
@@ -476,6 +474,9 @@ public static class Conv2d
             }
             return next;
         }
+
+        /// <summary>The next Depth channels at the first tap.</summary>
+        public readonly PhaseSlabs NextRun() => this with { _kb = _kb + _g.Slice, _i = 0, _j = 0 };
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public readonly void Stage(ArrayView<float> tileA, ArrayView<float> tileB, ArrayView<PixelOrigin> origins)
@@ -1059,7 +1060,7 @@ public static class Conv2d
     /// <summary>
     /// Backward-data v2: one launch per stride phase (stride² of them; stride 1 has one, holding every tap) of
     /// <see cref="BackwardDataPhaseKernel"/>, each a dense GEMM over only the taps that reach its pixels, so
-    /// the multiply-adds equal the forward's, reduced taps outer and channels inner. At stride 1 with K not a
+    /// the multiply-adds equal the forward's, each slab one tap and Depth channels. At stride 1 with K not a
     /// multiple of the tuning's Depth it runs v1, which then stages fewer slabs.
     /// </summary>
     /// <exception cref="ArgumentException">The shape is invalid or a buffer's length does not match it.</exception>
@@ -1079,7 +1080,7 @@ public static class Conv2d
         KernelTuning t = CheckedBackwardData(dev, dy, w, dx, s, tuning);
         if (s.Stride == 1 && s.K % t.Depth != 0)
         {
-            // Taps outer pads each tap's K channels up to whole slabs; at stride 1 the gather form (channels
+            // One tap per slab pads each tap's K channels up to whole slabs; at stride 1 the gather form (channels
             // outer) reduces the same taps without that padding, so it visits fewer slabs whenever K is not a
             // multiple of Depth (narrow models; never ResNet at width 16 and up).
             LaunchGather(dev, dy, w, dx, s, t);

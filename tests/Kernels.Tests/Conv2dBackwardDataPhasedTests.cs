@@ -63,7 +63,7 @@ public class Conv2dBackwardDataPhasedTests
     });
 
     /// <summary>
-    /// The reduction runs taps outer and channels inner in Depth-deep slabs, so a tap's K channels fill several slabs
+    /// Each slab of the reduction is one tap and Depth channels, so a tap's K channels fill several slabs
     /// and the last one is padded when K is not a multiple of Depth: K 32 (two full slabs of 16), 37 (16, 16, 5) and
     /// 20 under Depth 4 and 8, at strides 1 and 2, on the device's own tuning and the CUDA-shaped 4/4/16. (At stride 1
     /// the launcher takes v1 when K is not a multiple of Depth, so the padded last slab is exercised at stride 2.)

@@ -34,7 +34,7 @@ public sealed class KernelVariants
     public List<Variant<ConvLauncher>> ConvBackwardData { get; } =
     [
         new("gather GEMM, shared-memory tiles", 1, Conv2d.BackwardDataGather),
-        new("stride-phase GEMMs, one launch per phase, taps outer", 2, Conv2d.BackwardDataPhased),
+        new("stride-phase GEMMs, one launch per phase, a tap per slab", 2, Conv2d.BackwardDataPhased),
         new("stride-phase GEMMs, two shared buffers, one barrier per slab", 3, Conv2d.BackwardDataPhasedDoubleBuffered),
     ];
     public List<Variant<ConvLauncher>> ConvBackwardWeight { get; } =
