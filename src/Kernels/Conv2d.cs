@@ -231,13 +231,7 @@ public static class Conv2d
             tx, ty, tile, work, slice, blockN);
 
         // Output column p = (n, oh·OW+ow) lives at n·K·OHW + pixel; row k adds k·OHW.
-        int kOhw = a.KOHW;
-        int cb = col0 + tx * work;
-        int c0 = ImageColumn(cb, 0, work, cols, a.DivOHW, kOhw);
-        int c1 = ImageColumn(cb + 1, 1, work, cols, a.DivOHW, kOhw);
-        int c2 = ImageColumn(cb + 2, 2, work, cols, a.DivOHW, kOhw);
-        int c3 = ImageColumn(cb + 3, 3, work, cols, a.DivOHW, kOhw);
-        StoreBlock(y, acc, row0 + ty * work, row0 + blockN + ty * work, work, rows, a.OHW, c0, c1, c2, c3);
+        StoreImageBlock(y, acc, row0, col0 + tx * work, ty, work, blockN, rows, cols, a.DivOHW, a.KOHW);
     }
 
     /// <summary>The forward's operands from depth k0 = (c, r, s) on: A = w, B = im2col(x) read through the pixel table.</summary>
@@ -318,13 +312,7 @@ public static class Conv2d
             tx, ty, tile, work, slice, blockN);
 
         // Output column p = (n, h·W+w) lives at n·C·HW + pixel; row c adds c·HW.
-        int cHw = a.CHW;
-        int cb = col0 + tx * work;
-        int c0 = ImageColumn(cb, 0, work, cols, a.DivHW, cHw);
-        int c1 = ImageColumn(cb + 1, 1, work, cols, a.DivHW, cHw);
-        int c2 = ImageColumn(cb + 2, 2, work, cols, a.DivHW, cHw);
-        int c3 = ImageColumn(cb + 3, 3, work, cols, a.DivHW, cHw);
-        StoreBlock(dx, acc, row0 + ty * work, row0 + blockN + ty * work, work, rows, a.HW, c0, c1, c2, c3);
+        StoreImageBlock(dx, acc, row0, col0 + tx * work, ty, work, blockN, rows, cols, a.DivHW, a.CHW);
     }
 
     /// <summary>Backward-data v1's operands from depth k0 = (k, r, s) on: A = wᵀ, B = col(dy) over every tap.</summary>
@@ -907,6 +895,22 @@ public static class Conv2d
         c.A72 += e3 * b2;
         c.A73 += e3 * b3;
         return c;
+    }
+
+    /// <summary>
+    /// Stores a thread's accumulator into an NCHW output whose GEMM columns are (n, pixel) and rows channels: column
+    /// p lives at n·<paramref name="imageStride"/> + pixel (pixels per image: <paramref name="pixels"/>), row r adds r·pixels.
+    /// The thread's first column is <paramref name="firstColumn"/>, its rows ty·Work .. in each half of the group's block.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreImageBlock(ArrayView<float> y, Acc8x4 acc, int row0, int firstColumn, int ty, int work, int blockN, int rows, int cols,
+        FastDivisor pixels, int imageStride)
+    {
+        int c0 = ImageColumn(firstColumn, 0, work, cols, pixels, imageStride);
+        int c1 = ImageColumn(firstColumn + 1, 1, work, cols, pixels, imageStride);
+        int c2 = ImageColumn(firstColumn + 2, 2, work, cols, pixels, imageStride);
+        int c3 = ImageColumn(firstColumn + 3, 3, work, cols, pixels, imageStride);
+        StoreBlock(y, acc, row0 + ty * work, row0 + blockN + ty * work, work, rows, pixels.Value, c0, c1, c2, c3);
     }
 
     /// <summary>
