@@ -59,6 +59,27 @@ public sealed class ReportTests : IDisposable
         return new ComparisonResult(modes, Comparison.Explain(modes));
     }
 
+    /// <summary>
+    /// Each mode's sentence comes from its entry in the mode table and quotes its own run: DP its replicate and gradient
+    /// bytes, DDP its gradient bytes and hidden and exposed all-reduce with the model state per rank; a mode this build
+    /// does not know (a result file from another) still gets a line, under its name.
+    /// </summary>
+    [Fact]
+    public void Explanation_quotes_each_modes_own_numbers()
+    {
+        var c = Example();
+        Assert.Equal(c.Modes.Count + 1, c.Explanation.Count); // one line per mode, then DP against DDP
+        Assert.StartsWith("- Single device: the step is the model's compute plus loading the batch.", c.Explanation[0]);
+        Assert.Contains("DP over 2 devices:", c.Explanation[1]);
+        Assert.Contains("(81.2 MB), gathers the outputs", c.Explanation[1]); // replicate: weights + buffers
+        Assert.Contains("DDP over 2 ranks:", c.Explanation[2]);
+        Assert.Contains("81.2 MB per rank per step in the ring all-reduce", c.Explanation[2]);
+        Assert.Contains("(9.5 ms of all-reduce hidden behind backward, 1.3 ms exposed after it); it holds 243.6 MB of parameters, gradients and momentum per rank", c.Explanation[2]);
+
+        var renamed = c.Modes[2] with { Mode = "ddp-from-elsewhere" };
+        Assert.StartsWith("- ddp-from-elsewhere over 2 devices. Outside compute", Assert.Single(Comparison.Explain([renamed])));
+    }
+
     [Fact]
     public void MarkdownHasTheSeedTableEveryPhaseAndTheExplanation()
     {

@@ -278,6 +278,25 @@ public static class Comparison
 
     private static readonly string[] Compute = { "forward", "backward", "loss", "optimizer" };
 
+    /// <summary>What a mode's sentence in <see cref="Explain"/> (<see cref="TrainingMode.Explain"/>) quotes of its measured run.</summary>
+    public sealed class ModeFacts(ModeResult m, Breakdown b)
+    {
+        public int Devices => m.Devices;
+
+        /// <summary>A phase's bytes per rank and step, e.g. "1.2 MB".</summary>
+        public string BytesOf(string phase) => Bytes(b.Phases[phase].BytesPerStep);
+
+        /// <summary>A collective phase's bytes, time hidden under compute and time exposed, e.g. "1.2 MB per rank, 3.0 ms hidden under compute, 0.5 ms exposed".</summary>
+        public string Exposed(string phase) => string.Format(CultureInfo.InvariantCulture, "{0} per rank, {1:F1} ms hidden under compute, {2:F1} ms exposed",
+            BytesOf(phase), 1000 * HiddenSeconds(b, phase), 1000 * b.Phases[phase].SecondsPerStep);
+
+        /// <summary>DDP's bucketed all-reduce: milliseconds of it hidden behind backward, and exposed after it, per step.</summary>
+        public (double Hidden, double Exposed) GradSyncMs => (1000 * b.GradSyncHiddenSecondsPerStep, 1000 * b.Phases["grad_sync"].SecondsPerStep);
+
+        /// <summary>"; it holds 1.2 MB of parameters, gradients and momentum per rank", or "" when the run recorded no memory.</summary>
+        public string State => ModelStateBytes(m.Run) is long held ? $"; it holds {Bytes(held)} of parameters, gradients and momentum per rank" : "";
+    }
+
     /// <summary>Plain sentences from the measured numbers: what each mode adds on top of computing, and what dominates it.</summary>
     public static List<string> Explain(IReadOnlyList<ModeResult> modes)
     {
@@ -290,22 +309,11 @@ public static class Comparison
             var overhead = b.Phases.Where(p => !Compute.Contains(p.Key)).OrderByDescending(p => p.Value.SecondsPerStep).ToList();
             double over = overhead.Sum(p => p.Value.SecondsPerStep);
             var top = overhead.Take(2).Where(p => p.Value.SecondsPerStep > 0).Select(p => $"{p.Key} {1000 * p.Value.SecondsPerStep:F1} ms").ToList();
-            string Exposed(string phase) => string.Format(inv, "{0} per rank, {1:F1} ms hidden under compute, {2:F1} ms exposed",
-                Bytes(b.Phases[phase].BytesPerStep), 1000 * HiddenSeconds(b, phase), 1000 * b.Phases[phase].SecondsPerStep);
-            string state = ModelStateBytes(m.Run) is long held ? $"; it holds {Bytes(held)} of parameters, gradients and momentum per rank" : "";
-            string what = m.Mode switch
-            {
-                "single" => "Single device: the step is the model's compute plus loading the batch",
-                "dp" => $"DP over {m.Devices} devices: every step one process scatters the batch from device 0, copies all parameters and buffers to the other devices ({Bytes(b.Phases["replicate"].BytesPerStep)}), gathers the outputs, and sums every gradient back onto device 0 ({Bytes(b.Phases["grad_sync"].BytesPerStep)}), all serialised through device 0",
-                "zero1" => $"ZeRO-1 over {m.Devices} ranks: gradients are all-reduced as in DDP ({Exposed("grad_sync")}); each rank then updates only its 1/{m.Devices} of the parameters with its 1/{m.Devices} of the momentum and all-gathers the parameters ({Exposed("all_gather")}){state}",
-                "zero2" => $"ZeRO-2 over {m.Devices} ranks: each gradient bucket is reduce-scattered as backward fills it, so a rank keeps only its shard of the gradients ({Exposed("reduce_scatter")}); after its shard's update the parameters are all-gathered ({Exposed("all_gather")}); the bytes are DDP's, split in two collectives{state}",
-                "fsdp" => $"FSDP over {m.Devices} ranks: parameters, gradients and momentum are all sharded; each unit's parameters are all-gathered before its forward and again before its backward, the next unit's prefetched ({Exposed("all_gather")}), and its gradients reduce-scattered after its backward ({Exposed("reduce_scatter")}): 1.5x DDP's bytes for 1/{m.Devices} of the memory{state}",
-                _ => $"DDP over {m.Devices} ranks: each process keeps its own model; only gradients move, {Bytes(b.Phases["grad_sync"].BytesPerStep)} per rank per step in the ring all-reduce, in buckets that start while backward is still running ({1000 * b.GradSyncHiddenSecondsPerStep:F1} ms of all-reduce hidden behind backward, {1000 * b.Phases["grad_sync"].SecondsPerStep:F1} ms exposed after it){state}",
-            };
+            string what = TrainingMode.Named(m.Mode)?.Explain(new ModeFacts(m, b)) ?? $"{Label(m.Mode)} over {m.Devices} devices";
             lines.Add(string.Format(inv, "- {0}. Outside compute it spends {1:F1} ms of its {2:F1} ms step ({3:F0}%){4}.",
                 what, 1000 * over, 1000 * step, step > 0 ? 100 * over / step : 0, top.Count > 0 ? ", mostly " + string.Join(" and ", top) : ""));
         }
-        ModeResult? dp = modes.FirstOrDefault(m => m.Mode == "dp"), ddp = modes.FirstOrDefault(m => m.Mode == "ddp");
+        ModeResult? dp = modes.FirstOrDefault(m => m.Mode == TrainingMode.Dp.Name), ddp = modes.FirstOrDefault(m => m.Mode == TrainingMode.Ddp.Name);
         if (dp is not null && ddp is not null)
         {
             Breakdown a = dp.Run.Breakdown!, b = ddp.Run.Breakdown!;
