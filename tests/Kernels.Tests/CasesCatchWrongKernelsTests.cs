@@ -94,6 +94,24 @@ public class CasesCatchWrongKernelsTests
         }, $"{output} off by 1%"), output);
     });
 
+    /// <summary>The 16-bit cases compare bits exactly: one pattern off by its last bit fails compression, one float nudged fails decompression.</summary>
+    [Theory]
+    [InlineData(Float16Format.Fp16)]
+    [InlineData(Float16Format.Bf16)]
+    public void Float16_cases_fail_one_wrong_bit_pattern(Float16Format format) => TestDevice.Use(dev =>
+    {
+        AssertNames(CaseAsserts.Fails(r => Float16CompressCase.Of(dev, r, 37, format), (d, x, y, f, scale) =>
+        {
+            Float16.Compress(d, x, y, f, scale);
+            var last = y.SubView(y.Length - 1, 1);
+            ushort[] bits = d.Download(last);
+            bits[0] ^= 1;
+            last.CopyFromCPU(d.Stream, bits);
+        }, "the last pattern's low bit flipped"), "y");
+        AssertNames(CaseAsserts.Fails(r => Float16DecompressCase.Of(dev, r, 37, format), (d, x, y, f) => { Float16.Decompress(d, x, y, f); Nudge(d, y); },
+            "the last value nudged"), "y");
+    });
+
     [Fact]
     public void Loss_case_fails_a_wrong_correct_count() => TestDevice.Use(dev =>
     {

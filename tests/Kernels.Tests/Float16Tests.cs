@@ -1,4 +1,5 @@
 using Engine.Kernels;
+using Engine.Kernels.Cases;
 using Engine.Tests;
 
 namespace Engine.Kernels.Tests;
@@ -6,12 +7,6 @@ namespace Engine.Kernels.Tests;
 /// <summary>16-bit float compression: bit for bit the correctly rounded value (nearest, ties to even), on the device and on the host.</summary>
 public class Float16Tests
 {
-    /// <summary>Values where rounding is decided: ties, the subnormal range, overflow, the signs, infinities, NaN.</summary>
-    private static float[] Edges(Float16Format f) => f == Float16Format.Fp16
-        ? new[] { 0f, -0f, 1f, -2.5f, 65504f, 65519.99f, 65520f, 1e6f, -1e6f, 6.1035156e-5f, 6.0975552e-5f, 5.9604645e-8f, 2.9802322e-8f, 2.9802326e-8f, 1e-10f,
-            1.0009766f, 1.0004883f, 1.0014648f, float.PositiveInfinity, float.NegativeInfinity, float.NaN }
-        : new[] { 0f, -0f, 1f, -2.5f, 1.00390625f, 1.01171875f, 3.3895314e38f, 3.4028235e38f, 1e-38f, 1e-45f, float.PositiveInfinity, float.NegativeInfinity, float.NaN };
-
     [Theory]
     [InlineData(Float16Format.Fp16, 1)]
     [InlineData(Float16Format.Fp16, 999)]
@@ -21,7 +16,7 @@ public class Float16Tests
     {
         var rng = Numerics.NewRandom(out int seed);
         // Random magnitudes over the format's whole range and beyond, both signs, plus the edge cases.
-        float[] host = Enumerable.Range(0, count).Select(_ => (float)((rng.NextDouble() - 0.5) * Math.Pow(2, rng.Next(-30, 20)))).Concat(Edges(format)).ToArray();
+        float[] host = Float16CompressCase.Inputs(rng, count, format);
         const float scale = 0.5f;
         using var x = dev.Upload<float>(host);
         using var y = dev.Upload<ushort>(Enumerable.Repeat((ushort)0xABCD, host.Length).ToArray()); // poisoned

@@ -16,7 +16,7 @@ public class KernelChecksTests
         foreach (string op in new[] { "conv2d_fwd", "conv2d_bwd_data", "conv2d_bwd_weight", "batchnorm_fwd_train", "batchnorm_bwd", "batchnorm_relu_fwd_train",
                      "batchnorm_relu_bwd", "batchnorm_add_relu_fwd_train", "batchnorm_add_relu_bwd", "relu_fwd", "relu_bwd", "add_fwd", "maxpool_fwd", "maxpool_bwd",
                      "avgpool_fwd", "avgpool_bwd", "linear_fwd", "linear_bwd", "softmax_xent_fwd", "softmax_xent_bwd", "sgd_step", "augment",
-                     "conv2d_fwd_db", "conv2d_bwd_data_phase_db", "conv2d_bwd_weight_db" })
+                     "conv2d_fwd_db", "conv2d_bwd_data_phase_db", "conv2d_bwd_weight_db", "float16_compress", "float16_decompress" })
         {
             Assert.Contains(results, r => r.Kernel == op);
         }
