@@ -14,7 +14,12 @@ public sealed record ModeResult(
     [property: JsonPropertyName("mean_epoch_seconds")] double MeanEpochSeconds,
     [property: JsonPropertyName("speedup_vs_single")] double? Speedup,
     [property: JsonPropertyName("scaling_efficiency")] double? Efficiency,
-    [property: JsonPropertyName("run")] RunResult Run);
+    [property: JsonPropertyName("run")] RunResult Run)
+{
+    /// <summary>How tables and sentences print the mode (DDP, ZeRO-2); the name itself for a mode this build does not know.</summary>
+    [JsonIgnore]
+    public string Label => TrainingMode.LabelOf(Mode);
+}
 
 /// <summary>What <c>engine compare --output</c> writes.</summary>
 /// <param name="DdpLink">The rate of the links between the emulated nodes DDP's ranks ran on (<c>8mbit</c>), or null over loopback.</param>
@@ -197,12 +202,12 @@ public static class Comparison
         {
             string speed = m.Speedup is double s ? string.Format(inv, "{0:F2}x ({1})", s, s < 1 ? "slower" : "faster") : "-";
             string eff = m.Efficiency is double e ? string.Format(inv, "{0:F0}%", 100 * e) : "-";
-            sb.AppendLine(string.Format(inv, "| {0,-6} | {1,12:F3} s | {2,-17} | {3,-18} |", Label(m.Mode), m.MeanEpochSeconds, speed, eff));
+            sb.AppendLine(string.Format(inv, "| {0,-6} | {1,12:F3} s | {2,-17} | {3,-18} |", m.Label, m.MeanEpochSeconds, speed, eff));
         }
         sb.AppendLine();
         sb.AppendLine("Per step, milliseconds (bytes moved per step):");
         sb.Append(string.Format(inv, "{0,-12}", "phase"));
-        foreach (ModeResult m in c.Modes) sb.Append(string.Format(inv, "{0,26}", $"{Label(m.Mode)} ({m.Devices})"));
+        foreach (ModeResult m in c.Modes) sb.Append(string.Format(inv, "{0,26}", $"{m.Label} ({m.Devices})"));
         sb.AppendLine();
         foreach (string phase in PhaseClock.Phases)
         {
@@ -231,7 +236,7 @@ public static class Comparison
             sb.AppendLine();
             sb.AppendLine("Device memory per rank after training (rank 0; DP: device 0), MiB, and the peak during training:");
             sb.Append(string.Format(inv, "{0,-12}", "held"));
-            foreach (ModeResult m in c.Modes) sb.Append(string.Format(inv, "{0,26}", $"{Label(m.Mode)} ({m.Devices})"));
+            foreach (ModeResult m in c.Modes) sb.Append(string.Format(inv, "{0,26}", $"{m.Label} ({m.Devices})"));
             sb.AppendLine();
             foreach (var (name, value) in MemoryRows)
             {
@@ -250,7 +255,6 @@ public static class Comparison
         return sb.ToString();
     }
 
-    private static string Label(string mode) => TrainingMode.LabelOf(mode);
 
     /// <summary>The rows of the memory table: the ZeRO paper's model-state split, then what else the device holds.</summary>
     public static readonly IReadOnlyList<(string Name, Func<RankMemory, long> Value)> MemoryRows = new (string, Func<RankMemory, long>)[]
@@ -309,7 +313,7 @@ public static class Comparison
             var overhead = b.Phases.Where(p => !Compute.Contains(p.Key)).OrderByDescending(p => p.Value.SecondsPerStep).ToList();
             double over = overhead.Sum(p => p.Value.SecondsPerStep);
             var top = overhead.Take(2).Where(p => p.Value.SecondsPerStep > 0).Select(p => $"{p.Key} {1000 * p.Value.SecondsPerStep:F1} ms").ToList();
-            string what = TrainingMode.Named(m.Mode)?.Explain(new ModeFacts(m, b)) ?? $"{Label(m.Mode)} over {m.Devices} devices";
+            string what = TrainingMode.Named(m.Mode)?.Explain(new ModeFacts(m, b)) ?? $"{m.Label} over {m.Devices} devices";
             lines.Add(string.Format(inv, "- {0}. Outside compute it spends {1:F1} ms of its {2:F1} ms step ({3:F0}%){4}.",
                 what, 1000 * over, 1000 * step, step > 0 ? 100 * over / step : 0, top.Count > 0 ? ", mostly " + string.Join(" and ", top) : ""));
         }

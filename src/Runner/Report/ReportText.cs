@@ -39,7 +39,7 @@ internal static class ReportText
         sb.AppendLine("# Single device vs DataParallel vs DistributedDataParallel");
         sb.AppendLine();
         sb.AppendLine(Invariant($"{cfg.Model} ({first.Run.Parameters:N0} parameters) on {first.Run.Dataset}, {cfg.Epochs} epoch(s), batch size {cfg.BatchSize} per device. ")
-            + string.Join("; ", c.Modes.Select(m => Invariant($"{Label(m.Mode)}: {m.Devices} device(s) on {m.Run.Device}"))) + ".");
+            + string.Join("; ", c.Modes.Select(m => Invariant($"{m.Label}: {m.Devices} device(s) on {m.Run.Device}"))) + ".");
         sb.AppendLine();
 
         AppendResults(sb, c, shared);
@@ -91,7 +91,7 @@ internal static class ReportText
         if (c.Modes.All(m => m.Run.MeanEpochSecondsExcludingFirst is not null))
         {
             sb.AppendLine("Without the first epoch (which pays for kernel compilation and warm-up): "
-                + string.Join(", ", c.Modes.Select(m => Invariant($"{Label(m.Mode)} {m.Run.MeanEpochSecondsExcludingFirst:F3} s"))) + ".");
+                + string.Join(", ", c.Modes.Select(m => Invariant($"{m.Label} {m.Run.MeanEpochSecondsExcludingFirst:F3} s"))) + ".");
         }
         sb.AppendLine();
         if (shared)
@@ -110,7 +110,7 @@ internal static class ReportText
     {
         string speed = m.Speedup is double s ? Invariant($"{s:F2}x ({(s < 1 ? "slower" : "faster")})") : "-";
         string eff = m.Efficiency is double e ? Invariant($"{100 * e:F0}% ({Efficiency(e)})") : "-";
-        return Invariant($"| {Label(m.Mode)} | {m.MeanEpochSeconds:F3} s | {speed} | {eff} |");
+        return Invariant($"| {m.Label} | {m.MeanEpochSeconds:F3} s | {speed} | {eff} |");
     }
 
     private static string Efficiency(double e) => e switch
@@ -287,9 +287,8 @@ internal static class ReportText
         sb.AppendLine();
     }
 
-    public static string Label(string mode) => Engine.Runner.Training.TrainingMode.LabelOf(mode);
 
-    public static string ModeHeader(ModeResult m) => Invariant($"{Label(m.Mode)} ({m.Devices})");
+    public static string ModeHeader(ModeResult m) => Invariant($"{m.Label} ({m.Devices})");
 
     /// <summary>
     /// Images one step of the mode trains on: the batch for single, --batch-size per device times the

@@ -32,7 +32,7 @@ public static class ScalingReport
         {
             string parts = string.Join(" + ", ScalingModel.Phases.Where(ph => m[ph] >= 0.005e-3).Select(ph => string.Format(Inv, "{0} {1:F2}", Short[ph], 1000 * m[ph])));
             if (m.HiddenSeconds > 0) parts += string.Format(Inv, " (sync hidden {0:F2})", 1000 * m.HiddenSeconds);
-            sb.Append(string.Format(Inv, "| {0,-6} | {1} | {2,5} | {3,7:F2} | {4} | {5,7:F3} |", Label(m.Mode), m.Devices, m.Steps, 1000 * m.StepSeconds, parts, m.EpochSeconds));
+            sb.Append(string.Format(Inv, "| {0,-6} | {1} | {2,5} | {3,7:F2} | {4} | {5,7:F3} |", Engine.Runner.Training.TrainingMode.LabelOf(m.Mode), m.Devices, m.Steps, 1000 * m.StepSeconds, parts, m.EpochSeconds));
             if (measured is not null && measured.TryGetValue(m.Mode, out double e))
             {
                 sb.Append(string.Format(Inv, " {0,10:F3} | {1,5} |", e, Error(m.EpochSeconds, e)));
@@ -49,7 +49,6 @@ public static class ScalingReport
     public static string Error(double predicted, double measured)
         => measured > 0 ? string.Format(Inv, "{0:+0.0;-0.0;0.0}%", 100 * (predicted / measured - 1)) : "-";
 
-    private static string Label(string mode) => Engine.Runner.Training.TrainingMode.LabelOf(mode);
 
     public static ComparisonResult ReadComparison(string path)
     {
@@ -143,7 +142,7 @@ public static class ScalingReport
         Breakdown b = measuredMode.Run.Breakdown ?? throw new ArgumentException($"The comparison's {measuredMode.Mode} run has no breakdown.");
         var sb = new StringBuilder();
         sb.AppendLine();
-        sb.AppendLine(string.Format(Inv, "{0} over {1} devices, per step:", Label(predicted.Mode), measuredMode.Devices));
+        sb.AppendLine(string.Format(Inv, "{0} over {1} devices, per step:", Engine.Runner.Training.TrainingMode.LabelOf(predicted.Mode), measuredMode.Devices));
         sb.AppendLine(); // a Markdown table must not follow a paragraph line directly
         sb.AppendLine("| Phase       | Predicted ms | Measured ms | Error  | Predicted bytes | Measured bytes |");
         sb.AppendLine("| ----------- | ------------ | ----------- | ------ | --------------- | -------------- |");
