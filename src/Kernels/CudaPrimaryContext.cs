@@ -106,13 +106,43 @@ internal static partial class CudaPrimaryContext
         }
     }
 
-    [LibraryImport(Driver)] private static partial int cuDeviceGet(out int device, int ordinal);
-    [LibraryImport(Driver)] private static partial int cuDevicePrimaryCtxRetain(out IntPtr context, int device);
-    [LibraryImport(Driver, EntryPoint = "cuDevicePrimaryCtxRelease_v2")] private static partial int cuDevicePrimaryCtxRelease(int device);
+    // The driver calls, declared once for the engine (CudaContexts' queries use them too).
+    [LibraryImport(Driver)] internal static partial int cuDeviceGet(out int device, int ordinal);
+    [LibraryImport(Driver)] internal static partial int cuDevicePrimaryCtxRetain(out IntPtr context, int device);
+    [LibraryImport(Driver, EntryPoint = "cuDevicePrimaryCtxRelease_v2")] internal static partial int cuDevicePrimaryCtxRelease(int device);
     [LibraryImport(Driver, EntryPoint = "cuCtxCreate_v2")] private static partial int cuCtxCreate(out IntPtr context, uint flags, int device);
     [LibraryImport(Driver, EntryPoint = "cuCtxDestroy_v2")] private static partial int cuCtxDestroy(IntPtr context);
     [LibraryImport(Driver)] private static partial int cuCtxSetCurrent(IntPtr context);
-    [LibraryImport(Driver)] private static partial int cuCtxGetCurrent(out IntPtr context);
-    [LibraryImport(Driver)] private static partial int cuPointerGetAttribute(out IntPtr data, int attribute, IntPtr pointer);
-    [LibraryImport(Driver)] private static partial int cuStreamGetCtx(IntPtr stream, out IntPtr context);
+    [LibraryImport(Driver)] internal static partial int cuCtxGetCurrent(out IntPtr context);
+    [LibraryImport(Driver)] internal static partial int cuPointerGetAttribute(out IntPtr data, int attribute, IntPtr pointer);
+    [LibraryImport(Driver)] internal static partial int cuStreamGetCtx(IntPtr stream, out IntPtr context);
+}
+
+/// <summary>
+/// Which CUDA context a thread, a stream or a device allocation is in, asked of the driver for diagnostics: each query
+/// answers 0 when the driver does not (no driver, an invalid handle) instead of throwing, so a report can still print.
+/// </summary>
+public static class CudaContexts
+{
+    private const int PointerAttributeContext = 1; // CU_POINTER_ATTRIBUTE_CONTEXT
+
+    /// <summary>The context current on the calling thread (0: none, or the driver did not answer).</summary>
+    public static nint Current() => CudaPrimaryContext.cuCtxGetCurrent(out nint context) == 0 ? context : 0;
+
+    /// <summary>The context a stream belongs to (0 when the driver did not answer).</summary>
+    public static nint OfStream(nint stream) => CudaPrimaryContext.cuStreamGetCtx(stream, out nint context) == 0 ? context : 0;
+
+    /// <summary>The context a device allocation belongs to (0 when the driver did not answer).</summary>
+    public static nint OfPointer(nint pointer) => CudaPrimaryContext.cuPointerGetAttribute(out nint context, PointerAttributeContext, pointer) == 0 ? context : 0;
+
+    /// <summary>CUDA device <paramref name="ordinal"/>'s primary context handle, without keeping a reference to it (0 when the driver did not answer).</summary>
+    public static nint PrimaryOf(int ordinal)
+    {
+        if (CudaPrimaryContext.cuDeviceGet(out int device, ordinal) != 0 || CudaPrimaryContext.cuDevicePrimaryCtxRetain(out nint primary, device) != 0)
+        {
+            return 0;
+        }
+        _ = CudaPrimaryContext.cuDevicePrimaryCtxRelease(device);
+        return primary;
+    }
 }

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
+using Engine.Kernels;
 using Device = Engine.Kernels.Device;
 
 namespace Engine.Comm.Nccl;
@@ -130,7 +131,7 @@ public sealed class NcclCommunicator : ICommunicator
         NcclResult result = NcclResult.InternalError;
         Task start = _worker.Post(() =>
         {
-            _currentBeforeInit = CudaContextFacts.Current();
+            _currentBeforeInit = CudaContexts.Current();
             nint handle;
             if (nonBlocking)
             {
@@ -142,7 +143,7 @@ public sealed class NcclCommunicator : ICommunicator
                 result = NcclNative.ncclCommInitRank(out handle, WorldSize, id, Rank);
             }
             Interlocked.Exchange(ref _comm, handle);
-            _currentAfterInit = CudaContextFacts.Current();
+            _currentAfterInit = CudaContexts.Current();
         });
         if (!start.Wait(timeout))
         {
@@ -206,8 +207,8 @@ public sealed class NcclCommunicator : ICommunicator
 
     /// <summary>Which CUDA contexts NCCL was given: all must be the device's primary context.</summary>
     public CudaContextFacts ContextFacts() => new(
-        CudaContextFacts.PrimaryOf(((CudaAccelerator)_dev.Accelerator).DeviceId), _currentBeforeInit, _currentAfterInit,
-        CudaContextFacts.OfStream(_streamPtr), CudaContextFacts.OfPointer(Ptr(_barrierBuffer.View)));
+        CudaContexts.PrimaryOf(((CudaAccelerator)_dev.Accelerator).DeviceId), _currentBeforeInit, _currentAfterInit,
+        CudaContexts.OfStream(_streamPtr), CudaContexts.OfPointer(Ptr(_barrierBuffer.View)));
 
     public CommWork AllReduce(ArrayView<float> buffer, ReduceOp op = ReduceOp.Sum) => AllReduce(buffer, buffer, op);
 
