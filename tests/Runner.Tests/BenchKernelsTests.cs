@@ -250,6 +250,42 @@ public class BenchKernelsCommandTests
     }
 }
 
+/// <summary><c>--conv-shape</c>: the conv ops at given shapes instead of the model's, every variant of each pass, and clear errors for bad shapes.</summary>
+[Collection("console")]
+public class BenchConvShapeTests
+{
+    [Fact]
+    public void Conv_shapes_replace_the_models_and_every_variant_of_each_pass_runs()
+    {
+        var uses = Engine.Runner.Commands.BenchKernelsCommand.ParseConvShapes("3,7,6,5,3,3,1,1; 4,8,8,8,1,1,2,0", 2);
+        Assert.Equal([new Conv2dShape(2, 3, 7, 6, 5, 3, 3, 1, 1), new Conv2dShape(2, 4, 8, 8, 8, 1, 1, 2, 0)], uses.Select(u => u.Shape));
+        Assert.All(uses, u => Assert.True(u.PerStep == 1 && u.BackwardDataPerStep == 1));
+
+        var (code, output, err) = Cli.Run("bench", "kernels", "--device", "cpu", "--model", "resnet18", "--width", "2", "--batch-size", "2",
+            "--runs", "1", "--warmup", "0", "--ops", "conv2d", "--conv-shape", "3,7,6,5,3,3,1,1");
+        Assert.True(code == 0, output + err);
+        var variants = new KernelVariants();
+        foreach (var (op, count) in new[] { ("conv2d_fwd ", variants.ConvForward.Count(v => v.Precision == Engine.Kernels.Cases.Precision.Fp32)),
+                     ("conv2d_bwd_data ", variants.ConvBackwardData.Count), ("conv2d_bwd_weight ", variants.ConvBackwardWeight.Count) })
+        {
+            var rows = output.Split('\n').Where(l => l.StartsWith(op, StringComparison.Ordinal) && !l.Contains(": skipped", StringComparison.Ordinal)).ToList();
+            Assert.True(rows.Count == count && rows.All(r => r.Contains("C=3 H=7 W=6 K=5", StringComparison.Ordinal)), $"{op}: {string.Join('\n', rows)}");
+        }
+        Assert.DoesNotContain("batchnorm", output);
+    }
+
+    [Theory]
+    [InlineData("3,7,6,5,3,3,1", "eight integers")]
+    [InlineData("3,7,6,five,3,3,1,1", "eight integers")]
+    [InlineData("3,2,2,5,7,7,1,0", "does not fit")]
+    [InlineData(" ; ", "at least one shape")]
+    public void Bad_conv_shapes_are_refused_naming_the_shape(string text, string reason)
+    {
+        var e = Assert.Throws<ArgumentException>(() => Engine.Runner.Commands.BenchKernelsCommand.ParseConvShapes(text, 2));
+        Assert.Contains(reason, e.Message);
+    }
+}
+
 /// <summary>
 /// The bench on the simulated GPU (functional mode in CI: no cycles pass, so only the plumbing is checked here; the
 /// cycle counts come from a timing configuration, docs/PERF.md): rows validated on CUDA, no ceilings, and the clock

@@ -25,15 +25,23 @@ internal static class BenchKernelsCommand
         var seed = new Option<int>("--seed") { Description = "Seed of the random operands.", DefaultValueFactory = _ => 1 };
         var json = new Option<string?>("--json") { Description = "Also write the report as JSON to this file." };
         var ops = new Option<string?>("--ops") { Description = "Only these ops (comma-separated name prefixes: conv2d_bwd_data,relu,batchnorm_relu); every op by default." };
+        var convShapes = new Option<string?>("--conv-shape")
+        {
+            Description = "The conv ops at these shapes instead of the model's: C,H,W,K,R,S,STRIDE,PAD (N is --batch-size), several separated by ';'.",
+        };
 
         var command = new Command("kernels", "Every kernel of a training step at the model's layer shapes: validated, timed, and compared with the device's copy and FMA ceilings.")
         {
-            device, model, stem, width, batch, runs, warmup, validate, seed, json, ops,
+            device, model, stem, width, batch, runs, warmup, validate, seed, json, ops, convShapes,
         };
         command.SetAction(parse => CliErrors.Run(() =>
         {
             ResNetConfig config = ResNetConfig.Parse(parse.GetValue(model)!, parse.GetValue(stem)!, parse.GetValue(width));
             ModelShapes shapes = ModelShapes.FromConfig(config, parse.GetValue(batch));
+            if (parse.GetValue(convShapes) is string given)
+            {
+                shapes = shapes with { Convs = ParseConvShapes(given, shapes.Batch) };
+            }
             string[]? only = parse.GetValue(ops)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             if (only is { Length: 0 }) throw new ArgumentException("--ops needs at least one op name prefix (conv2d_bwd_data, relu, batchnorm_relu, ...).");
             var settings = new BenchSettings(parse.GetValue(runs), parse.GetValue(warmup), parse.GetValue(validate), parse.GetValue(seed), Ops: only);
@@ -51,5 +59,33 @@ internal static class BenchKernelsCommand
             return report.Rows.Any(r => r.Passed == false) ? 1 : 0;
         }));
         return command;
+    }
+
+    /// <summary>"C,H,W,K,R,S,STRIDE,PAD[;...]" at batch <paramref name="n"/>, each launched once per step (forward, backward-data and backward-weight).</summary>
+    /// <exception cref="ArgumentException">A shape has other than eight integers, or is not a valid convolution; the message names it.</exception>
+    internal static IReadOnlyList<ConvUse> ParseConvShapes(string text, int n)
+    {
+        var uses = new List<ConvUse>();
+        foreach (string one in text.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            string[] parts = one.Split(',', StringSplitOptions.TrimEntries);
+            var v = new int[parts.Length];
+            if (parts.Length != 8 || parts.Where((p, i) => !int.TryParse(p, System.Globalization.CultureInfo.InvariantCulture, out v[i])).Any())
+            {
+                throw new ArgumentException($"--conv-shape '{one}': expected eight integers C,H,W,K,R,S,STRIDE,PAD.");
+            }
+            var shape = new Engine.Kernels.Conv2dShape(n, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
+            try
+            {
+                shape.Validate();
+            }
+            catch (ArgumentException e)
+            {
+                throw new ArgumentException($"--conv-shape '{one}': {e.Message}", e);
+            }
+            uses.Add(new ConvUse(shape, 1, 1));
+        }
+        if (uses.Count == 0) throw new ArgumentException("--conv-shape needs at least one shape C,H,W,K,R,S,STRIDE,PAD.");
+        return uses;
     }
 }
