@@ -21,7 +21,8 @@ namespace Engine.Kernels;
 /// reduction split into chunks whose partial products a second kernel sums in a fixed order
 /// (reproducible, no float atomics).</item>
 /// </list>
-/// All three share one tiled GEMM core (<see cref="MultiplyTiles"/>): a group of Tile x Tile threads owns a
+/// All three share one slab loop (<see cref="RunSlabs"/>, over each pass's <see cref="ISlabLoader{TSelf}"/>, with one or
+/// two shared buffers) and one tiled GEMM core (<see cref="MultiplyTiles"/>): a group of Tile x Tile threads owns a
 /// 2·Tile·Work x Tile·Work output block, stages Depth-deep slices of both operands in shared memory (im2col
 /// is never materialised: the loaders compute the gather addresses), and each thread keeps an 8x4 register
 /// accumulator (Work rows in each half of the block, Work columns) fed by 16-byte shared-memory reads.
